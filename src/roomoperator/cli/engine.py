@@ -1,0 +1,1 @@
+"""roomop engine commands (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""roomop service commands (placeholder until implemented)."""

@@ -1,0 +1,1 @@
+"""roomop validate commands (placeholder until implemented)."""

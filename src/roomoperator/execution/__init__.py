@@ -1,0 +1,1 @@
+"""Executing a plan: phases PLANNING .. ROLLBACK, applying, verifying, rolling back, retrying, rate limiting."""

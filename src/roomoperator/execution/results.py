@@ -1,0 +1,73 @@
+"""The outcome of one reconcile run, shared by the engine (which fills it) and the service (which stores
+and serves it). Its JSON form is the reference `/apply` body (`success, partialSuccess, correlationId,
+phase, diff, warnings, errors, duration`) plus fields the reference never had.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Phase(StrEnum):
+    PLANNING = "PLANNING"
+    PRE_CHECKS = "PRE_CHECKS"
+    APPLY = "APPLY"
+    VERIFY = "VERIFY"
+    ROLLBACK = "ROLLBACK"
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ReconcileDiff(WireModel):
+    """The reference's eight diff lists, derived from the plan (but true: see planning)."""
+
+    to_join: list[str] = Field(default_factory=list)
+    to_kick: list[str] = Field(default_factory=list)
+    to_ensure: list[str] = Field(default_factory=list)
+    to_seed: list[str] = Field(default_factory=list)
+    to_promote: list[str] = Field(default_factory=list)
+    to_apply: list[str] = Field(default_factory=list)
+    to_delete_artifacts: list[str] = Field(default_factory=list)
+    blocked: list[str] = Field(default_factory=list)
+
+
+class ItemFailure(WireModel):
+    """One change that APPLY could not make, and why."""
+
+    op: str
+    target: str
+    message: str
+    attempts: int = 1
+
+
+class RunResult(WireModel):
+    """Everything one reconcile run did; `code` is machine-readable when the run was refused or failed."""
+
+    success: bool
+    partial_success: bool = False
+    correlation_id: str
+    room_id: str
+    spec_version: int
+    phase: Phase
+    dry_run: bool = False
+    diff: ReconcileDiff | None = None
+    warnings: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    code: str | None = None
+    duration: float = 0.0
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    plan: dict[str, Any] | None = None
+    applied: list[str] = Field(default_factory=list)
+    failed: list[ItemFailure] = Field(default_factory=list)
+    converged: bool | None = None
+    remaining: list[str] = Field(default_factory=list)
+    rolled_back: list[str] = Field(default_factory=list)
+    requests: int = 0

@@ -1,0 +1,139 @@
+"""RoomSpec models: the file users write and keep in git, as typed pydantic v2 objects.
+
+Python attributes are snake_case; the wire and YAML keys are camelCase (`roomId`, `seedFrom`), except the
+entity `policy` keys, which are snake_case on the wire (as the room server speaks them) and accepted in
+camelCase too. Unknown keys are errors (`extra="forbid"`); the validation module turns them into
+"did you mean" messages with file positions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+EntityKind = Literal["human", "agent", "npc", "orchestrator"]
+Visibility = Literal["public", "team", "owner"]
+CommandsFrom = Literal["any", "orchestrator", "owner"]
+MissingDependency = Literal["skip", "fail"]
+RollbackMode = Literal["never", "on-failure"]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase aliases, unknown keys refused, values immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class EntityPolicy(SpecModel):
+    """Command and sandbox policy of one entity; keys accepted in snake_case and camelCase."""
+
+    allow_commands_from: CommandsFrom = Field(
+        default="any",
+        validation_alias=AliasChoices("allow_commands_from", "allowCommandsFrom"),
+        serialization_alias="allow_commands_from",
+    )
+    sandbox_mode: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("sandbox_mode", "sandboxMode"),
+        serialization_alias="sandbox_mode",
+    )
+    env_whitelist: tuple[str, ...] = Field(
+        default=(),
+        validation_alias=AliasChoices("env_whitelist", "envWhitelist"),
+        serialization_alias="env_whitelist",
+    )
+    scopes: tuple[str, ...] = ()
+
+
+class EntitySpec(SpecModel):
+    """A declared room member: human, agent, npc or orchestrator."""
+
+    id: str
+    kind: EntityKind
+    display_name: str | None = None
+    visibility: Visibility = "team"
+    owner_user_id: str | None = None
+    capabilities: tuple[str, ...] = ()
+    policy: EntityPolicy = EntityPolicy()
+    protect: bool = False
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_case_insensitive(cls, value: Any) -> Any:
+        # The reference validator compares kinds case-insensitively; we store the canonical lower case.
+        return value.lower() if isinstance(value, str) else value
+
+
+class ArtifactSpec(SpecModel):
+    """An artifact the room must hold, optionally seeded from a file beside the spec."""
+
+    name: str
+    type: str
+    workspace: str
+    tags: tuple[str, ...] = ()
+    seed_from: str | None = None
+    promote_after_seed: bool = False
+    depends_on: tuple[str, ...] = ()
+    protect: bool = False
+
+
+class Policies(SpecModel):
+    """Room-level policies; `dmVisibilityDefault` is mandatory on the server and defaults to team."""
+
+    dm_visibility_default: Visibility = "team"
+    allow_resource_creation: bool = False
+    max_artifacts_per_entity: int = Field(default=100, ge=0)
+
+
+class ResourceSpec(SpecModel):
+    """A tool the room needs (e.g. an MCP provider), mapped onto the room server's MCP registry."""
+
+    name: str
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    on_missing_dependency: MissingDependency = "skip"
+
+
+class Metadata(SpecModel):
+    """Spec identity: a name and a monotonically increasing version."""
+
+    name: str
+    version: int = Field(ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RoomSpecBody(SpecModel):
+    """The desired state of one room."""
+
+    room_id: str
+    entities: tuple[EntitySpec, ...] = ()
+    artifacts: tuple[ArtifactSpec, ...] = ()
+    policies: Policies = Policies()
+    resources: tuple[ResourceSpec, ...] = ()
+    rollback: RollbackMode = "never"
+
+
+class RoomSpec(SpecModel):
+    """One RoomSpec document (`apiVersion: v1`, `kind: RoomSpec`)."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["RoomSpec"] = "RoomSpec"
+    metadata: Metadata
+    spec: RoomSpecBody
+
+    @property
+    def room_id(self) -> str:
+        return self.spec.room_id
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON form (camelCase keys, snake_case entity policy keys), as accepted by `POST /apply`."""
+        return self.model_dump(mode="json", by_alias=True)
