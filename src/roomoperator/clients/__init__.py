@@ -1,0 +1,1 @@
+"""Clients of the services the operator talks to: the room server's REST API and its event stream."""

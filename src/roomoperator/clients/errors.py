@@ -1,0 +1,109 @@
+"""The small vocabulary of room-server failures the engine and the service act on.
+
+Every failure of a room-server call is a `RoomServerError` with the HTTP `status` (None when no answer
+came back), a machine-readable `code` and a human `message`. `transient` says whether the same call may
+succeed later (connection errors, timeouts, 429, 5xx): only those are retried, honouring `retry_after`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+
+
+class RoomServerError(Exception):
+    """A room-server call failed; the subclass says how the engine should react."""
+
+    transient = False
+
+    def __init__(
+        self, status: int | None, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        prefix = f"{self.status} " if self.status is not None else ""
+        return f"{prefix}{self.code}: {self.message}"
+
+
+class Unreachable(RoomServerError):
+    """No answer: connection refused, DNS failure, timeout."""
+
+    transient = True
+
+
+class Transient(RoomServerError):
+    """429 or 5xx: worth retrying later (after `retry_after` seconds when the server said so)."""
+
+    transient = True
+
+
+class Unauthorized(RoomServerError):
+    """401: the token is missing or unknown. The run aborts."""
+
+
+class Forbidden(RoomServerError):
+    """403: the token lacks a scope."""
+
+
+class NotFound(RoomServerError):
+    """404."""
+
+
+class Conflict(RoomServerError):
+    """409."""
+
+
+class Rejected(RoomServerError):
+    """Any other 4xx: the request itself is wrong and will stay wrong."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(response: httpx.Response) -> RoomServerError:
+    """The error for a non-2xx answer, with the server's E1/E2 `code` and `message` when it sent them."""
+    status = response.status_code
+    code, message = f"HTTP_{status}", response.reason_phrase or f"status {status}"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = str(body.get("code") or body.get("error") or code)
+        message = str(body.get("message") or body.get("detail") or message)
+    by_status: dict[int, type[RoomServerError]] = {
+        401: Unauthorized,
+        403: Forbidden,
+        404: NotFound,
+        409: Conflict,
+    }
+    if status == 429 or status >= 500:
+        return Transient(
+            status, code, message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    return by_status.get(status, Rejected)(status, code, message)
+
+
+def error_from_transport(exc: httpx.TransportError, base_url: str) -> Unreachable:
+    """The error for a call that got no answer."""
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    detail = str(exc) or type(exc).__name__
+    return Unreachable(None, "ROOM_SERVER_UNREACHABLE", f"room server {base_url} {kind}: {detail}")

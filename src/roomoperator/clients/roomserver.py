@@ -1,0 +1,197 @@
+"""REST client of the room server (`docs/contract.md`): the state read, the writes, MCP, identity.
+
+Every path part is URL-encoded, every failure is one of `clients.errors`, and `requests` counts the HTTP
+requests made (benchmarks and the "a converged room costs one request" check read it). Idempotent
+outcomes of the contract are answers, not errors: a join of a declared entity (409) returns False, a kick
+or delete of an absent one (404) returns False. Seed bytes are streamed from the file, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from roomoperator.clients.errors import (
+    Conflict,
+    NotFound,
+    RoomServerError,
+    error_from_response,
+    error_from_transport,
+)
+from roomoperator.clients.wire import Identity, ObservedPolicies, ObservedRoom
+
+JsonBody = dict[str, Any]
+
+
+def _part(value: str) -> str:
+    return quote(value, safe="")
+
+
+class RoomServerClient:
+    """An `httpx.AsyncClient` speaking the room server's operator contract."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self.requests = 0
+        self._identity: Identity | None = None
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        self.requests += 1
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
+        if response.is_success:
+            return response
+        await response.aread()
+        raise error_from_response(response)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self._send(self._http.build_request(method, path, **kwargs))
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._call(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RoomServerError(response.status_code, "INVALID_RESPONSE", f"{path}: not JSON") from exc
+
+    # ---- reads ---------------------------------------------------------------------------------------
+
+    async def get_state(self, room_id: str) -> ObservedRoom:
+        """The room's declared entities, live artifacts, policies and resources. 404 means a server
+        without the operator endpoints (the reference .NET server): see `NotFound`."""
+        body = await self._json("GET", f"/room/{_part(room_id)}/state")
+        try:
+            return ObservedRoom.model_validate(body)
+        except ValidationError as exc:
+            raise RoomServerError(200, "INVALID_RESPONSE", f"room state of {room_id}: {exc}") from exc
+
+    async def whoami(self) -> Identity:
+        """The token's name and scopes (cached: a token's scopes do not change during a client's life)."""
+        if self._identity is None:
+            self._identity = Identity.model_validate(await self._json("GET", "/auth/whoami"))
+        return self._identity
+
+    async def health(self) -> bool:
+        try:
+            await self._call("GET", "/health")
+        except RoomServerError:
+            return False
+        return True
+
+    async def mcp_status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/admin/mcp/status")
+        return result
+
+    async def download_artifact(self, room_id: str, name: str, *, version: int, target: Path) -> None:
+        """Stream version `version` of a room artifact into `target` (used to restore it on rollback)."""
+        request = self._http.build_request(
+            "GET", f"/rooms/{_part(room_id)}/artifacts/{_part(name)}", params={"version": version}
+        )
+        response = await self._send(request, stream=True)
+        try:
+            with target.open("wb") as sink:
+                async for chunk in response.aiter_bytes():
+                    sink.write(chunk)
+        finally:
+            await response.aclose()
+
+    # ---- writes --------------------------------------------------------------------------------------
+
+    async def join(self, room_id: str, entity: JsonBody) -> bool:
+        """Declare an entity; False when it was already declared (409 is success for the operator)."""
+        try:
+            await self._call("POST", f"/room/{_part(room_id)}/join", json=entity)
+        except Conflict:
+            return False
+        return True
+
+    async def update_entity(self, room_id: str, entity_id: str, entity: JsonBody) -> None:
+        await self._call("PUT", f"/room/{_part(room_id)}/entities/{_part(entity_id)}", json=entity)
+
+    async def kick(self, room_id: str, entity_id: str) -> bool:
+        """Remove an entity; False when it was not declared (404 is success for the operator)."""
+        try:
+            await self._call("DELETE", f"/room/{_part(room_id)}/entities/{_part(entity_id)}")
+        except NotFound:
+            return False
+        return True
+
+    async def seed_artifact(
+        self,
+        room_id: str,
+        *,
+        name: str,
+        type_: str,
+        workspace: str,
+        tags: Sequence[str],
+        fingerprint: str | None,
+        source: Path,
+    ) -> JsonBody:
+        """Upload `source` as the next version of a room artifact (streamed); returns its manifest."""
+        spec = {
+            "name": name,
+            "type": type_,
+            "workspace": workspace,
+            "tags": list(tags),
+            "fingerprint": fingerprint,
+        }
+        with source.open("rb") as data:
+            body = await self._json(
+                "POST",
+                f"/rooms/{_part(room_id)}/artifacts",
+                data={"spec": json.dumps(spec)},
+                files={"data": (name, data, "application/octet-stream")},
+            )
+        manifest: JsonBody = body.get("manifest", body) if isinstance(body, dict) else {}
+        return manifest
+
+    async def promote_artifact(self, room_id: str, name: str) -> None:
+        await self._call("POST", f"/rooms/{_part(room_id)}/artifacts/promote", json={"name": name})
+
+    async def delete_artifact(self, room_id: str, name: str) -> bool:
+        """Delete a room artifact (its versions are kept); False when it was absent."""
+        try:
+            await self._call("DELETE", f"/rooms/{_part(room_id)}/artifacts/{_part(name)}")
+        except NotFound:
+            return False
+        return True
+
+    async def put_policies(self, room_id: str, values: JsonBody) -> ObservedPolicies:
+        """Set the given policy values (camelCase keys); returns the room's full policies."""
+        body = await self._json("PUT", f"/rooms/{_part(room_id)}/policies", json=values)
+        return ObservedPolicies.model_validate(body)
+
+    async def mcp_load(self, providers: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/admin/mcp/load", json={"providers": providers})
+        return result

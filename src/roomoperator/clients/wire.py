@@ -1,0 +1,78 @@
+"""Typed shapes of the room server's answers (`docs/contract.md`): the room state and the identity.
+
+Unknown keys are ignored, so a newer server does not break an older operator; entity `policy` keys are
+snake_case on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ObservedEntityPolicy(WireModel):
+    allow_commands_from: str = Field(default="any", alias="allow_commands_from")
+    sandbox_mode: bool = Field(default=False, alias="sandbox_mode")
+    env_whitelist: tuple[str, ...] = Field(default=(), alias="env_whitelist")
+    scopes: tuple[str, ...] = ()
+
+
+class ObservedEntity(WireModel):
+    id: str
+    kind: str
+    display_name: str | None = None
+    visibility: str = "team"
+    owner_user_id: str | None = None
+    capabilities: tuple[str, ...] = ()
+    policy: ObservedEntityPolicy = ObservedEntityPolicy()
+    connected: bool = False
+
+
+class ObservedArtifact(WireModel):
+    name: str
+    type: str
+    workspace: str
+    tags: tuple[str, ...] = ()
+    sha256: str
+    size: int = 0
+    version: int = 1
+    promoted: bool = False
+    fingerprint: str | None = None
+
+
+class ObservedPolicies(WireModel):
+    dm_visibility_default: str = "team"
+    allow_resource_creation: bool = False
+    max_artifacts_per_entity: int = 100
+
+
+class ObservedResource(WireModel):
+    name: str
+    type: str = "mcp-tool"
+    status: str = "idle"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObservedRoom(WireModel):
+    """`GET /room/{roomId}/state`: the one read a plan is made from."""
+
+    room_id: str
+    status: str = "init"
+    revision: int = 0
+    entities: tuple[ObservedEntity, ...] = ()
+    artifacts: tuple[ObservedArtifact, ...] = ()
+    policies: ObservedPolicies = ObservedPolicies()
+    resources: tuple[ObservedResource, ...] = ()
+
+
+class Identity(WireModel):
+    """`GET /auth/whoami`: who the operator's token is and what it may do."""
+
+    name: str
+    scopes: frozenset[str] = frozenset()

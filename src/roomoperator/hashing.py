@@ -1,0 +1,94 @@
+"""Seed-file hashing: the content SHA-256 and the reference fingerprint, in one streaming pass.
+
+The room server compares artifacts by the SHA-256 of their bytes; the reference operator recorded a
+composite fingerprint, `sha256("name|type|workspace|tag1,tag2|" + base64(content))` (lower-case hex,
+`operator.md` §7.1), which we keep for audit entries and plan output. Both digests come from one read of
+the file in fixed-size chunks, so a seed is never held whole in memory. `HashCache` remembers digests by
+(path, size, mtime_ns) so that an unchanged seed is not read again on the next reconcile.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# A multiple of 3, so that every chunk but the last base64-encodes without padding.
+CHUNK_SIZE = 3 * 256 * 1024
+
+
+@dataclass(frozen=True)
+class SeedDigest:
+    """What the engine knows about one local seed file."""
+
+    sha256: str
+    fingerprint: str
+    size: int
+
+
+def _fingerprint_prefix(name: str, type_: str, workspace: str, tags: Sequence[str]) -> bytes:
+    return f"{name}|{type_}|{workspace}|{','.join(tags)}|".encode()
+
+
+def fingerprint(*, name: str, type_: str, workspace: str, tags: Sequence[str], content: bytes) -> str:
+    """The reference fingerprint of `content` (`ArtifactsClient.BuildFingerprint`)."""
+    digest = hashlib.sha256(_fingerprint_prefix(name, type_, workspace, tags))
+    digest.update(base64.b64encode(content))
+    return digest.hexdigest()
+
+
+def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str]) -> SeedDigest:
+    """Stream `path` once and return its content SHA-256, reference fingerprint and size."""
+    content = hashlib.sha256()
+    composite = hashlib.sha256(_fingerprint_prefix(name, type_, workspace, tags))
+    size = 0
+    carry = b""
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            size += len(chunk)
+            content.update(chunk)
+            block = carry + chunk if carry else chunk
+            whole = len(block) - len(block) % 3
+            composite.update(base64.b64encode(block[:whole]))
+            carry = block[whole:]
+    composite.update(base64.b64encode(carry))
+    return SeedDigest(sha256=content.hexdigest(), fingerprint=composite.hexdigest(), size=size)
+
+
+class HashCache:
+    """Digests of seed files, reused while a file keeps its path, size and mtime_ns (thread-safe, LRU)."""
+
+    def __init__(self, *, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[tuple[str, int, int, bytes], SeedDigest] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def digest(self, path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str]) -> SeedDigest:
+        """The digest of `path`, read from disk only when the file changed since it was last hashed."""
+        stat = os.stat(path)
+        key = (
+            str(path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            _fingerprint_prefix(name, type_, workspace, tags),
+        )
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return cached
+        result = digest_file(path, name=name, type_=type_, workspace=workspace, tags=tags)
+        with self._lock:
+            self.misses += 1
+            self._entries[key] = result
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+        return result
