@@ -1,17 +1,30 @@
 """One pydantic-settings tree for the operator, the engine and the CLI.
 
-Environment variables use the `ROOMOP_` prefix with `__` for nesting
-(`ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER=false`). The reference's `ROOM_AUTH_TOKEN` and
-`RoomServer__BaseUrl` are honoured too. Every key mirrors a key of the reference's appsettings
-(`Operator:Retry:*`, `Operator:Reconciliation:Guardrails:*`, ...) where one exists.
+Sources, highest priority first: keyword arguments, `ROOMOP_*` environment variables (`__` for nesting,
+`ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER=false`), the reference's `ROOM_AUTH_TOKEN` and
+`RoomServer__BaseUrl`, a YAML file (`--config FILE` or `ROOMOP_CONFIG`, same nesting and snake_case
+keys), then defaults. Every key mirrors a key of the reference's appsettings (`Operator:Retry:*`,
+`Operator:Reconciliation:Guardrails:*`, ...) where one exists.
 """
 
 from __future__ import annotations
 
+import os
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from ruamel.yaml import YAML
+
+CONFIG_ENV = "ROOMOP_CONFIG"
+_config_file: ContextVar[Path | None] = ContextVar("roomop_config_file", default=None)
+
+
+class SettingsError(ValueError):
+    """The configuration file cannot be read or is not a mapping."""
 
 
 class RoomServerSettings(BaseModel):
@@ -46,7 +59,7 @@ class GuardrailSettings(BaseModel):
 
 
 class ReconciliationSettings(BaseModel):
-    """The continuous loop (reference `Operator:Reconciliation:*`, `StateConsistency:*`, `ConvergenceTracking:*`)."""
+    """The continuous loop (reference `Operator:Reconciliation:*`, `ConvergenceTracking:*`)."""
 
     interval_seconds: float = Field(default=2.0, gt=0)
     jitter_percent: float = Field(default=10.0, ge=0, le=100)
@@ -74,9 +87,61 @@ class ApiSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """Durable store: SQLite by default, PostgreSQL by URL."""
+    """Durable store: SQLite by default, PostgreSQL by URL (`sqlite:///path`, `postgresql://...`)."""
 
     url: str = "sqlite+aiosqlite:///.roomop/operator.db"
+    audit_replay: int = Field(default=100, ge=0)
+
+
+class EventsSettings(BaseModel):
+    """Room-server events followed for drift, and the operator's own `GET /events` (reference `Events:*`)."""
+
+    follow_room_server: bool = True
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    subscriber_buffer: int = Field(default=256, ge=1)
+
+
+class LoggingSettings(BaseModel):
+    """Structured logs: JSON when stderr is not a terminal, unless `json` says otherwise."""
+
+    level: str = "info"
+    json_output: bool | None = None
+
+
+class _LegacyEnvSource(PydanticBaseSettingsSource):
+    """The reference's environment names: `ROOM_AUTH_TOKEN` and `RoomServer__BaseUrl`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        room_server: dict[str, Any] = {}
+        if (token := os.environ.get("ROOM_AUTH_TOKEN")) is not None and token != "${ROOM_AUTH_TOKEN}":
+            room_server["token"] = token or None
+        if base_url := os.environ.get("RoomServer__BaseUrl"):  # noqa: SIM112  (the reference name)
+            room_server["base_url"] = base_url
+        return {"room_server": room_server} if room_server else {}
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """The YAML configuration file named by `load_settings(config_file=...)` or `ROOMOP_CONFIG`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get() or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+        if path is None:
+            return {}
+        try:
+            data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"cannot read configuration file {path}: {exc}") from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise SettingsError(f"configuration file {path} must hold a mapping of settings")
+        return data
 
 
 class OperatorSettings(BaseSettings):
@@ -97,3 +162,25 @@ class OperatorSettings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     api: ApiSettings = ApiSettings()
     store: StoreSettings = StoreSettings()
+    events: EventsSettings = EventsSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _LegacyEnvSource(settings_cls), _YamlFileSource(settings_cls))
+
+
+def load_settings(*, config_file: Path | None = None, **overrides: Any) -> OperatorSettings:
+    """Settings from every source; `config_file` (else `ROOMOP_CONFIG`) names the YAML file."""
+    token = _config_file.set(config_file)
+    try:
+        return OperatorSettings(**overrides)
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,356 @@
+"""The store's repository: every read and write the operator makes, each in its own short transaction.
+
+SQLite (`sqlite:///path`, the default `.roomop/operator.db`) and PostgreSQL (`postgresql://...`) are
+both reached through SQLAlchemy's async engine; `migrate()` brings the schema to the latest alembic
+revision. An optional PostgreSQL `schema` isolates one operator (or one test run) from another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from roomoperator.audit import AuditEntry, utcnow
+from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, RunTrigger, SpecVersion
+from roomoperator.store.tables import AuditRow, RoomRow, RunRow, SpecVersionRow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or migrated (bad URL, unreachable database)."""
+
+
+def normalise_url(url: str) -> str:
+    """Give plain `sqlite:` / `postgresql:` URLs their async driver (`aiosqlite`, `asyncpg`)."""
+    parsed = make_url(url)
+    driver = {
+        "sqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+    }
+    backend = driver.get(parsed.drivername)
+    return parsed.set(drivername=backend).render_as_string(hide_password=False) if backend else url
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def _room(row: RoomRow) -> RoomRecord:
+    return RoomRecord(
+        room_id=row.room_id,
+        managed=row.managed,
+        spec=row.spec,
+        spec_version=row.spec_version,
+        revision=row.revision,
+        base_dir=row.base_dir,
+        conditions=list(row.conditions or []),
+        cycles_since_converged=row.cycles_since_converged,
+        last_reconcile=_aware(row.last_reconcile),
+        last_result=row.last_result,
+    )
+
+
+def _run(row: RunRow) -> RunRecord:
+    return RunRecord(
+        correlation_id=row.correlation_id,
+        room_id=row.room_id,
+        trigger=cast(RunTrigger, row.trigger),
+        status=cast(RunStatus, row.status),
+        created_at=_aware(row.created_at) or utcnow(),
+        dry_run=row.dry_run,
+        confirm=row.confirm,
+        actor=row.actor,
+        spec=row.spec,
+        base_dir=row.base_dir,
+        result=row.result,
+        superseded_by=row.superseded_by,
+        finished_at=_aware(row.finished_at),
+    )
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        type=cast(Any, row.type),
+        action=row.action,
+        correlation_id=row.correlation_id,
+        timestamp=_aware(row.timestamp) or utcnow(),
+        operator_version=row.operator_version,
+        spec_version=row.spec_version,
+        room_id=row.room_id,
+        actor=row.actor,
+        metadata=dict(row.metadata_ or {}),
+    )
+
+
+class Store:
+    """Desired specs with history, runs with results, the audit log and room status: all durable."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = normalise_url(url)
+        self.schema = schema
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if schema is not None:
+            connect_args["server_settings"] = {"search_path": schema}
+        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite allows one writer: serialise writes here instead of failing with "database is locked".
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to the latest migration."""
+
+        def upgrade(connection: Connection) -> None:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            config.attributes["schema"] = self.schema
+            command.upgrade(config, "head")
+
+        try:
+            async with self.engine.begin() as connection:
+                if self.dialect == "sqlite":
+                    await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                await connection.run_sync(upgrade)
+        except (OSError, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot open the store at {self.engine.url!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+        except (OSError, SQLAlchemyError):
+            return False
+        return True
+
+    async def _write(self, rows: Sequence[Any] = (), *statements: Any) -> None:
+        async with self._writing(), self._sessions.begin() as session:
+            session.add_all(rows)
+            for statement in statements:
+                await session.execute(statement)
+
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._write_lock or contextlib.nullcontext()
+
+    # Rooms -------------------------------------------------------------------------------------------
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(RoomRow, room_id)
+            return _room(row) if row else None
+
+    async def list_rooms(self, *, managed_only: bool = False) -> list[RoomRecord]:
+        query = select(RoomRow).order_by(RoomRow.room_id)
+        if managed_only:
+            query = query.where(RoomRow.managed.is_(True))
+        async with self._sessions() as session:
+            return [_room(row) for row in (await session.scalars(query)).all()]
+
+    async def set_desired(
+        self,
+        room_id: str,
+        spec: dict[str, Any],
+        *,
+        spec_version: int,
+        base_dir: str | None,
+        correlation_id: str,
+        actor: str | None = None,
+        diff: dict[str, Any] | None = None,
+    ) -> int:
+        """Make `spec` the room's desired state and append it to the history; return the new revision."""
+        now = utcnow()
+        async with self._writing(), self._sessions.begin() as session:
+            row = await session.get(RoomRow, room_id, with_for_update=self.dialect != "sqlite")
+            if row is None:
+                row = RoomRow(room_id=room_id, revision=0, conditions=[], cycles_since_converged=0)
+                session.add(row)
+            row.managed = True
+            row.spec = spec
+            row.spec_version = spec_version
+            row.base_dir = base_dir
+            row.revision += 1
+            row.updated_at = now
+            session.add(
+                SpecVersionRow(
+                    room_id=room_id,
+                    revision=row.revision,
+                    spec_version=spec_version,
+                    spec=spec,
+                    actor=actor,
+                    correlation_id=correlation_id,
+                    diff=diff,
+                    applied_at=now,
+                )
+            )
+            return row.revision
+
+    async def save_status(
+        self,
+        room_id: str,
+        *,
+        conditions: list[dict[str, Any]],
+        cycles_since_converged: int,
+        last_result: dict[str, Any] | None,
+    ) -> None:
+        """Record the outcome of a run on the room (creating an unmanaged room row if needed)."""
+        now = utcnow()
+        async with self._writing(), self._sessions.begin() as session:
+            row = await session.get(RoomRow, room_id)
+            if row is None:
+                row = RoomRow(room_id=room_id, managed=False, revision=0)
+                session.add(row)
+            row.conditions = conditions
+            row.cycles_since_converged = cycles_since_converged
+            row.last_reconcile = now
+            row.last_result = last_result
+            row.updated_at = now
+
+    async def unmanage(self, room_id: str) -> bool:
+        """Stop managing a room (its history, runs and audit stay); False when it was not managed."""
+        async with self._writing(), self._sessions.begin() as session:
+            result = await session.execute(
+                update(RoomRow)
+                .where(RoomRow.room_id == room_id, RoomRow.managed.is_(True))
+                .values(managed=False, updated_at=utcnow())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def history(self, room_id: str) -> list[SpecVersion]:
+        query = (
+            select(SpecVersionRow).where(SpecVersionRow.room_id == room_id).order_by(SpecVersionRow.revision)
+        )
+        async with self._sessions() as session:
+            return [
+                SpecVersion(
+                    room_id=row.room_id,
+                    revision=row.revision,
+                    spec_version=row.spec_version,
+                    spec=row.spec,
+                    actor=row.actor,
+                    correlation_id=row.correlation_id,
+                    diff=row.diff,
+                    applied_at=_aware(row.applied_at) or utcnow(),
+                )
+                for row in (await session.scalars(query)).all()
+            ]
+
+    # Runs --------------------------------------------------------------------------------------------
+
+    async def add_run(self, run: RunRecord) -> None:
+        await self._write(
+            [
+                RunRow(
+                    correlation_id=run.correlation_id,
+                    room_id=run.room_id,
+                    trigger=run.trigger,
+                    status=run.status,
+                    dry_run=run.dry_run,
+                    confirm=run.confirm,
+                    actor=run.actor,
+                    spec=run.spec,
+                    base_dir=run.base_dir,
+                    result=run.result,
+                    superseded_by=run.superseded_by,
+                    created_at=run.created_at,
+                    finished_at=run.finished_at,
+                )
+            ]
+        )
+
+    async def update_run(
+        self,
+        correlation_id: str,
+        *,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        superseded_by: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"status": status}
+        if status in ("succeeded", "failed", "superseded"):
+            values["finished_at"] = utcnow()
+        if result is not None:
+            values["result"] = result
+        if superseded_by is not None:
+            values["superseded_by"] = superseded_by
+        await self._write((), update(RunRow).where(RunRow.correlation_id == correlation_id).values(**values))
+
+    async def get_run(self, correlation_id: str) -> RunRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(RunRow, correlation_id)
+            return _run(row) if row else None
+
+    async def unfinished_runs(self) -> list[RunRecord]:
+        """Runs accepted but not finished (a crash or restart interrupted them), oldest first."""
+        query = select(RunRow).where(RunRow.status.in_(("queued", "running"))).order_by(RunRow.created_at)
+        async with self._sessions() as session:
+            return [_run(row) for row in (await session.scalars(query)).all()]
+
+    # Audit -------------------------------------------------------------------------------------------
+
+    async def record(self, entry: AuditEntry) -> None:
+        """Persist one audit entry (the `AuditSink` protocol)."""
+        await self._write(
+            [
+                AuditRow(
+                    type=entry.type,
+                    action=entry.action,
+                    correlation_id=entry.correlation_id,
+                    timestamp=entry.timestamp,
+                    operator_version=entry.operator_version,
+                    spec_version=entry.spec_version,
+                    room_id=entry.room_id,
+                    actor=entry.actor,
+                    metadata_=entry.metadata,
+                )
+            ]
+        )
+
+    async def audit(
+        self,
+        *,
+        count: int = 100,
+        correlation_id: str | None = None,
+        room_id: str | None = None,
+        action: str | None = None,
+        since: dt.datetime | None = None,
+    ) -> list[AuditEntry]:
+        """The last `count` matching entries, oldest first (all of a correlation id when given)."""
+        if count <= 0 and not correlation_id:
+            return []
+        query = select(AuditRow).order_by(AuditRow.id.desc())
+        if correlation_id:
+            query = query.where(AuditRow.correlation_id == correlation_id)
+        else:
+            query = query.limit(count)
+        if room_id:
+            query = query.where(AuditRow.room_id == room_id)
+        if action:
+            query = query.where(AuditRow.action == action)
+        if since is not None:
+            query = query.where(AuditRow.timestamp >= since)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_entry(row) for row in reversed(rows)]

@@ -1,0 +1,93 @@
+"""SQLAlchemy 2 table definitions of the store (the alembic migrations create exactly these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012  (SQLAlchemy reads this class attribute)
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+        dt.datetime: DateTime(timezone=True),
+    }
+
+
+class RoomRow(Base):
+    """One room the operator knows: its desired spec (when managed) and its latest status."""
+
+    __tablename__ = "rooms"
+
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    managed: Mapped[bool] = mapped_column(default=False)
+    spec: Mapped[dict[str, Any] | None]
+    spec_version: Mapped[int | None]
+    revision: Mapped[int] = mapped_column(default=0)
+    base_dir: Mapped[str | None] = mapped_column(Text)
+    conditions: Mapped[list[Any]] = mapped_column(default=list)
+    cycles_since_converged: Mapped[int] = mapped_column(default=0)
+    last_reconcile: Mapped[dt.datetime | None]
+    last_result: Mapped[dict[str, Any] | None]
+    updated_at: Mapped[dt.datetime]
+
+
+class SpecVersionRow(Base):
+    """Every spec version applied to a room: who, when, with which diff."""
+
+    __tablename__ = "spec_versions"
+    __table_args__ = (UniqueConstraint("room_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    room_id: Mapped[str] = mapped_column(String(64), index=True)
+    revision: Mapped[int]
+    spec_version: Mapped[int]
+    spec: Mapped[dict[str, Any]]
+    actor: Mapped[str | None] = mapped_column(String(200))
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    diff: Mapped[dict[str, Any] | None]
+    applied_at: Mapped[dt.datetime]
+
+
+class RunRow(Base):
+    """One reconcile run (requested, queued, running or finished) and its result."""
+
+    __tablename__ = "runs"
+
+    correlation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    confirm: Mapped[bool] = mapped_column(default=False)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any] | None]
+    base_dir: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
+    superseded_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class AuditRow(Base):
+    """One audit entry (the reference's shape plus room id and actor)."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_room_id_id", "room_id", "id"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(100), index=True)
+    correlation_id: Mapped[str] = mapped_column(String(64), index=True)
+    timestamp: Mapped[dt.datetime] = mapped_column(index=True)
+    operator_version: Mapped[str] = mapped_column(String(50))
+    spec_version: Mapped[int]
+    room_id: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)

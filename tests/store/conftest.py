@@ -1,0 +1,57 @@
+"""Store fixtures: every store test runs on SQLite and on the local PostgreSQL (own schema, dropped after)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from roomoperator.store import Store
+
+POSTGRES_URLS = (
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+    "postgresql+asyncpg://root@127.0.0.1:5432/test",
+)
+
+
+async def _postgres_url() -> str | None:
+    for url in POSTGRES_URLS:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+            return url
+        except Exception:
+            continue
+        finally:
+            await engine.dispose()
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        opened = Store(f"sqlite:///{tmp_path / 'operator.db'}")
+        await opened.migrate()
+        yield opened
+        await opened.close()
+        return
+    url = await _postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432 (database test)")
+    schema = f"roomop_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    opened = Store(url, schema=schema)
+    try:
+        await opened.migrate()
+        yield opened
+    finally:
+        await opened.close()
+        async with admin.connect() as connection:
+            await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.dispose()

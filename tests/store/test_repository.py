@@ -1,0 +1,139 @@
+"""The store on SQLite and PostgreSQL: desired specs and history, runs, audit queries, migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from roomoperator.audit import AuditEntry, utcnow
+from roomoperator.store import RunRecord, Store, StoreError, normalise_url
+
+SPEC = {
+    "apiVersion": "v1",
+    "kind": "RoomSpec",
+    "metadata": {"name": "lab", "version": 1},
+    "spec": {"roomId": "lab-01"},
+}
+
+
+def entry(action: str, *, correlation_id: str = "c1", room_id: str = "lab-01") -> AuditEntry:
+    return AuditEntry(
+        action=action,
+        correlation_id=correlation_id,
+        operator_version="0.1.0",
+        spec_version=1,
+        room_id=room_id,
+    )
+
+
+async def test_desired_spec_is_versioned_with_history(store: Store) -> None:
+    first = await store.set_desired("lab-01", SPEC, spec_version=1, base_dir="/seeds", correlation_id="c1")
+    second = await store.set_desired(
+        "lab-01", SPEC | {"metadata": {"name": "lab", "version": 2}}, spec_version=2, base_dir=None,
+        correlation_id="c2", actor="alice", diff={"toJoin": ["E-a"]},
+    )  # fmt: skip
+    room = await store.get_room("lab-01")
+    assert (first, second) == (1, 2)
+    assert room is not None
+    assert (room.managed, room.spec_version, room.revision, room.base_dir) == (True, 2, 2, None)
+    history = await store.history("lab-01")
+    assert [(h.revision, h.spec_version, h.actor, h.diff) for h in history] == [
+        (1, 1, None, None),
+        (2, 2, "alice", {"toJoin": ["E-a"]}),
+    ]
+    assert history[1].applied_at.tzinfo is not None
+
+
+async def test_unmanage_keeps_history_and_is_reported_once(store: Store) -> None:
+    await store.set_desired("lab-01", SPEC, spec_version=1, base_dir=None, correlation_id="c1")
+    assert await store.unmanage("lab-01") is True
+    assert await store.unmanage("lab-01") is False
+    assert await store.list_rooms(managed_only=True) == []
+    assert len(await store.history("lab-01")) == 1
+
+
+async def test_status_is_saved_for_unknown_and_managed_rooms(store: Store) -> None:
+    await store.save_status(
+        "other-1", conditions=[{"type": "Ready"}], cycles_since_converged=3, last_result=None
+    )
+    room = await store.get_room("other-1")
+    assert room is not None
+    assert (room.managed, room.cycles_since_converged, room.conditions) == (False, 3, [{"type": "Ready"}])
+    assert room.last_reconcile is not None
+    assert room.last_reconcile.tzinfo is not None
+
+
+async def test_runs_move_through_their_states(store: Store) -> None:
+    queued = RunRecord(
+        correlation_id="r1", room_id="lab-01", trigger="apply", status="queued", created_at=utcnow(),
+        confirm=True, spec=SPEC, base_dir="/seeds", actor="bob",
+    )  # fmt: skip
+    await store.add_run(queued)
+    await store.add_run(RunRecord(correlation_id="r2", room_id="lab-01", trigger="loop", status="running",
+                                  created_at=utcnow()))  # fmt: skip
+    assert [r.correlation_id for r in await store.unfinished_runs()] == ["r1", "r2"]
+    await store.update_run("r1", status="superseded", superseded_by="r3")
+    await store.update_run("r2", status="succeeded", result={"success": True})
+    assert await store.unfinished_runs() == []
+    r1, r2 = await store.get_run("r1"), await store.get_run("r2")
+    assert r1 is not None
+    assert r2 is not None
+    assert (r1.status, r1.superseded_by, r1.spec, r1.confirm, r1.actor) == (
+        "superseded",
+        "r3",
+        SPEC,
+        True,
+        "bob",
+    )
+    assert (r2.status, r2.result) == ("succeeded", {"success": True})
+    assert r2.finished_at is not None
+    assert await store.get_run("missing") is None
+
+
+async def test_audit_queries_filter_and_keep_order(store: Store) -> None:
+    for index in range(5):
+        await store.record(entry(f"a{index}", correlation_id="c1" if index < 3 else "c2"))
+    await store.record(entry("other", correlation_id="c3", room_id="room-2"))
+    assert [e.action for e in await store.audit(count=2)] == ["a4", "other"]
+    assert [e.action for e in await store.audit(count=1, correlation_id="c1")] == ["a0", "a1", "a2"]
+    assert [e.action for e in await store.audit(room_id="room-2")] == ["other"]
+    assert [e.action for e in await store.audit(action="a3")] == ["a3"]
+    assert await store.audit(count=0) == []
+    future = utcnow() + dt.timedelta(hours=1)
+    assert await store.audit(since=future) == []
+    assert (await store.audit(count=1))[0].timestamp.tzinfo is not None
+
+
+async def test_migrate_is_idempotent(store: Store) -> None:
+    await store.migrate()
+    assert await store.ping() is True
+
+
+def test_plain_urls_get_async_drivers() -> None:
+    assert normalise_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalise_url("postgres://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+    assert normalise_url("sqlite+aiosqlite:///y.db") == "sqlite+aiosqlite:///y.db"
+
+
+async def test_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
+    broken = Store("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(StoreError, match="cannot open the store"):
+        await broken.migrate()
+    await broken.close()
+
+
+async def test_data_survives_reopening(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'op.db'}"
+    first = Store(url)
+    await first.migrate()
+    await first.set_desired("lab-01", SPEC, spec_version=1, base_dir=None, correlation_id="c1")
+    await first.record(entry("x"))
+    await first.close()
+    again = Store(url)
+    await again.migrate()
+    assert [r.room_id for r in await again.list_rooms(managed_only=True)] == ["lab-01"]
+    assert [e.action for e in await again.audit()] == ["x"]
+    await again.close()
