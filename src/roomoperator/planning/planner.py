@@ -1,0 +1,350 @@
+"""The pure planner: `plan_room(spec, observed, ...)` -> `Plan`. No I/O; the seed digests are given.
+
+Order is deterministic: entities (join/update in spec order, then kicks in room order), artifacts in
+`dependsOn` order (seed or reseed, then promote; then deletes in room order), policies (fixed key order),
+resources (spec order). After a successful apply, planning again gives an empty plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roomoperator.clients.wire import ObservedArtifact, ObservedEntity, ObservedRoom
+from roomoperator.hashing import SeedDigest
+from roomoperator.planning.changes import BlockCode, Change, Op, Plan
+from roomoperator.spec.models import ArtifactSpec, EntitySpec, ResourceSpec, RoomSpec
+
+POLICY_KEYS = ("dmVisibilityDefault", "allowResourceCreation", "maxArtifactsPerEntity")
+UNSUPPORTED = "the room server has no operator endpoints (reference .NET server): {what} cannot be made"
+
+
+@dataclass(frozen=True)
+class LocalSeed:
+    """A spec artifact's seed file: its resolved path and digest, or why it cannot be read."""
+
+    path: Path | None
+    digest: SeedDigest | None = None
+    problem: str | None = None
+
+
+def entity_body(entity: EntitySpec) -> dict[str, Any]:
+    """The contract's EntityBody of a declared entity."""
+    return {
+        "entityId": entity.id,
+        "kind": entity.kind,
+        "displayName": entity.display_name,
+        "visibility": entity.visibility,
+        "ownerUserId": entity.owner_user_id,
+        "capabilities": list(entity.capabilities),
+        "policy": {
+            "allow_commands_from": entity.policy.allow_commands_from,
+            "sandbox_mode": entity.policy.sandbox_mode,
+            "env_whitelist": list(entity.policy.env_whitelist),
+            "scopes": list(entity.policy.scopes),
+        },
+    }
+
+
+def observed_entity_body(entity: ObservedEntity) -> dict[str, Any]:
+    """The EntityBody that would declare `entity` again as it is (used to restore it on rollback)."""
+    return {
+        "entityId": entity.id,
+        "kind": entity.kind,
+        "displayName": entity.display_name,
+        "visibility": entity.visibility,
+        "ownerUserId": entity.owner_user_id,
+        "capabilities": list(entity.capabilities),
+        "policy": entity.policy.model_dump(by_alias=True, mode="json"),
+    }
+
+
+def _comparable(body: dict[str, Any]) -> dict[str, Any]:
+    """Fields compared for updates; list-valued fields are sets (the server may reorder them)."""
+    policy = body["policy"]
+    return {
+        "kind": body["kind"],
+        "displayName": body["displayName"],
+        "visibility": body["visibility"],
+        "ownerUserId": body["ownerUserId"],
+        "capabilities": sorted(set(body["capabilities"])),
+        "policy": {
+            **policy,
+            "env_whitelist": sorted(set(policy["env_whitelist"])),
+            "scopes": sorted(set(policy["scopes"])),
+        },
+    }
+
+
+def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collection[str]) -> list[Change]:
+    present = {e.id: e for e in observed.entities}
+    changes: list[Change] = []
+    first: dict[str, EntitySpec] = {}
+    for entity in spec.spec.entities:
+        first.setdefault(entity.id, entity)
+    for entity in first.values():
+        wanted = entity_body(entity)
+        current = present.get(entity.id)
+        if current is None:
+            changes.append(Change(Op.JOIN, entity.id, "declared in the spec, not in the room", after=wanted))
+            continue
+        have, want = _comparable(observed_entity_body(current)), _comparable(wanted)
+        differing = [key for key in want if have[key] != want[key]]
+        if differing:
+            changes.append(
+                Change(
+                    Op.UPDATE,
+                    entity.id,
+                    f"differs: {', '.join(differing)}",
+                    before={key: have[key] for key in differing},
+                    after={key: want[key] for key in differing},
+                )
+            )
+    for current in observed.entities:
+        if current.id not in first:
+            kick = Change(
+                Op.KICK,
+                current.id,
+                "in the room, not declared in the spec",
+                before=observed_entity_body(current),
+            )
+            if current.id in protected:
+                kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
+            changes.append(kick)
+    return changes
+
+
+def dependency_order(artifacts: Iterable[ArtifactSpec]) -> list[ArtifactSpec]:
+    """Artifacts with every `dependsOn` target before its dependents; otherwise spec order (stable)."""
+    by_name: dict[str, ArtifactSpec] = {}
+    for artifact in artifacts:
+        by_name.setdefault(artifact.name, artifact)
+    ordered: list[ArtifactSpec] = []
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done or name in visiting or name not in by_name:
+            return
+        visiting.add(name)
+        for dependency in by_name[name].depends_on:
+            visit(dependency)
+        visiting.discard(name)
+        done.add(name)
+        ordered.append(by_name[name])
+
+    for name in by_name:
+        visit(name)
+    return ordered
+
+
+def _seed_after(artifact: ArtifactSpec, digest: SeedDigest) -> dict[str, Any]:
+    return {
+        "type": artifact.type,
+        "workspace": artifact.workspace,
+        "tags": list(artifact.tags),
+        "sha256": digest.sha256,
+        "size": digest.size,
+        "fingerprint": digest.fingerprint,
+        "seedFrom": artifact.seed_from,
+    }
+
+
+def _artifact_content_changes(
+    artifact: ArtifactSpec, current: ObservedArtifact | None, seed: LocalSeed | None
+) -> Change | None:
+    if artifact.seed_from is None:
+        return None  # not ours to write: it only keeps a same-named room artifact from deletion
+    if seed is None or seed.digest is None:
+        op = Op.SEED if current is None else Op.RESEED
+        problem = (seed.problem if seed else None) or f"Seed file not found: {artifact.seed_from}"
+        return Change(
+            op, artifact.name, "content cannot be compared", after={"seedFrom": artifact.seed_from}
+        ).block(BlockCode.SEED_FILE_MISSING, problem)
+    after = _seed_after(artifact, seed.digest)
+    if current is None:
+        return Change(
+            Op.SEED, artifact.name, "declared with seedFrom, not in the room", after=after, source=seed.path
+        )
+    have = {
+        "type": current.type,
+        "workspace": current.workspace,
+        "tags": list(current.tags),
+        "sha256": current.sha256,
+    }
+    differing = [key for key in have if have[key] != after[key]]
+    if not differing:
+        return None
+    reason = "content differs" if differing == ["sha256"] else f"differs: {', '.join(differing)}"
+    before = {
+        **{key: have[key] for key in differing},
+        "version": current.version,
+        "fingerprint": current.fingerprint,
+    }
+    return Change(Op.RESEED, artifact.name, reason, before=before, after=after, source=seed.path)
+
+
+def _artifact_changes(
+    spec: RoomSpec, observed: ObservedRoom, seeds: Mapping[str, LocalSeed], protected: Collection[str]
+) -> list[Change]:
+    present = {a.name: a for a in observed.artifacts}
+    changes: list[Change] = []
+    for artifact in dependency_order(spec.spec.artifacts):
+        current = present.get(artifact.name)
+        content = _artifact_content_changes(artifact, current, seeds.get(artifact.name))
+        if content is not None:
+            changes.append(content)
+        if not artifact.promote_after_seed:
+            continue
+        if content is not None:
+            promote = Change(
+                Op.PROMOTE,
+                artifact.name,
+                "promoteAfterSeed: the new version must be promoted",
+                after={"promoted": True},
+            )
+            if content.blocked is not None:
+                promote = promote.block(
+                    content.blocked.code, f"waits for its {content.op}: {content.blocked.message}"
+                )
+            changes.append(promote)
+        elif current is not None and not current.promoted:
+            changes.append(
+                Change(
+                    Op.PROMOTE,
+                    artifact.name,
+                    "promoteAfterSeed: the latest version is not promoted",
+                    before={"promoted": False, "version": current.version},
+                    after={"promoted": True},
+                )
+            )
+    declared = {a.name for a in spec.spec.artifacts}
+    for current in observed.artifacts:
+        if current.name not in declared:
+            before = {
+                "type": current.type,
+                "workspace": current.workspace,
+                "version": current.version,
+                "sha256": current.sha256,
+            }
+            delete = Change(
+                Op.DELETE_ARTIFACT, current.name, "in the room, not declared in the spec", before=before
+            )
+            if current.name in protected:
+                delete = delete.block(
+                    BlockCode.PROTECTED, f"artifact {current.name} is protected (protect: true)"
+                )
+            changes.append(delete)
+    return changes
+
+
+def _policy_changes(spec: RoomSpec, observed: ObservedRoom) -> list[Change]:
+    wanted = spec.spec.policies.model_dump(by_alias=True)
+    have = observed.policies.model_dump(by_alias=True)
+    return [
+        Change(
+            Op.SET_POLICY,
+            key,
+            f"room has {have[key]!r}, spec wants {wanted[key]!r}",
+            before=have[key],
+            after=wanted[key],
+        )
+        for key in POLICY_KEYS
+        if have[key] != wanted[key]
+    ]
+
+
+def provider_of(resource: ResourceSpec) -> dict[str, Any]:
+    """The MCP provider (`POST /admin/mcp/load`) a resource maps to."""
+    provider: dict[str, Any] = {
+        "id": resource.name,
+        "url": resource.config.get("endpoint") or resource.config.get("url"),
+    }
+    if "visibility" in resource.config:
+        provider["visibility"] = resource.config["visibility"]
+    return provider
+
+
+def _resource_changes(spec: RoomSpec, observed: ObservedRoom, planned: list[Change]) -> list[Change]:
+    present = {r.name: r for r in observed.resources}
+    available = (
+        {e.id for e in observed.entities}
+        | {a.name for a in observed.artifacts}
+        | {c.name for c in planned if c.op in (Op.JOIN, Op.SEED) and c.blocked is None}
+    )
+    changes: list[Change] = []
+    for resource in spec.spec.resources:
+        provider = provider_of(resource)
+        current = present.get(resource.name)
+        missing = [d for d in resource.depends_on if d not in available]
+        if current is not None and current.config.get("endpoint") == provider["url"]:
+            if current.status != "connected":
+                change = Change(
+                    Op.ENSURE_RESOURCE, resource.name, f"provider is {current.status}", after=provider
+                )
+                changes.append(
+                    change.block(
+                        BlockCode.PENDING, f"provider {resource.name} is {current.status}, not connected"
+                    )
+                )
+            continue
+        before = (
+            None if current is None else {"url": current.config.get("endpoint"), "status": current.status}
+        )
+        reason = "not loaded on the room server" if current is None else "endpoint differs"
+        change = Change(Op.ENSURE_RESOURCE, resource.name, reason, before=before, after=provider)
+        if missing:
+            fatal = resource.on_missing_dependency == "fail"
+            policy = resource.on_missing_dependency
+            message = f"missing dependencies: {', '.join(missing)} (onMissingDependency: {policy})"
+            change = change.block(BlockCode.DEPENDENCY_MISSING, message, fatal=fatal)
+        changes.append(change)
+    return changes
+
+
+def _block_unsupported(change: Change) -> Change:
+    if change.blocked is not None or change.op in (Op.SEED, Op.RESEED, Op.ENSURE_RESOURCE):
+        return change
+    return change.block(BlockCode.UNSUPPORTED, UNSUPPORTED.format(what=f"{change.op} {change.name}"))
+
+
+def plan_room(
+    spec: RoomSpec,
+    observed: ObservedRoom,
+    *,
+    seeds: Mapping[str, LocalSeed],
+    resources: bool = False,
+    operator_endpoints: bool = True,
+    protected: Collection[str] = frozenset(),
+) -> Plan:
+    """Every change that brings `observed` to `spec`.
+
+    `seeds` maps artifact names to their local seed files; `resources` enables MCP resources (feature flag);
+    `operator_endpoints=False` (a reference server) blocks what such a server cannot do; `protected` names
+    items (protect: true in the last applied spec) that must never be removed.
+    """
+    changes = _entity_changes(spec, observed, protected)
+    changes += _artifact_changes(spec, observed, seeds, protected)
+    changes += _policy_changes(spec, observed)
+    if resources:
+        changes += _resource_changes(spec, observed, changes)
+    if not operator_endpoints:
+        changes = [_block_unsupported(c) for c in changes]
+    return Plan(
+        room_id=spec.room_id,
+        spec_name=spec.metadata.name,
+        spec_version=spec.metadata.version,
+        observed_revision=observed.revision,
+        changes=tuple(changes),
+    )
+
+
+def protected_names(spec: RoomSpec | None) -> frozenset[str]:
+    """Entities and artifacts a spec marks `protect: true`."""
+    if spec is None:
+        return frozenset()
+    return frozenset(e.id for e in spec.spec.entities if e.protect) | frozenset(
+        a.name for a in spec.spec.artifacts if a.protect
+    )

@@ -1,0 +1,56 @@
+"""A test model of what the room server does with each change, to check planning properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from roomoperator.clients.wire import ObservedArtifact, ObservedEntity, ObservedRoom
+from roomoperator.planning.changes import Op, Plan
+
+
+def _entity(body: dict[str, Any]) -> ObservedEntity:
+    return ObservedEntity.model_validate({**body, "id": body["entityId"]})
+
+
+def apply_plan(plan: Plan, observed: ObservedRoom) -> ObservedRoom:
+    """The room after every actionable change of `plan` succeeded."""
+    entities = {e.id: e for e in observed.entities}
+    artifacts = {a.name: a for a in observed.artifacts}
+    policies = observed.policies.model_dump(by_alias=True)
+    for change in plan.actionable:
+        if change.op is Op.JOIN:
+            entities[change.name] = _entity(change.after)
+        elif change.op is Op.UPDATE:
+            body = entities[change.name].model_dump(by_alias=True)
+            entities[change.name] = ObservedEntity.model_validate({**body, **change.after})
+        elif change.op is Op.KICK:
+            del entities[change.name]
+        elif change.op in (Op.SEED, Op.RESEED):
+            old = artifacts.get(change.name)
+            artifacts[change.name] = ObservedArtifact(
+                name=change.name,
+                type=change.after["type"],
+                workspace=change.after["workspace"],
+                tags=tuple(change.after["tags"]),
+                sha256=change.after["sha256"],
+                size=change.after["size"],
+                version=(old.version + 1) if old else 1,
+                fingerprint=change.after["fingerprint"],
+            )
+        elif change.op is Op.PROMOTE:
+            artifacts[change.name] = artifacts[change.name].model_copy(update={"promoted": True})
+        elif change.op is Op.DELETE_ARTIFACT:
+            del artifacts[change.name]
+        elif change.op is Op.SET_POLICY:
+            policies[change.name] = change.after
+    return ObservedRoom.model_validate(
+        {
+            "roomId": observed.room_id,
+            "revision": observed.revision + 1,
+            "entities": [e.model_dump(by_alias=True) for e in sorted(entities.values(), key=lambda e: e.id)],
+            "artifacts": [
+                a.model_dump(by_alias=True) for a in sorted(artifacts.values(), key=lambda a: a.name)
+            ],
+            "policies": policies,
+        }
+    )
