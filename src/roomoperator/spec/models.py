@@ -8,10 +8,38 @@ camelCase too. Unknown keys are errors (`extra="forbid"`); the validation module
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from roomoperator.spec.seeds import check_seed_path
+
+# Identifier formats, one rule on both sides of the wire (docs/contract.md "Identifiers").
+ROOM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
+ENTITY_ID_PATTERN = r"^E-[A-Za-z0-9_-]{2,64}$"
+CAPABILITY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
+ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+TAG_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
+RESOURCE_NAME_PATTERN = r"^\S{1,128}$"
+NON_BLANK_PATTERN = r"\S"
+RESERVED_ARTIFACT_NAMES = frozenset({"manifest.json"})
+
+ID_FORMATS: dict[str, str] = {
+    ROOM_ID_PATTERN: "a room id: 3-64 letters, digits, '-' or '_', starting with a letter or digit",
+    ENTITY_ID_PATTERN: "an entity id: 'E-' then 2-64 letters, digits, '-' or '_'",
+    CAPABILITY_PATTERN: "a capability: lower-case words of a-z, 0-9 and '_' joined by '.' (read_artifacts)",
+    ARTIFACT_NAME_PATTERN: "an artifact name: 1-128 letters, digits, '.', '-', '_', starting alphanumeric",
+    WORKSPACE_PATTERN: "a workspace label: 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+    TAG_PATTERN: "a tag: 1-64 letters, digits or '.', '_', ':', '/', '-' (no spaces or commas)",
+    RESOURCE_NAME_PATTERN: "a resource name: 1-128 characters without spaces",
+    NON_BLANK_PATTERN: "a non-blank string",
+}
+"""What each identifier pattern means, in words: the validation messages and docs/spec.md use these."""
+
+Capability = Annotated[str, Field(pattern=CAPABILITY_PATTERN)]
+Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 
 EntityKind = Literal["human", "agent", "npc", "orchestrator"]
 Visibility = Literal["public", "team", "owner"]
@@ -55,12 +83,12 @@ class EntityPolicy(SpecModel):
 class EntitySpec(SpecModel):
     """A declared room member: human, agent, npc or orchestrator."""
 
-    id: str
+    id: str = Field(pattern=ENTITY_ID_PATTERN)
     kind: EntityKind
     display_name: str | None = None
     visibility: Visibility = "team"
     owner_user_id: str | None = None
-    capabilities: tuple[str, ...] = ()
+    capabilities: tuple[Capability, ...] = ()
     policy: EntityPolicy = EntityPolicy()
     protect: bool = False
 
@@ -74,14 +102,31 @@ class EntitySpec(SpecModel):
 class ArtifactSpec(SpecModel):
     """An artifact the room must hold, optionally seeded from a file beside the spec."""
 
-    name: str
-    type: str
-    workspace: str
-    tags: tuple[str, ...] = ()
+    name: str = Field(pattern=ARTIFACT_NAME_PATTERN)
+    type: str = Field(pattern=NON_BLANK_PATTERN)
+    workspace: str = Field(pattern=WORKSPACE_PATTERN)
+    tags: tuple[Tag, ...] = ()
     seed_from: str | None = None
     promote_after_seed: bool = False
     depends_on: tuple[str, ...] = ()
     protect: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        # The room server stores artifacts as files: no parent references, no names it uses itself.
+        if ".." in value:
+            raise ValueError(f"must not contain '..' (got {value!r})")
+        if value in RESERVED_ARTIFACT_NAMES or value.endswith(".tmp"):
+            raise ValueError(f"is reserved by the room server (got {value!r})")
+        return value
+
+    @field_validator("seed_from")
+    @classmethod
+    def _relative_seed(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_seed_path(value)
+        return value
 
 
 class Policies(SpecModel):
@@ -95,8 +140,8 @@ class Policies(SpecModel):
 class ResourceSpec(SpecModel):
     """A tool the room needs (e.g. an MCP provider), mapped onto the room server's MCP registry."""
 
-    name: str
-    type: str
+    name: str = Field(pattern=RESOURCE_NAME_PATTERN)
+    type: str = Field(pattern=NON_BLANK_PATTERN)
     config: dict[str, Any] = Field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     on_missing_dependency: MissingDependency = "skip"
@@ -105,7 +150,7 @@ class ResourceSpec(SpecModel):
 class Metadata(SpecModel):
     """Spec identity: a name and a monotonically increasing version."""
 
-    name: str
+    name: str = Field(pattern=NON_BLANK_PATTERN)
     version: int = Field(ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -114,7 +159,7 @@ class Metadata(SpecModel):
 class RoomSpecBody(SpecModel):
     """The desired state of one room."""
 
-    room_id: str
+    room_id: str = Field(pattern=ROOM_ID_PATTERN)
     entities: tuple[EntitySpec, ...] = ()
     artifacts: tuple[ArtifactSpec, ...] = ()
     policies: Policies = Policies()

@@ -1,0 +1,307 @@
+"""Hostile-input-safe YAML and JSON parsing into plain data, remembering where every value came from.
+
+We never let a YAML library construct objects. We read ruamel.yaml's event stream (which does not
+recurse and does not expand aliases) and build dicts, lists and scalars ourselves, so that:
+
+- only the YAML 1.2 core tags are accepted (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`, `!!map`,
+  `!!seq`, and `!!timestamp`, kept as text); any other tag is an error;
+- the input is at most `MAX_DOCUMENT_BYTES` long and nested at most `MAX_DEPTH` deep;
+- aliases are counted at their expanded size, so a "billion laughs" document is refused after a few
+  thousand events (not after expanding it), and a recursive alias is refused;
+- duplicate keys and non-string keys are errors, and merge keys (`<<: *base`) work.
+
+JSON documents are YAML flow documents, so they go through the same path and get positions too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import StringIO
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionStartEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+)
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
+
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Largest spec text accepted (1 MiB); a room with thousands of members fits in a tenth of it."""
+MAX_DEPTH = 32
+"""Deepest nesting accepted; a RoomSpec needs 6 levels, resource configs get the rest."""
+MAX_NODES = 100_000
+"""Most values a document may hold once aliases are expanded."""
+
+Path = tuple[str | int, ...]
+Mark = tuple[int, int]  # 1-based line and column
+
+_TAG = "tag:yaml.org,2002:"
+_MERGE = object()  # the pending key of a mapping whose next value is a `<<` merge
+
+
+class ParseError(Exception):
+    """Text that is not an acceptable YAML/JSON document; `mark` is where the problem is."""
+
+    def __init__(self, message: str, mark: Mark | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+@dataclass
+class ParsedDocument:
+    """One document of a stream: its data and the position of each value and mapping key in it."""
+
+    data: Any
+    index: int
+    values: dict[Path, Mark] = field(default_factory=dict)
+    keys: dict[Path, Mark] = field(default_factory=dict)
+
+    def position(self, path: Path, *, key: bool = False) -> Mark | None:
+        """Where `path` is (its key when `key` and the path ends in one), else its nearest known ancestor."""
+        if key and path in self.keys:
+            return self.keys[path]
+        for end in range(len(path), -1, -1):
+            mark = self.values.get(path[:end])
+            if mark is not None:
+                return mark
+        return None
+
+
+@dataclass
+class _Open:
+    """A mapping or sequence whose end event has not come yet."""
+
+    value: dict[str, Any] | list[Any]
+    path: Path
+    anchor: str | None
+    weight: int = 1
+    key: str | object | None = None  # mappings: the key waiting for its value
+    merges: list[tuple[Any, Mark]] = field(default_factory=list)
+
+
+def parse_documents(text: str) -> list[ParsedDocument]:
+    """Every non-empty document of `text`, or ParseError for the first problem met."""
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise ParseError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        return list(_Builder(YAML(typ="safe", pure=True)).build(text))
+    except MarkedYAMLError as error:
+        message = " ".join(part for part in (error.context, error.problem) if part) or str(error)
+        mark = error.problem_mark or error.context_mark
+        raise ParseError(message, _mark(mark) if mark is not None else None) from error
+    except YAMLError as error:
+        raise ParseError(str(error).strip().splitlines()[-1]) from error
+
+
+def _mark(mark: Any) -> Mark:
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns ruamel.yaml events into plain data, one document at a time, enforcing the limits."""
+
+    def __init__(self, yaml: YAML) -> None:
+        self._yaml = yaml
+        self._resolver = VersionedResolver(version=(1, 2))
+
+    def build(self, text: str) -> Iterator[ParsedDocument]:
+        index = 0
+        for event in self._yaml.parse(StringIO(text)):
+            if isinstance(event, DocumentStartEvent):
+                self._start_document(index)
+            elif isinstance(event, DocumentEndEvent):
+                if self._document.data is not None:  # empty documents (a stray `---`) are skipped
+                    yield self._document
+                index += 1
+            else:
+                self._event(event)
+
+    def _start_document(self, index: int) -> None:
+        self._document = ParsedDocument(data=None, index=index)
+        self._stack: list[_Open] = []
+        self._anchors: dict[str, tuple[Any, int]] = {}
+        self._total = 0
+
+    def _event(self, event: Event) -> None:
+        mark = _mark(event.start_mark)
+        if isinstance(event, ScalarEvent):
+            self._count(1, mark)
+            value = self._scalar(event, mark)
+            if event.anchor:
+                self._anchors[event.anchor] = (value, 1)
+            self._add(value, 1, mark)
+        elif isinstance(event, AliasEvent):
+            if any(open_.anchor == event.anchor for open_ in self._stack):
+                raise ParseError(f"recursive alias *{event.anchor} is not supported", mark)
+            if event.anchor not in self._anchors:
+                raise ParseError(f"undefined alias *{event.anchor}", mark)
+            value, weight = self._anchors[event.anchor]
+            self._count(weight, mark)
+            self._add(value, weight, mark)
+        elif isinstance(event, CollectionStartEvent):
+            self._check_tag(event.tag, "map" if isinstance(event, MappingStartEvent) else "seq", mark)
+            self._count(1, mark)
+            if len(self._stack) >= MAX_DEPTH:
+                raise ParseError(f"document is nested deeper than {MAX_DEPTH} levels", mark)
+            path = self._container_path(mark)
+            self._document.values[path] = mark
+            container: dict[str, Any] | list[Any] = {} if isinstance(event, MappingStartEvent) else []
+            self._stack.append(_Open(container, path, event.anchor))
+        elif isinstance(event, MappingEndEvent | SequenceEndEvent):
+            done = self._stack.pop()
+            if isinstance(done.value, dict):
+                self._merge(done)
+            if done.anchor:
+                self._anchors[done.anchor] = (done.value, done.weight)
+            self._add(done.value, done.weight, None)
+
+    def _container_path(self, mark: Mark) -> Path:
+        """The path a mapping or sequence starting now will have."""
+        if not self._stack:
+            return ()
+        parent = self._stack[-1]
+        if isinstance(parent.value, list):
+            return (*parent.path, len(parent.value))
+        if parent.key is None:
+            raise ParseError("mapping keys must be strings, not mappings or lists", mark)
+        if parent.key is _MERGE:
+            return parent.path
+        assert isinstance(parent.key, str)
+        return (*parent.path, parent.key)
+
+    def _count(self, weight: int, mark: Mark) -> None:
+        """Count values at their expanded size, so alias bombs are refused before anything is expanded."""
+        self._total += weight
+        if self._total > MAX_NODES:
+            raise ParseError(
+                f"document expands to more than {MAX_NODES} values (an alias expansion bomb?)", mark
+            )
+
+    def _add(self, value: Any, weight: int, mark: Mark | None) -> None:
+        """Place a finished value in its parent (or as the document root); `mark` is None for containers."""
+        if not self._stack:
+            self._document.data = value
+            if mark is not None:
+                self._document.values[()] = mark
+            return
+        parent = self._stack[-1]
+        parent.weight += weight
+        if isinstance(parent.value, list):
+            if mark is not None:
+                self._document.values[(*parent.path, len(parent.value))] = mark
+            parent.value.append(value)
+        elif parent.key is None:
+            self._take_key(parent, value, mark)
+        elif parent.key is _MERGE:
+            parent.merges.append((value, mark or self._document.position(parent.path) or (1, 1)))
+            parent.key = None
+        else:
+            assert isinstance(parent.key, str)
+            if mark is not None:
+                self._document.values[(*parent.path, parent.key)] = mark
+            parent.value[parent.key] = value
+            parent.key = None
+
+    def _take_key(self, parent: _Open, key: Any, mark: Mark | None) -> None:
+        assert isinstance(parent.value, dict)
+        assert mark is not None
+        if key is _MERGE:
+            parent.key = _MERGE
+            return
+        if not isinstance(key, str):
+            raise ParseError(f"mapping keys must be strings (got {key!r}; quote it)", mark)
+        path = (*parent.path, key)
+        if key in parent.value:
+            first = self._document.keys.get(path)
+            where = f" (first at line {first[0]})" if first else ""
+            raise ParseError(f"duplicate key {key!r}{where}", mark)
+        self._document.keys[path] = mark
+        parent.key = key
+
+    def _merge(self, mapping: _Open) -> None:
+        """Apply `<<` merges: keys written in the mapping win over merged ones, earlier merges over later."""
+        assert isinstance(mapping.value, dict)
+        for merged, mark in mapping.merges:
+            sources = merged if isinstance(merged, list) else [merged]
+            for source in sources:
+                if not isinstance(source, dict):
+                    raise ParseError("a merge key '<<' needs a mapping or a list of mappings", mark)
+                for key, value in source.items():
+                    if key not in mapping.value:
+                        mapping.value[key] = value
+                        self._document.keys.setdefault((*mapping.path, key), mark)
+                        self._document.values.setdefault((*mapping.path, key), mark)
+
+    def _check_tag(self, tag: str | None, kind: str, mark: Mark) -> None:
+        if tag not in (None, "!", _TAG + kind):
+            raise ParseError(f"tag {_show_tag(tag)} is not allowed (only plain YAML/JSON values are)", mark)
+
+    def _scalar(self, event: ScalarEvent, mark: Mark) -> Any:
+        tag: str | None = event.tag
+        value: str = event.value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError("text holds an invalid character (a lone surrogate escape)", mark) from None
+        if tag in (None, "!"):
+            plain = bool(event.implicit and event.implicit[0]) and tag is None
+            if not plain:
+                return value
+            tag = str(self._resolver.resolve(ScalarNode, value, (True, False)))
+        if tag == _TAG + "merge" and event.tag is None:
+            return _MERGE
+        try:
+            return _construct(tag, value)
+        except (ValueError, OverflowError) as error:
+            raise ParseError(
+                f"{value[:40]!r} is not a valid {tag.removeprefix(_TAG)}: {error}", mark
+            ) from None
+        except KeyError:
+            raise ParseError(
+                f"tag {_show_tag(tag)} is not allowed (only plain YAML/JSON values are)", mark
+            ) from None
+
+
+def _show_tag(tag: str | None) -> str:
+    return "!!" + tag.removeprefix(_TAG) if tag and tag.startswith(_TAG) else repr(tag)
+
+
+def _construct(tag: str, value: str) -> Any:
+    """A YAML 1.2 core-schema scalar; KeyError for a tag we do not accept."""
+    name = tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+    if name in ("str", "timestamp", "value"):
+        return value
+    if name == "null":
+        if value not in ("", "~", "null", "Null", "NULL"):
+            raise ValueError("expected null")
+        return None
+    if name == "bool":
+        if value.lower() not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return value.lower() == "true"
+    if name == "int":
+        digits = value.replace("_", "")
+        sign, body = (digits[0], digits[1:]) if digits[:1] in "+-" and digits else ("", digits)
+        base = {"0x": 16, "0o": 8, "0b": 2}.get(body[:2].lower(), 10)
+        number = int(body[2:] if base != 10 else body, base)
+        return -number if sign == "-" else number
+    if name == "float":
+        lowered = value.lower().replace("_", "")
+        if lowered.lstrip("+-") in (".inf", ".nan"):
+            special = math.inf if "inf" in lowered else math.nan
+            return -special if lowered.startswith("-") else special
+        return float(lowered)
+    raise KeyError(tag)
