@@ -1,1 +1,110 @@
-"""roomop validate commands (placeholder until implemented)."""
+"""`roomop validate` (check spec files, report every problem with its place) and `roomop schema`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from roomoperator.cli.app import app
+from roomoperator.spec.errors import SpecError, SpecIssue
+from roomoperator.spec.loading import LoadedSpec, load_file
+from roomoperator.spec.schema import json_schema
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def validate(
+    files: Annotated[list[str], typer.Argument(help="RoomSpec files (YAML or JSON); '-' reads stdin.")],
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")] = OutputFormat.text,
+) -> None:
+    """Validate RoomSpec files: one summary line per room, or every error as FILE:LINE:COL: path: message."""
+    rooms: list[LoadedSpec] = []
+    errors: list[SpecIssue] = []
+    for file in files:
+        try:
+            rooms.extend(load_file(file))
+        except SpecError as error:
+            errors.extend(error.issues)
+    errors.extend(_rooms_declared_twice(rooms))
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(_report(rooms, errors), indent=2))
+    else:
+        _print(rooms, errors)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a RoomSpec (the committed copy is schemas/roomspec.schema.json)."""
+    typer.echo(json.dumps(json_schema(), indent=2))
+
+
+def _rooms_declared_twice(rooms: list[LoadedSpec]) -> list[SpecIssue]:
+    first: dict[str, LoadedSpec] = {}
+    issues = []
+    for room in rooms:
+        earlier = first.setdefault(room.spec.room_id, room)
+        if earlier is not room and earlier.source != room.source:
+            message = f"room {room.spec.room_id!r} is also declared in {earlier.source}"
+            issues.append(SpecIssue(room.source, "spec.roomId", message))
+    return issues
+
+
+def _summary(room: LoadedSpec) -> str:
+    body = room.spec.spec
+    counts = [
+        _count(len(body.entities), "entity", "entities"),
+        _count(len(body.artifacts), "artifact", "artifacts"),
+        _count(len(body.resources), "resource", "resources"),
+    ]
+    metadata = room.spec.metadata
+    return f"room {room.spec.room_id} ({metadata.name} v{metadata.version}): {', '.join(counts)}"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _print(rooms: list[LoadedSpec], errors: list[SpecIssue]) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    for room in rooms:
+        console.print(f"{escape(room.source)}: [green]ok[/green]: {escape(_summary(room))}")
+        for warning in room.warnings:
+            console.print(f"[yellow]warning[/yellow]: {escape(str(warning))}")
+    for error in errors:
+        console.print(escape(str(error)), style="red")
+    if errors:
+        sources = len({error.source for error in errors})
+        console.print(
+            f"{_count(len(errors), 'error', 'errors')} in {_count(sources, 'file', 'files')}", style="bold"
+        )
+
+
+def _report(rooms: list[LoadedSpec], errors: list[SpecIssue]) -> dict[str, object]:
+    return {
+        "valid": not errors,
+        "rooms": [
+            {
+                "source": room.source,
+                "roomId": room.spec.room_id,
+                "name": room.spec.metadata.name,
+                "version": room.spec.metadata.version,
+                "entities": len(room.spec.spec.entities),
+                "artifacts": len(room.spec.spec.artifacts),
+                "resources": len(room.spec.spec.resources),
+                "warnings": [warning.to_json() for warning in room.warnings],
+            }
+            for room in rooms
+        ],
+        "errors": [error.to_json() for error in errors],
+    }

@@ -56,6 +56,7 @@ class SpecModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
 
@@ -67,30 +68,42 @@ class EntityPolicy(SpecModel):
         validation_alias=AliasChoices("allow_commands_from", "allowCommandsFrom"),
         serialization_alias="allow_commands_from",
     )
+    """Who may send this entity commands: anyone, the room's orchestrator, or its owner."""
     sandbox_mode: bool = Field(
         default=False,
         validation_alias=AliasChoices("sandbox_mode", "sandboxMode"),
         serialization_alias="sandbox_mode",
     )
+    """Run the entity's commands in a sandbox."""
     env_whitelist: tuple[str, ...] = Field(
         default=(),
         validation_alias=AliasChoices("env_whitelist", "envWhitelist"),
         serialization_alias="env_whitelist",
     )
+    """Environment variables the entity may read."""
     scopes: tuple[str, ...] = ()
+    """Permission scopes granted to the entity."""
 
 
 class EntitySpec(SpecModel):
     """A declared room member: human, agent, npc or orchestrator."""
 
     id: str = Field(pattern=ENTITY_ID_PATTERN)
+    """Entity id, unique in the room: `E-` then 2-64 letters, digits, `-` or `_`."""
     kind: EntityKind
+    """What the member is; matched case-insensitively, stored lower-case."""
     display_name: str | None = None
+    """Name shown to people in the room."""
     visibility: Visibility = "team"
+    """Who sees the entity; `owner` needs `ownerUserId`."""
     owner_user_id: str | None = None
+    """The user who owns the entity (required when visibility is owner)."""
     capabilities: tuple[Capability, ...] = ()
+    """What the entity can do, e.g. `read_artifacts` or `text.generate`."""
     policy: EntityPolicy = EntityPolicy()
+    """Command and sandbox policy."""
     protect: bool = False
+    """Never kick this entity, even when it leaves the spec, until a spec without `protect` is applied."""
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -103,13 +116,21 @@ class ArtifactSpec(SpecModel):
     """An artifact the room must hold, optionally seeded from a file beside the spec."""
 
     name: str = Field(pattern=ARTIFACT_NAME_PATTERN)
+    """Artifact name, unique in the room: a safe file name (no `/`, `..`, `manifest.json`, `*.tmp`)."""
     type: str = Field(pattern=NON_BLANK_PATTERN)
+    """Artifact type, e.g. `document` or `dataset`."""
     workspace: str = Field(pattern=WORKSPACE_PATTERN)
+    """Workspace label the artifact belongs to, e.g. `shared`."""
     tags: tuple[Tag, ...] = ()
+    """Free tags (no commas: the fingerprint joins them with `,`); order matters to the fingerprint."""
     seed_from: str | None = None
+    """File whose bytes seed the artifact, relative to the spec file's folder and never leaving it."""
     promote_after_seed: bool = False
+    """Mark the latest version promoted once seeded."""
     depends_on: tuple[str, ...] = ()
+    """Artifacts of this spec to seed before this one (no cycles)."""
     protect: bool = False
+    """Never delete this artifact, even when it leaves the spec, until a spec without `protect` is applied."""
 
     @field_validator("name")
     @classmethod
@@ -133,47 +154,69 @@ class Policies(SpecModel):
     """Room-level policies; `dmVisibilityDefault` is mandatory on the server and defaults to team."""
 
     dm_visibility_default: Visibility = "team"
+    """Default visibility of direct messages in the room."""
     allow_resource_creation: bool = False
+    """Whether room members may create resources."""
     max_artifacts_per_entity: int = Field(default=100, ge=0)
+    """Most artifacts one entity may own."""
 
 
 class ResourceSpec(SpecModel):
     """A tool the room needs (e.g. an MCP provider), mapped onto the room server's MCP registry."""
 
     name: str = Field(pattern=RESOURCE_NAME_PATTERN)
+    """Resource name, unique in the spec; the MCP provider id on the room server."""
     type: str = Field(pattern=NON_BLANK_PATTERN)
+    """Resource type, e.g. `mcp-tool`."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """Tool settings; `endpoint` is the provider URL, `timeout` e.g. `30s`; other keys are kept as given."""
     depends_on: tuple[str, ...] = ()
+    """Entity ids or artifact names of this spec the resource needs."""
     on_missing_dependency: MissingDependency = "skip"
+    """What to do when a dependency is not in the room: skip the resource this run, or fail the run."""
 
 
 class Metadata(SpecModel):
     """Spec identity: a name and a monotonically increasing version."""
 
     name: str = Field(pattern=NON_BLANK_PATTERN)
+    """Spec name (free text, shown in status and audit)."""
     version: int = Field(ge=1)
+    """Spec version (>= 1); a changed spec must carry a greater version than the last applied one."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Free key/value labels (strings), for selection and display."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Free key/value annotations (strings), for tools and people."""
 
 
 class RoomSpecBody(SpecModel):
     """The desired state of one room."""
 
     room_id: str = Field(pattern=ROOM_ID_PATTERN)
+    """The managed room: 3-64 letters, digits, `-` or `_`, starting with a letter or digit."""
     entities: tuple[EntitySpec, ...] = ()
+    """Every member the room must have; others are removed."""
     artifacts: tuple[ArtifactSpec, ...] = ()
+    """Every artifact the room must hold; others are deleted."""
     policies: Policies = Policies()
+    """Room-level policies."""
     resources: tuple[ResourceSpec, ...] = ()
+    """Tools (MCP providers) the room needs."""
     rollback: RollbackMode = "never"
+    """`on-failure` undoes a run's applied changes when any change fails; `never` keeps them."""
 
 
 class RoomSpec(SpecModel):
     """One RoomSpec document (`apiVersion: v1`, `kind: RoomSpec`)."""
 
     api_version: Literal["v1"] = "v1"
+    """Always `v1`."""
     kind: Literal["RoomSpec"] = "RoomSpec"
+    """Always `RoomSpec`."""
     metadata: Metadata
+    """Name, version, labels and annotations of the spec."""
     spec: RoomSpecBody
+    """The room's desired state."""
 
     @property
     def room_id(self) -> str:

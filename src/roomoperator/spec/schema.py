@@ -17,7 +17,7 @@ SCHEMA_ID = "https://roomoperator.dev/schemas/roomspec.schema.json"
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one RoomSpec document, in its camelCase wire form."""
-    schema = RoomSpec.model_json_schema(by_alias=True, mode="validation")
+    schema = _without_titles(RoomSpec.model_json_schema(by_alias=True, mode="validation"))
     _accept_alias_choices(schema["$defs"][EntityPolicy.__name__], EntityPolicy)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -26,6 +26,14 @@ def json_schema() -> dict[str, Any]:
         "title": "RoomSpec",
         "description": "A room's desired state: entities, artifacts, policies and resources (docs/spec.md).",
     }
+
+
+def _without_titles(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's generated property titles ("Seedfrom"); the descriptions say more."""
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        for field_schema in definition.get("properties", {}).values():
+            field_schema.pop("title", None)
+    return schema
 
 
 def _accept_alias_choices(definition: dict[str, Any], model: type[BaseModel]) -> None:
