@@ -1,1 +1,1 @@
-"""Executing a plan: phases PLANNING .. ROLLBACK, applying, verifying, rolling back, retrying, rate limiting."""
+"""Executing a plan: phases PLANNING to ROLLBACK, applying, verifying, retrying, rate limiting."""

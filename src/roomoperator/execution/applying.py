@@ -1,0 +1,179 @@
+"""Applying: the room-server calls that make each change, and for each the call that undoes it (ROLLBACK).
+
+Every write goes through the rate limiter and the per-item retry policy. An undo restores what the room
+had when the plan was made: a kicked entity is declared again with its old fields, a reseeded or deleted
+artifact gets its previous version's bytes back (streamed through a temporary file), policies get their
+old values. A promote cannot be undone (the server keeps no "unpromote"); it is reported as such.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.clients.wire import ObservedArtifact, ObservedRoom
+from roomoperator.execution.ratelimit import RateLimiter
+from roomoperator.execution.retrying import Retrier
+from roomoperator.planning.changes import Change, Op
+from roomoperator.planning.planner import observed_entity_body
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Undo:
+    """How to take one applied change back; `run` is None when it cannot be undone."""
+
+    description: str
+    run: Callable[[], Awaitable[None]] | None
+
+
+@dataclass(frozen=True)
+class Done:
+    """A change that was made: how many calls it took and how to undo it."""
+
+    attempts: int
+    undo: Undo
+    detail: dict[str, str]
+
+
+class Applier:
+    """Makes the changes of one plan against one room, as the room was observed when planning.
+
+    Changes may be applied concurrently: each `apply` counts its own calls.
+    """
+
+    def __init__(
+        self, client: RoomServerClient, observed: ObservedRoom, *, retrier: Retrier, limiter: RateLimiter
+    ) -> None:
+        self.client = client
+        self.room_id = observed.room_id
+        self.retrier = retrier
+        self.limiter = limiter
+        self._entities = {e.id: e for e in observed.entities}
+        self._artifacts = {a.name: a for a in observed.artifacts}
+
+    async def _write(self, call: Callable[[], Awaitable[T]], *, tally: list[int] | None = None) -> T:
+        async def limited() -> T:
+            await self.limiter.acquire()
+            return await call()
+
+        result = await self.retrier.call(limited)
+        if tally is not None:
+            tally.append(result.attempts)
+        return result.value
+
+    async def apply(self, change: Change) -> Done:
+        """Make `change` (retried, rate-limited); raises RetryFailed when it could not be made."""
+        tally: list[int] = []
+        undo, detail = await self._dispatch(change, tally)
+        return Done(attempts=sum(tally), undo=undo, detail=detail)
+
+    async def apply_policies(self, changes: Sequence[Change]) -> Done:
+        """One `PUT /rooms/{roomId}/policies` with only the differing values."""
+        tally: list[int] = []
+        wanted = {c.name: c.after for c in changes}
+        await self._write(lambda: self.client.put_policies(self.room_id, wanted), tally=tally)
+        previous = {c.name: c.before for c in changes}
+
+        async def restore() -> None:
+            await self._write(lambda: self.client.put_policies(self.room_id, previous))
+
+        return Done(sum(tally), Undo(f"restore policies {previous}", restore), {})
+
+    async def _dispatch(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
+        room, name, client = self.room_id, change.name, self.client
+        if change.op is Op.JOIN:
+            created = await self._write(lambda: client.join(room, change.after), tally=tally)
+            return self._undo_join(name, created), {}
+        if change.op is Op.UPDATE:
+            current = observed_entity_body(self._entities[name])
+            await self._write(
+                lambda: client.update_entity(room, name, {**current, **change.after}), tally=tally
+            )
+            return Undo(f"restore entity {name}", lambda: self._put_entity(name, current)), {}
+        if change.op is Op.KICK:
+            old = observed_entity_body(self._entities[name])
+            await self._write(lambda: client.kick(room, name), tally=tally)
+            return Undo(f"declare entity {name} again", lambda: self._join(old)), {}
+        if change.op in (Op.SEED, Op.RESEED):
+            return await self._seed(change, tally)
+        if change.op is Op.PROMOTE:
+            await self._write(lambda: client.promote_artifact(room, name), tally=tally)
+            return Undo(f"promote of {name} cannot be undone", None), {}
+        if change.op is Op.DELETE_ARTIFACT:
+            await self._write(lambda: client.delete_artifact(room, name), tally=tally)
+            previous = self._artifacts[name]
+            return Undo(f"restore artifact {name} v{previous.version}", lambda: self._restore(previous)), {}
+        if change.op is Op.ENSURE_RESOURCE:
+            await self._write(lambda: client.mcp_load([change.after]), tally=tally)
+            return Undo(f"provider {name} stays loaded", None), {}
+        raise ValueError(f"no single-change call for {change.op}")  # set-policy goes through apply_policies
+
+    def _undo_join(self, entity_id: str, created: bool) -> Undo:
+        if not created:
+            return Undo(f"entity {entity_id} was already declared", None)
+
+        async def kick() -> None:
+            await self._write(lambda: self.client.kick(self.room_id, entity_id))
+
+        return Undo(f"remove entity {entity_id}", kick)
+
+    async def _put_entity(self, entity_id: str, body: dict[str, Any]) -> None:
+        await self._write(lambda: self.client.update_entity(self.room_id, entity_id, body))
+
+    async def _join(self, body: dict[str, Any]) -> None:
+        await self._write(lambda: self.client.join(self.room_id, body))
+
+    async def _seed(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
+        after, source = change.after, change.source
+        if source is None:
+            raise ValueError(f"{change.op} {change.name} has no seed file")
+        await self._write(
+            lambda: self.client.seed_artifact(
+                self.room_id,
+                name=change.name,
+                type_=after["type"],
+                workspace=after["workspace"],
+                tags=after["tags"],
+                fingerprint=after["fingerprint"],
+                source=source,
+            ),
+            tally=tally,
+        )
+        detail = {"artifactName": change.name, "hash": after["fingerprint"], "sha256": after["sha256"]}
+        previous = self._artifacts.get(change.name)
+        if previous is None:
+
+            async def delete() -> None:
+                await self._write(lambda: self.client.delete_artifact(self.room_id, change.name))
+
+            return Undo(f"delete artifact {change.name}", delete), detail
+        return Undo(
+            f"restore artifact {change.name} v{previous.version}", lambda: self._restore(previous)
+        ), detail
+
+    async def _restore(self, previous: ObservedArtifact) -> None:
+        """Upload the bytes of `previous.version` again, with its metadata (a new version, same content)."""
+        with tempfile.TemporaryDirectory(prefix="roomop-restore-") as folder:
+            copy = Path(folder) / "artifact"
+            await self._write(
+                lambda: self.client.download_artifact(
+                    self.room_id, previous.name, version=previous.version, target=copy
+                )
+            )
+            await self._write(
+                lambda: self.client.seed_artifact(
+                    self.room_id,
+                    name=previous.name,
+                    type_=previous.type,
+                    workspace=previous.workspace,
+                    tags=previous.tags,
+                    fingerprint=previous.fingerprint,
+                    source=copy,
+                )
+            )
