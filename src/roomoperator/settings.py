@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 CONFIG_ENV = "ROOMOP_CONFIG"
 _config_file: ContextVar[Path | None] = ContextVar("roomop_config_file", default=None)
@@ -135,7 +136,7 @@ class _YamlFileSource(PydanticBaseSettingsSource):
             return {}
         try:
             data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, YAMLError) as exc:
             raise SettingsError(f"cannot read configuration file {path}: {exc}") from exc
         if data is None:
             return {}

@@ -1,0 +1,70 @@
+"""The audit log: every entry is persisted in the store, then fanned out to `GET /events` subscribers.
+
+Each subscriber has a bounded buffer that drops its oldest entries when full (as the reference did), so
+a slow client never slows the operator down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from roomoperator.audit import AuditEntry
+from roomoperator.store import Store
+
+
+class AuditLog:
+    """An `AuditSink` that stores entries durably and streams them live.
+
+    Loop runs of converged rooms would log the same phase markers (`reconcile.*`) every few seconds
+    for every room: their correlation ids are `hold`-ed, markers are kept back until the run turns out
+    to matter (a write is audited, or `release(keep=True)` after a change or failure). Entries of
+    actions on the room are never held back, so a crash loses none of them.
+    """
+
+    def __init__(self, store: Store, *, buffer: int = 256) -> None:
+        self._store = store
+        self._buffer = buffer
+        self._subscribers: set[asyncio.Queue[AuditEntry]] = set()
+        self._held: dict[str, list[AuditEntry]] = {}
+
+    def hold(self, correlation_id: str) -> None:
+        self._held[correlation_id] = []
+
+    async def release(self, correlation_id: str, *, keep: bool) -> None:
+        held = self._held.pop(correlation_id, [])
+        if keep:
+            for entry in held:
+                await self._write(entry)
+
+    async def record(self, entry: AuditEntry) -> None:
+        held = self._held.get(entry.correlation_id)
+        if held is not None:
+            if entry.action.startswith("reconcile."):
+                held.append(entry)
+                return
+            await self.release(entry.correlation_id, keep=True)
+        await self._write(entry)
+
+    async def _write(self, entry: AuditEntry) -> None:
+        await self._store.record(entry)
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(entry)
+
+    async def subscribe(self, *, replay: int) -> AsyncIterator[AuditEntry]:
+        """The last `replay` entries, oldest first, then live ones until the consumer stops."""
+        queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=self._buffer)
+        self._subscribers.add(queue)
+        try:
+            replayed = await self._store.audit(count=replay)
+            seen = {(e.correlation_id, e.action, e.timestamp) for e in replayed}
+            for entry in replayed:
+                yield entry
+            while True:
+                entry = await queue.get()
+                if (entry.correlation_id, entry.action, entry.timestamp) not in seen:
+                    yield entry
+        finally:
+            self._subscribers.discard(queue)

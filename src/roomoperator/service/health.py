@@ -1,0 +1,87 @@
+"""Operator health: healthy, degraded (rooms stalled, room server slow) or unhealthy (room server
+unreachable or refusing our token, store down), from a periodic probe and from what runs observe."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from roomoperator.audit import utcnow
+
+SLOW_SECONDS = 1.0
+
+
+class Health(IntEnum):
+    """The reference's `HealthStatus` enum (written as an integer on `/status`)."""
+
+    HEALTHY = 0
+    DEGRADED = 1
+    UNHEALTHY = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass
+class HealthMonitor:
+    """The latest observations about the operator's dependencies."""
+
+    reachable: bool = True
+    authorized: bool = True
+    latency: float | None = None
+    last_error: str | None = None
+    store_ok: bool = True
+    stalled_rooms: int = 0
+    checked_at: dt.datetime = field(default_factory=utcnow)
+
+    def observe_probe(self, *, ok: bool, started: float) -> None:
+        self.reachable = ok
+        self.latency = time.perf_counter() - started
+        self.checked_at = utcnow()
+        if ok:
+            self.last_error = None
+
+    def observe_run(self, code: str | None, errors: list[str]) -> None:
+        """A run's failure code tells whether the room server answered and accepted our token."""
+        if code == "ROOM_SERVER_UNREACHABLE":
+            self.reachable = False
+            self.last_error = errors[0] if errors else code
+        elif code in ("UNAUTHORIZED", "FORBIDDEN"):
+            self.authorized = False
+            self.last_error = errors[0] if errors else code
+        elif code is None or code not in ("ROOM_SERVER_ERROR",):
+            self.reachable = True
+            self.authorized = True
+
+    @property
+    def status(self) -> Health:
+        if not (self.reachable and self.authorized and self.store_ok):
+            return Health.UNHEALTHY
+        if self.stalled_rooms or (self.latency is not None and self.latency > SLOW_SECONDS):
+            return Health.DEGRADED
+        return Health.HEALTHY
+
+    def checks(self) -> dict[str, Any]:
+        """The `checks` object of `GET /health`."""
+        server = "unhealthy" if not (self.reachable and self.authorized) else "healthy"
+        if server == "healthy" and self.latency is not None and self.latency > SLOW_SECONDS:
+            server = "degraded"
+        return {
+            "roomServer": {
+                "status": server,
+                "reachable": self.reachable,
+                "authorized": self.authorized,
+                "latencyMs": None if self.latency is None else round(self.latency * 1000, 1),
+                "lastError": self.last_error,
+                "checkedAt": self.checked_at,
+            },
+            "store": {"status": "healthy" if self.store_ok else "unhealthy"},
+            "rooms": {
+                "status": "degraded" if self.stalled_rooms else "healthy",
+                "stalled": self.stalled_rooms,
+            },
+        }

@@ -1,0 +1,100 @@
+"""A per-room keyed work queue (controller-runtime / kopf style).
+
+Each room runs at most one item at a time and holds at most one pending item; at most `parallel`
+rooms run at once. Submitting to a busy room replaces its pending item when the new one `wins`
+(the latest spec wins); the replaced item is handed back so the caller can record it as superseded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Slot(Generic[T]):
+    pending: T | None = None
+
+
+@dataclass(frozen=True)
+class Submitted(Generic[T]):
+    """What `submit` did: started the item at once, queued it, or dropped it (`queued` and not `kept`)."""
+
+    started: bool
+    kept: bool
+    superseded: T | None = None
+
+
+class RoomQueue(Generic[T]):
+    """Runs `work(item)` per room, serialised per room and bounded across rooms."""
+
+    def __init__(self, work: Callable[[T], Awaitable[None]], *, parallel: int) -> None:
+        self._work = work
+        self._slots: dict[str, _Slot[T]] = {}
+        self._limit = asyncio.Semaphore(parallel)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.active = 0
+
+    @property
+    def queued(self) -> int:
+        """Rooms with a pending item."""
+        return sum(1 for slot in self._slots.values() if slot.pending is not None)
+
+    def busy(self, room_id: str) -> bool:
+        return room_id in self._slots
+
+    def pending(self, room_id: str) -> T | None:
+        slot = self._slots.get(room_id)
+        return slot.pending if slot else None
+
+    def submit(self, room_id: str, item: T, *, wins: Callable[[T], bool] = lambda _: True) -> Submitted[T]:
+        """Start `item` now if the room is idle; else make it the room's pending item if `wins(current)`."""
+        slot = self._slots.get(room_id)
+        if slot is None:
+            self._slots[room_id] = _Slot()
+            task = asyncio.create_task(self._drain(room_id, item), name=f"room:{room_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return Submitted(started=True, kept=True)
+        current = slot.pending
+        if current is not None and not wins(current):
+            return Submitted(started=False, kept=False)
+        slot.pending = item
+        return Submitted(started=False, kept=True, superseded=current)
+
+    async def _drain(self, room_id: str, item: T) -> None:
+        next_item: T | None = item
+        while next_item is not None:
+            async with self._limit:
+                self.active += 1
+                try:
+                    await self._work(next_item)
+                except Exception:
+                    log.exception("room work failed", room_id=room_id)
+                finally:
+                    self.active -= 1
+            slot = self._slots[room_id]
+            next_item, slot.pending = slot.pending, None
+        del self._slots[room_id]
+
+    async def join(self) -> None:
+        """Wait until every room is idle."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel every running and pending item."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._slots.clear()
