@@ -1,0 +1,5 @@
+"""`python -m roomserver` is `roomserver`."""
+
+from roomserver.cli import main
+
+main()

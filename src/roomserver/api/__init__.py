@@ -1,0 +1,1 @@
+"""HTTP routes: operator endpoints, the reference's artifact routes, events (SSE), MCP status, health."""

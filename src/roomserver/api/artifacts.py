@@ -1,0 +1,333 @@
+"""Artifact routes: the reference's R4–R10 (same paths, parts, codes, E2 bodies); hash, versions, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from roomserver.api.dependencies import ERRORS, ArtifactWriter, Member, Reader, RoomId, Server
+from roomserver.api.schemas import (
+    PROMOTE_SCHEMA,
+    UPLOAD_SCHEMA,
+    HashOut,
+    ManifestEnvelope,
+    ManifestList,
+    VersionList,
+)
+from roomserver.api.uploads import read_limited_body, receive_form
+from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, parse_port, parse_upload_spec
+from roomserver.domain.entities import Entity
+from roomserver.domain.identifiers import ENTITY_ID, check_artifact_name, check_entity_id
+from roomserver.domain.timestamps import parse_iso
+from roomserver.errors import RoomServerError, artifact_error
+from roomserver.storage import repository
+from roomserver.storage.repository import ROOM_WORKSPACE
+
+router = APIRouter(tags=["artifacts"], responses=ERRORS)
+
+SERVICE_ORIGIN: Final = "E-SERVICE"  # origin.entity of writes by a service token without X-Entity-Id
+_WRITE_DOC: Final[dict[str, Any]] = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": UPLOAD_SCHEMA}}}
+}
+_WRITE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    201: {"model": ManifestEnvelope, "description": "new version"},
+    200: {
+        "model": ManifestEnvelope,
+        "description": "bytes and metadata equal the latest version: no new version",
+    },
+    413: {"description": "data exceeds the upload limit"},
+}
+_BYTES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the bytes"}
+}
+
+
+def _not_found(message: str = "Artifact not found") -> RoomServerError:
+    return artifact_error(404, "ArtifactNotFound", message)
+
+
+def _own_workspace(member: Entity | None, entity_id: str) -> str:
+    """Entity workspaces are private: X-Entity-Id must name their owner (reference PermissionService)."""
+    check_entity_id(entity_id)
+    if member is None:
+        raise RoomServerError(401, "X-Entity-Id header is required", code="AUTH_REQUIRED")
+    if member.id != entity_id:
+        raise RoomServerError(403, "not allowed to access workspace", code="PERM_DENIED")
+    return entity_id
+
+
+def _manifest_response(manifest: Manifest, *, changed: bool) -> JSONResponse:
+    return JSONResponse(
+        {"manifest": manifest.to_wire()},
+        status_code=201 if changed else 200,
+        headers={"Location": manifest.location()},
+    )
+
+
+async def _write(
+    request: Request, server: Server, room_id: str, owner: str | None, member: Entity | None
+) -> Response:
+    settings = server.settings
+    form = await receive_form(
+        request, server.blobs, max_data=settings.max_upload_bytes, max_field=settings.max_form_field_bytes
+    )
+    try:
+        spec = form.fields.get("spec")
+        if spec is None or form.upload is None:
+            raise artifact_error(400, "MissingSpecOrData", "spec or data not provided")
+        name, kind, workspace, tags, fingerprint, metadata = parse_upload_spec(
+            spec, default_workspace="room" if owner is None else "entity"
+        )
+        origin = owner or (member.id if member else SERVICE_ORIGIN)
+        claimed = form.fields.get("entityId", b"").decode("utf-8", errors="replace").strip()
+        if claimed and claimed != origin:
+            raise RoomServerError(403, f"entityId must name the caller ({origin})", code="PERM_DENIED")
+        draft = ArtifactDraft(
+            name=name,
+            type=kind,
+            workspace=workspace,
+            tags=tags,
+            fingerprint=fingerprint,
+            metadata=metadata,
+            parents=parse_parents(form.fields.get("parents")),
+            port=parse_port(form.fields.get("port")),
+            origin_entity=origin,
+        )
+    except BaseException:
+        form.discard()
+        raise
+    upload = form.upload
+    sha256 = await asyncio.to_thread(upload.commit)
+    written = await server.db.run(
+        repository.write_artifact, room_id, owner or ROOM_WORKSPACE, draft, sha256, upload.size
+    )
+    server.publish(written.events)
+    return _manifest_response(written.manifest, changed=written.changed)
+
+
+@router.post("/rooms/{roomId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES)
+async def write_room_artifact(
+    request: Request, room_id: RoomId, server: Server, _: ArtifactWriter, member: Member
+) -> Response:
+    """R4: write a room artifact (a member with `X-Entity-Id`, or a service token seeding without it)."""
+    return await _write(request, server, room_id, None, member)
+
+
+@router.post(
+    "/rooms/{roomId}/entities/{entityId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES
+)
+async def write_entity_artifact(
+    request: Request, room_id: RoomId, entityId: str, server: Server, _: ArtifactWriter, member: Member
+) -> Response:
+    """R5: write to the caller's own private workspace."""
+    return await _write(request, server, room_id, _own_workspace(member, entityId), member)
+
+
+def _version(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise artifact_error(400, "InvalidVersion", "version must be a positive integer")
+    return int(raw)
+
+
+async def _read(
+    server: Server, room_id: str, owner: str, name: str, version: str | None, download: str | None
+) -> FileResponse:
+    check_artifact_name(name)
+    number = _version(version)
+    manifest = await server.db.run(repository.get_manifest, room_id, owner, name, version=number)
+    if manifest is None:
+        raise _not_found("Artifact version not found" if number else "Artifact not found")
+    return FileResponse(
+        server.blobs.path(manifest.sha256),
+        media_type="application/octet-stream",
+        filename=name if download == "true" else None,
+        headers={"X-Artifact-Version": str(manifest.version), "X-Artifact-Sha256": manifest.sha256},
+    )
+
+
+@router.get("/rooms/{roomId}/artifacts/{name}", responses=_BYTES)
+async def read_room_artifact(
+    room_id: RoomId,
+    name: str,
+    server: Server,
+    _: Reader,
+    _member: Member,
+    version: Annotated[str | None, Query(description="a positive version number")] = None,
+    download: Annotated[str | None, Query(description="`true` adds Content-Disposition")] = None,
+) -> FileResponse:
+    """R6: the bytes of the latest version, or of version N (every version's bytes are kept)."""
+    return await _read(server, room_id, ROOM_WORKSPACE, name, version, download)
+
+
+@router.get("/rooms/{roomId}/entities/{entityId}/artifacts/{name}", responses=_BYTES)
+async def read_entity_artifact(
+    room_id: RoomId,
+    entityId: str,
+    name: str,
+    server: Server,
+    _: Reader,
+    member: Member,
+    version: Annotated[str | None, Query()] = None,
+    download: Annotated[str | None, Query()] = None,
+) -> FileResponse:
+    """R7: the bytes of an artifact of the caller's own workspace."""
+    return await _read(server, room_id, _own_workspace(member, entityId), name, version, download)
+
+
+def _non_negative(raw: str | None, error: str, field: str) -> int:
+    if raw is None:
+        return 0
+    if not raw.isdigit():
+        raise artifact_error(400, error, f"{field} must be a non-negative integer")
+    return int(raw)
+
+
+async def _list(server: Server, room_id: str, owner: str, request: Request) -> dict[str, Any]:
+    query = request.query_params
+    since_raw = query.get("since")
+    since = None if since_raw is None else parse_iso(since_raw)
+    if since_raw is not None and since is None:
+        raise artifact_error(400, "InvalidSince", "since must be an ISO datetime")
+    limit = _non_negative(query.get("limit"), "InvalidLimit", "limit")
+    offset = _non_negative(query.get("offset"), "InvalidOffset", "offset")
+    prefix, kind, entity = (query.get(k, "").lower() for k in ("prefix", "type", "entity"))
+    items = [
+        m
+        for m in await server.db.run(repository.list_latest, room_id, owner)
+        if m.name.lower().startswith(prefix)
+        and (not kind or m.type.lower() == kind)
+        and (not entity or m.origin_entity.lower() == entity)
+        and (since is None or parse_iso(m.ts) >= since)  # type: ignore[operator]
+    ]
+    items.sort(key=lambda m: m.ts, reverse=True)
+    items = items[offset:]
+    return {"items": [m.to_wire() for m in (items[:limit] if limit else items)]}
+
+
+_LIST_PARAMS: Final[dict[str, Any]] = {
+    "parameters": [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+        for n, d in (
+            ("prefix", "name prefix (case-insensitive)"),
+            ("type", "artifact type"),
+            ("entity", "origin entity"),
+            ("since", "ISO date-time"),
+            ("limit", "non-negative integer, 0 = all"),
+            ("offset", "non-negative integer"),
+        )
+    ]
+}
+
+
+@router.get("/rooms/{roomId}/artifacts", response_model=ManifestList, openapi_extra=_LIST_PARAMS)
+async def list_room_artifacts(
+    request: Request, room_id: RoomId, server: Server, _: Reader, _member: Member
+) -> dict[str, Any]:
+    """R8: the latest version of each live room artifact, newest first, filtered and paged."""
+    return await _list(server, room_id, ROOM_WORKSPACE, request)
+
+
+@router.get(
+    "/rooms/{roomId}/entities/{entityId}/artifacts", response_model=ManifestList, openapi_extra=_LIST_PARAMS
+)
+async def list_entity_artifacts(
+    request: Request, room_id: RoomId, entityId: str, server: Server, _: Reader, member: Member
+) -> dict[str, Any]:
+    """R9: the same for the caller's own workspace."""
+    return await _list(server, room_id, _own_workspace(member, entityId), request)
+
+
+@router.get("/rooms/{roomId}/artifacts/{name}/hash", response_model=HashOut)
+async def artifact_hash(room_id: RoomId, name: str, server: Server, _: Reader) -> dict[str, str]:
+    """The SHA-256 (lower-case hex) of the latest bytes of a room artifact."""
+    manifest = await server.db.run(
+        repository.get_manifest, room_id, ROOM_WORKSPACE, check_artifact_name(name)
+    )
+    if manifest is None:
+        raise _not_found()
+    return {"hash": manifest.sha256}
+
+
+@router.get("/rooms/{roomId}/artifacts/{name}/versions", response_model=VersionList)
+async def artifact_versions(room_id: RoomId, name: str, server: Server, _: Reader) -> dict[str, Any]:
+    """Every version of a room artifact, oldest first; deleted (tombstoned) artifacts too."""
+    found = await server.db.run(repository.list_versions, room_id, ROOM_WORKSPACE, check_artifact_name(name))
+    if found is None:
+        raise _not_found()
+    versions, deleted = found
+    return {"items": [m.to_wire() for m in versions], "deleted": deleted}
+
+
+@router.delete("/rooms/{roomId}/artifacts/{name}", status_code=204, response_class=Response)
+async def delete_artifact(room_id: RoomId, name: str, server: Server, _: ArtifactWriter) -> Response:
+    """Tombstone a room artifact: it leaves the state, its versions stay readable."""
+    events = await server.db.run(repository.delete_artifact, room_id, check_artifact_name(name))
+    if events is None:
+        raise _not_found()
+    server.publish(events)
+    return Response(status_code=204)
+
+
+def _promote_request(raw: bytes) -> tuple[str, str | None, str, dict[str, Any] | None]:
+    """`(name, fromEntity, as, metadata)` from the body; keys matched case-insensitively, as the reference."""
+
+    def invalid(message: str) -> RoomServerError:
+        return artifact_error(400, "InvalidPromoteRequest", message)
+
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise invalid("Body must be valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid("Body must be a JSON object")
+    keys = {key.lower(): value for key, value in body.items()}
+    name, from_entity, target, metadata = (keys.get(k) for k in ("name", "fromentity", "as", "metadata"))
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("name is required")
+    if from_entity is not None and (not isinstance(from_entity, str) or not ENTITY_ID.fullmatch(from_entity)):
+        raise invalid(f"fromEntity must match pattern: {ENTITY_ID.pattern}")
+    if target is not None and not isinstance(target, str):
+        raise invalid("as must be a string")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata must be a JSON object")
+    return check_artifact_name(name), from_entity, check_artifact_name(target or name), metadata
+
+
+@router.post(
+    "/rooms/{roomId}/artifacts/promote",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PROMOTE_SCHEMA}}}
+    },
+    responses={
+        201: {"model": ManifestEnvelope, "description": "promoted"},
+        200: {"model": ManifestEnvelope, "description": "already promoted: nothing changed"},
+        404: {"description": "ArtifactNotFound"},
+    },
+)
+async def promote(
+    request: Request, room_id: RoomId, server: Server, _: ArtifactWriter, member: Member
+) -> Response:
+    """R10: promote a room artifact (`{name}`) or copy an entity's artifact to the room (`{fromEntity}`)."""
+    name, from_entity, target, metadata = _promote_request(
+        await read_limited_body(request, limit=server.settings.max_form_field_bytes)
+    )
+    if member is not None and member.kind != "orchestrator" and member.id != from_entity:
+        raise RoomServerError(403, "not allowed to promote artifact", code="PERM_DENIED")
+    if from_entity is None:
+        written = await server.db.run(repository.promote, room_id, name)
+        missing = "Artifact not found"
+    else:
+        written = await server.db.run(
+            repository.promote_copy, room_id, from_entity, name, target=target, metadata=metadata
+        )
+        missing = "Artifact not found in entity workspace"
+    if written is None:
+        raise _not_found(missing)
+    server.publish(written.events)
+    return _manifest_response(written.manifest, changed=written.changed)

@@ -1,0 +1,91 @@
+"""Request dependencies: the server, the caller's token and scope, a valid room id, the member identity."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from roomserver.api.schemas import ErrorOut
+from roomserver.auth import Principal, Scope
+from roomserver.domain.entities import Entity
+from roomserver.domain.identifiers import ENTITY_ID, check_room_id
+from roomserver.errors import RoomServerError
+from roomserver.server import RoomServer
+from roomserver.storage import repository
+
+_bearer = HTTPBearer(
+    auto_error=False, description="Token from the tokens file (`roomserver serve --tokens`)."
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "invalid input"),
+        (401, "no valid token"),
+        (403, "missing scope or permission"),
+    )
+}
+
+
+def get_server(request: Request) -> RoomServer:
+    server: RoomServer = request.app.state.roomserver
+    return server
+
+
+Server = Annotated[RoomServer, Depends(get_server)]
+
+
+def _scoped(scope: Scope) -> Any:
+    def authorize(
+        request: Request,
+        server: Server,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        principal = server.tokens.authenticate(request.headers.get("authorization"))
+        principal.require(scope)
+        return principal
+
+    return Depends(authorize)
+
+
+def _any_token(request: Request, server: Server, _c: Annotated[Any, Depends(_bearer)]) -> Principal:
+    return server.tokens.authenticate(request.headers.get("authorization"))
+
+
+Caller = Annotated[Principal, Depends(_any_token)]
+Reader = Annotated[Principal, _scoped("room:read")]
+EntityWriter = Annotated[Principal, _scoped("room:entities:write")]
+ArtifactWriter = Annotated[Principal, _scoped("room:artifacts:write")]
+PolicyWriter = Annotated[Principal, _scoped("room:policies:write")]
+Admin = Annotated[Principal, _scoped("room:admin")]
+
+
+def _room_id(room_id: Annotated[str, Path(alias="roomId")]) -> str:
+    return check_room_id(room_id)
+
+
+RoomId = Annotated[str, Depends(_room_id)]
+
+
+async def _member(
+    server: Server, room_id: RoomId, x_entity_id: Annotated[str | None, Header()] = None
+) -> Entity | None:
+    """The member named by `X-Entity-Id`: a *declared* entity of the room (no hub yet: docs/roomserver.md).
+
+    None when the header is absent: the caller then acts as a service (its token's scopes decide).
+    """
+    if x_entity_id is None:
+        return None
+    if not x_entity_id.strip():
+        raise RoomServerError(401, "X-Entity-Id header is required", code="AUTH_REQUIRED")
+    entity = None
+    if ENTITY_ID.fullmatch(x_entity_id):
+        entity = await server.db.run(repository.get_entity, room_id, x_entity_id)
+    if entity is None:
+        raise RoomServerError(403, "entity is not declared in this room", code="PERM_DENIED")
+    return entity
+
+
+Member = Annotated[Entity | None, Depends(_member)]

@@ -1,0 +1,233 @@
+"""Request bodies (validated) and response shapes (documented in /openapi.json, checked by the tests)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from roomserver.domain.entities import Entity, make_entity
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests ---------------------------------------------------------------------------------------------
+
+
+class PolicyBody(Strict):
+    """`policy` of an entity (snake_case keys, as the reference hub speaks them)."""
+
+    allow_commands_from: str | None = None
+    sandbox_mode: StrictBool = False
+    env_whitelist: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+
+
+class EntityBody(Strict):
+    """The integration guide's join body; `roomId` (optional) must equal the path."""
+
+    roomId: str | None = None
+    entityId: str | None = None
+    kind: str
+    displayName: str | None = None
+    visibility: str | None = None
+    ownerUserId: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    policy: PolicyBody | None = None
+
+    def to_entity(self, entity_id: str) -> Entity:
+        policy = self.policy or PolicyBody()
+        return make_entity(
+            entity_id,
+            self.kind,
+            display_name=self.displayName,
+            visibility=self.visibility,
+            owner_user_id=self.ownerUserId,
+            capabilities=self.capabilities,
+            allow_commands_from=policy.allow_commands_from,
+            sandbox_mode=policy.sandbox_mode,
+            env_whitelist=policy.env_whitelist,
+            scopes=policy.scopes,
+        )
+
+
+class PoliciesBody(Strict):
+    """Any subset of the room policies."""
+
+    dmVisibilityDefault: str | None = None
+    allowResourceCreation: StrictBool | None = None
+    maxArtifactsPerEntity: StrictInt | None = None
+
+
+class ProviderBody(Strict):
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^(wss?|https?)://\S+$")
+    visibility: str = "room"
+
+
+class LoadBody(BaseModel):
+    """`POST /admin/mcp/load` (unknown keys ignored, as the reference binds them)."""
+
+    providers: list[ProviderBody] | None = None
+
+
+PROMOTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "`{name}` marks the room artifact's latest version promoted; with `fromEntity` it copies "
+    "the latest version of that entity's artifact into the room workspace (reference form).",
+    "properties": {
+        "name": {"type": "string"},
+        "fromEntity": {"type": "string"},
+        "as": {"type": "string"},
+        "metadata": {"type": "object"},
+    },
+    "required": ["name"],
+}
+
+UPLOAD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "string",
+            "description": 'JSON {"name","type","workspace"?,"tags"?,"fingerprint"?,"metadata"?}',
+        },
+        "data": {"type": "string", "format": "binary"},
+        "parents": {"type": "string", "description": "JSON array of strings"},
+        "port": {"type": "string"},
+        "entityId": {"type": "string", "description": "must equal the caller's entity when given"},
+    },
+    "required": ["spec", "data"],
+}
+
+
+# --- responses (documentation and test oracles) -----------------------------------------------------------
+
+
+class PolicyOut(Strict):
+    allow_commands_from: Literal["any", "orchestrator", "owner"]
+    sandbox_mode: bool
+    env_whitelist: list[str]
+    scopes: list[str]
+
+
+class EntityOut(Strict):
+    id: str
+    kind: Literal["human", "agent", "npc", "orchestrator"]
+    displayName: str | None
+    visibility: Literal["public", "team", "owner"]
+    ownerUserId: str | None
+    capabilities: list[str]
+    policy: PolicyOut
+    connected: bool | None = None
+
+
+class PoliciesOut(Strict):
+    dmVisibilityDefault: Literal["public", "team", "owner"]
+    allowResourceCreation: bool
+    maxArtifactsPerEntity: int
+
+
+class ArtifactStateOut(Strict):
+    name: str
+    type: str
+    workspace: str
+    tags: list[str]
+    sha256: str
+    size: int
+    version: int
+    promoted: bool
+    fingerprint: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class ResourceOut(Strict):
+    name: str
+    type: str
+    status: Literal["idle", "connecting", "connected", "error"]
+    config: dict[str, Any]
+
+
+class RoomStateOut(Strict):
+    roomId: str
+    status: Literal["init", "active", "paused", "ended"]
+    revision: int
+    entities: list[EntityOut]
+    artifacts: list[ArtifactStateOut]
+    policies: PoliciesOut
+    resources: list[ResourceOut]
+
+
+class OriginOut(Strict):
+    room: str
+    entity: str
+    port: str | None
+    workspace: Literal["room", "entity"]
+    channel: str | None
+
+
+class ManifestOut(Strict):
+    name: str
+    type: str
+    path: str
+    size: int
+    sha256: str
+    origin: OriginOut
+    version: int
+    parents: list[str] | None
+    metadata: dict[str, Any] | None
+    ts: str
+    workspace: str
+    tags: list[str]
+    promoted: bool
+    fingerprint: str | None
+
+
+class ManifestEnvelope(Strict):
+    manifest: ManifestOut
+
+
+class ManifestList(Strict):
+    items: list[ManifestOut]
+
+
+class VersionList(Strict):
+    items: list[ManifestOut]
+    deleted: bool
+
+
+class HashOut(Strict):
+    hash: str
+
+
+class WhoamiOut(Strict):
+    name: str
+    scopes: list[str]
+
+
+class ProviderStatusOut(Strict):
+    id: str
+    state: Literal["idle", "connecting", "connected", "error"]
+    attempts: int
+    lastChangeAt: int
+    lastError: str | None
+    nextRetryAt: int | None
+
+
+class McpStatusOut(Strict):
+    providers: list[ProviderStatusOut]
+
+
+class LoadOut(Strict):
+    message: str
+    count: int
+
+
+class ErrorOut(BaseModel):
+    """E1 (`code` present) or E2 (`code` absent) error body."""
+
+    error: str
+    code: str | None = None
+    message: str

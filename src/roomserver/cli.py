@@ -1,0 +1,65 @@
+"""`roomserver serve`: run the room server with uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from roomserver.app import create_app
+from roomserver.auth import TokenConfigError
+from roomserver.server import RoomServer
+from roomserver.settings import MIB, ServerSettings
+
+app = typer.Typer(name="roomserver", help="The room server managed by RoomOperator.", add_completion=False)
+
+
+@app.callback()
+def _root() -> None:
+    """The room server managed by RoomOperator."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (non-loopback needs tokens).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (0 = any free port).")] = 5000,
+    data: Annotated[Path, typer.Option("--data", help="Data folder (SQLite database and blobs).")] = Path(
+        ".roomserver"
+    ),
+    tokens: Annotated[Path | None, typer.Option("--tokens", help="Tokens file (YAML or JSON).")] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Every request holds every scope (loopback only).")
+    ] = False,
+    max_upload_bytes: Annotated[int, typer.Option(help="Largest artifact upload, in bytes.")] = 100 * MIB,
+) -> None:
+    """Serve the REST API and the event stream until interrupted."""
+    try:
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            data_dir=data,
+            tokens_file=tokens,
+            insecure_no_auth=insecure_no_auth,
+            max_upload_bytes=max_upload_bytes,
+        )
+        RoomServer(settings)  # fail fast on a bad tokens file, before binding
+    except ValidationError as exc:
+        typer.echo(f"roomserver: {'; '.join(str(e['msg']) for e in exc.errors())}", err=True)
+        raise typer.Exit(2) from None
+    except TokenConfigError as exc:
+        typer.echo(f"roomserver: tokens: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""Room events: the kinds, the reference's RoomEvent envelope, and Server-Sent-Event framing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+ENTITY_JOIN: Final = "ENTITY.JOIN"
+ENTITY_UPDATED: Final = "ENTITY.UPDATED"
+ENTITY_LEAVE: Final = "ENTITY.LEAVE"
+ARTIFACT_ADDED: Final = "ARTIFACT.ADDED"
+ARTIFACT_UPDATED: Final = "ARTIFACT.UPDATED"
+ARTIFACT_PROMOTED: Final = "ARTIFACT.PROMOTED"
+ARTIFACT_DELETED: Final = "ARTIFACT.DELETED"
+POLICIES_UPDATED: Final = "POLICIES.UPDATED"
+ROOM_STATE: Final = "ROOM.STATE"
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event a change produces, before the store gives it its sequence number."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """A stored event: `seq` is global and increasing, and is the SSE `id:`."""
+
+    seq: int
+    room_id: str
+    ts: str
+    kind: str
+    data: dict[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        """The reference RoomEvent envelope (hub `event` argument, SSE `data`)."""
+        return {
+            "id": str(self.seq),
+            "roomId": self.room_id,
+            "ts": self.ts,
+            "type": "event",
+            "payload": {"kind": self.kind, "data": self.data},
+        }
+
+    def sse_frame(self) -> str:
+        return f"id: {self.seq}\nevent: event\ndata: {json.dumps(self.envelope(), separators=(',', ':'))}\n\n"
+
+
+def artifact_written(name: str, version: int, sha256: str) -> PendingEvent:
+    """ARTIFACT.ADDED for a first version, ARTIFACT.UPDATED after (the reference's rule)."""
+    kind = ARTIFACT_ADDED if version == 1 else ARTIFACT_UPDATED
+    return PendingEvent(kind, {"name": name, "version": version, "sha256": sha256})
+
+
+def connected_frame(timestamp: str) -> str:
+    body = {
+        "type": "connected",
+        "source": "roomserver",
+        "timestamp": timestamp,
+        "message": "Connected to RoomServer events",
+    }
+    return f"event: connected\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+PING_FRAME: Final = ": ping\n\n"

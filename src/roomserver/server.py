@@ -1,0 +1,46 @@
+"""The parts of one running room server (storage, blobs, event feed, sessions, providers, tokens), opened and
+closed together by the app's lifespan."""
+
+from __future__ import annotations
+
+from roomserver.auth import TokenRegistry
+from roomserver.domain.events import RoomEvent
+from roomserver.domain.mcp import ProviderRegistry
+from roomserver.domain.sessions import LiveSessions
+from roomserver.eventfeed import EventFeed
+from roomserver.settings import ServerSettings
+from roomserver.storage import repository
+from roomserver.storage.blobs import BlobStore
+from roomserver.storage.database import Database
+
+
+class RoomServer:
+    """Everything a request handler needs; one instance per app."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.tokens = TokenRegistry.load(
+            tokens_file=settings.tokens_file,
+            tokens_json=settings.tokens.get_secret_value() if settings.tokens else None,
+            insecure=settings.insecure_no_auth,
+        )
+        self.db = Database(settings.data_dir / "roomserver.db")
+        self.blobs = BlobStore(settings.data_dir)
+        self.feed = EventFeed()
+        self.sessions = LiveSessions()
+        self.providers = ProviderRegistry()
+
+    async def open(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs.open()
+        await self.db.open()
+        self.feed.announce(await self.db.run(repository.last_seq))
+
+    async def close(self) -> None:
+        self.feed.close()
+        await self.db.close()
+
+    def publish(self, events: list[RoomEvent]) -> None:
+        """Announce committed events to live subscribers."""
+        if events:
+            self.feed.announce(events[-1].seq)

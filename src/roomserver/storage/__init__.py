@@ -1,0 +1,1 @@
+"""Durable storage: SQLite (WAL) for rooms, roster, manifests, policies, events; content-addressed blobs."""

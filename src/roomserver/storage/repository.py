@@ -1,0 +1,518 @@
+"""Every read and write of room data, each one a function of a connection run as one transaction.
+
+Each change appends its events to the `events` table in the same transaction, so the event log and the
+data never disagree, and `GET /events` can replay exactly what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from roomserver.domain import events as ev
+from roomserver.domain.artifacts import ArtifactDraft, Manifest
+from roomserver.domain.entities import Entity
+from roomserver.domain.events import PendingEvent, RoomEvent
+from roomserver.domain.policies import RoomPolicies
+from roomserver.domain.rooms import UNDECLARED, RoomStatus, status_after_join, status_after_leave
+from roomserver.domain.timestamps import now_iso
+from roomserver.errors import artifact_error
+from roomserver.storage.database import transaction
+
+ROOM_WORKSPACE = ""  # `owner` column value of the room workspace (entity workspaces store the entity id)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RoomSnapshot:
+    """The stored part of a room's state (presence and resources are added by the caller)."""
+
+    room_id: str
+    status: RoomStatus
+    revision: int
+    entities: list[Entity]
+    artifacts: list[dict[str, Any]]
+    policies: RoomPolicies
+
+
+@dataclass(frozen=True)
+class Written:
+    """Result of a write: the manifest, whether it changed anything, and the events it produced."""
+
+    manifest: Manifest
+    changed: bool
+    events: list[RoomEvent]
+
+
+# --- rooms and events -------------------------------------------------------------------------------------
+
+
+def _room_row(conn: sqlite3.Connection, room_id: str) -> tuple[RoomStatus, RoomPolicies] | None:
+    row = conn.execute("SELECT status, policies FROM rooms WHERE room_id = ?", (room_id,)).fetchone()
+    if row is None:
+        return None
+    policies = json.loads(row[1])
+    return cast(RoomStatus, row[0]), RoomPolicies(
+        dm_visibility_default=policies["dmVisibilityDefault"],
+        allow_resource_creation=policies["allowResourceCreation"],
+        max_artifacts_per_entity=policies["maxArtifactsPerEntity"],
+    )
+
+
+def _ensure_room(conn: sqlite3.Connection, room_id: str, now: str) -> tuple[RoomStatus, RoomPolicies]:
+    conn.execute(
+        "INSERT OR IGNORE INTO rooms (room_id, status, policies, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (room_id, UNDECLARED, _dumps(RoomPolicies().to_wire()), now, now),
+    )
+    found = _room_row(conn, room_id)
+    assert found is not None
+    return found
+
+
+def _set_status(conn: sqlite3.Connection, room_id: str, status: RoomStatus, now: str) -> None:
+    conn.execute("UPDATE rooms SET status = ?, updated_at = ? WHERE room_id = ?", (status, now, room_id))
+
+
+def _emit(conn: sqlite3.Connection, room_id: str, now: str, pending: list[PendingEvent]) -> list[RoomEvent]:
+    stored = []
+    for event in pending:
+        cursor = conn.execute(
+            "INSERT INTO events (room_id, ts, kind, data) VALUES (?, ?, ?, ?)",
+            (room_id, now, event.kind, _dumps(event.data)),
+        )
+        stored.append(RoomEvent(cast(int, cursor.lastrowid), room_id, now, event.kind, event.data))
+    return stored
+
+
+def last_seq(conn: sqlite3.Connection) -> int:
+    return cast(int, conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+
+def events_after(conn: sqlite3.Connection, after: int, room_id: str | None, *, limit: int) -> list[RoomEvent]:
+    if room_id is None:
+        rows = conn.execute(
+            "SELECT seq, room_id, ts, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT seq, room_id, ts, kind, data FROM events "
+            "WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (room_id, after, limit),
+        )
+    return [RoomEvent(seq, room, ts, kind, json.loads(data)) for seq, room, ts, kind, data in rows]
+
+
+# --- entities ---------------------------------------------------------------------------------------------
+
+
+def _entities(conn: sqlite3.Connection, room_id: str) -> list[Entity]:
+    rows = conn.execute("SELECT body FROM entities WHERE room_id = ? ORDER BY entity_id", (room_id,))
+    return [Entity.from_wire(json.loads(body)) for (body,) in rows]
+
+
+def _room_state_event(status: RoomStatus, entities: list[Entity]) -> PendingEvent:
+    return PendingEvent(ev.ROOM_STATE, {"state": status, "entities": [e.to_wire() for e in entities]})
+
+
+def get_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> Entity | None:
+    row = conn.execute(
+        "SELECT body FROM entities WHERE room_id = ? AND entity_id = ?", (room_id, entity_id)
+    ).fetchone()
+    return None if row is None else Entity.from_wire(json.loads(row[0]))
+
+
+def _insert_entity(conn: sqlite3.Connection, room_id: str, entity: Entity, now: str) -> list[RoomEvent]:
+    status, _ = _ensure_room(conn, room_id, now)
+    conn.execute(
+        "INSERT INTO entities (room_id, entity_id, body, declared_at) VALUES (?, ?, ?, ?)",
+        (room_id, entity.id, _dumps(entity.to_wire()), now),
+    )
+    new_status = status_after_join(status)
+    if new_status != status:
+        _set_status(conn, room_id, new_status, now)
+    roster = _entities(conn, room_id)
+    return _emit(
+        conn,
+        room_id,
+        now,
+        [PendingEvent(ev.ENTITY_JOIN, {"entity": entity.to_wire()}), _room_state_event(new_status, roster)],
+    )
+
+
+def declare_entity(
+    conn: sqlite3.Connection, room_id: str, entity: Entity
+) -> tuple[list[Entity], list[RoomEvent]] | None:
+    """Declare a new entity; None when the id is already declared (whatever its spec)."""
+    with transaction(conn):
+        if get_entity(conn, room_id, entity.id) is not None:
+            return None
+        events = _insert_entity(conn, room_id, entity, now_iso())
+        return _entities(conn, room_id), events
+
+
+def put_entity(
+    conn: sqlite3.Connection, room_id: str, entity: Entity
+) -> tuple[Literal["created", "updated", "unchanged"], list[RoomEvent]]:
+    """Create or replace a declared entity; an identical spec changes nothing and emits nothing."""
+    with transaction(conn):
+        now = now_iso()
+        current = get_entity(conn, room_id, entity.id)
+        if current is None:
+            return "created", _insert_entity(conn, room_id, entity, now)
+        if current == entity:
+            return "unchanged", []
+        conn.execute(
+            "UPDATE entities SET body = ? WHERE room_id = ? AND entity_id = ?",
+            (_dumps(entity.to_wire()), room_id, entity.id),
+        )
+        return "updated", _emit(
+            conn, room_id, now, [PendingEvent(ev.ENTITY_UPDATED, {"entity": entity.to_wire()})]
+        )
+
+
+def remove_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> list[RoomEvent] | None:
+    """Remove a declared entity; None when it was not declared."""
+    with transaction(conn):
+        now = now_iso()
+        deleted = conn.execute(
+            "DELETE FROM entities WHERE room_id = ? AND entity_id = ?", (room_id, entity_id)
+        ).rowcount
+        if not deleted:
+            return None
+        status, _ = _ensure_room(conn, room_id, now)
+        roster = _entities(conn, room_id)
+        new_status = status_after_leave(status, remaining=len(roster))
+        if new_status != status:
+            _set_status(conn, room_id, new_status, now)
+        return _emit(
+            conn,
+            room_id,
+            now,
+            [PendingEvent(ev.ENTITY_LEAVE, {"entityId": entity_id}), _room_state_event(new_status, roster)],
+        )
+
+
+# --- policies ---------------------------------------------------------------------------------------------
+
+
+def read_policies(conn: sqlite3.Connection, room_id: str) -> RoomPolicies:
+    found = _room_row(conn, room_id)
+    return RoomPolicies() if found is None else found[1]
+
+
+def update_policies(
+    conn: sqlite3.Connection, room_id: str, changes: dict[str, Any]
+) -> tuple[RoomPolicies, list[RoomEvent]]:
+    """Apply `RoomPolicies.updated(**changes)`; an event only when a value changed."""
+    with transaction(conn):
+        now = now_iso()
+        _, current = _ensure_room(conn, room_id, now)
+        updated = current.updated(**changes)
+        if updated == current:
+            return current, []
+        conn.execute(
+            "UPDATE rooms SET policies = ?, updated_at = ? WHERE room_id = ?",
+            (_dumps(updated.to_wire()), now, room_id),
+        )
+        return updated, _emit(
+            conn, room_id, now, [PendingEvent(ev.POLICIES_UPDATED, {"policies": updated.to_wire()})]
+        )
+
+
+# --- artifacts --------------------------------------------------------------------------------------------
+
+_MANIFEST_COLUMNS = (
+    "v.room_id, v.owner, v.name, v.version, v.type, v.sha256, v.size, v.workspace, v.tags, v.fingerprint, "
+    "v.metadata, v.parents, v.port, v.origin_entity, v.promoted, v.ts"
+)
+
+
+def _manifest(row: tuple[Any, ...]) -> Manifest:
+    (
+        room_id,
+        owner,
+        name,
+        version,
+        kind,
+        sha,
+        size,
+        workspace,
+        tags,
+        fingerprint,
+        metadata,
+        parents,
+        port,
+    ) = row[:13]
+    origin_entity, promoted, ts = row[13:16]
+    return Manifest(
+        room_id=room_id,
+        owner=owner or None,
+        name=name,
+        version=version,
+        type=kind,
+        sha256=sha,
+        size=size,
+        workspace=workspace,
+        tags=tuple(json.loads(tags)),
+        fingerprint=fingerprint,
+        metadata=None if metadata is None else json.loads(metadata),
+        parents=None if parents is None else tuple(json.loads(parents)),
+        port=port,
+        origin_entity=origin_entity,
+        promoted=bool(promoted),
+        ts=ts,
+    )
+
+
+def _head(
+    conn: sqlite3.Connection, room_id: str, owner: str, name: str
+) -> tuple[int, str, str | None] | None:
+    row = conn.execute(
+        "SELECT version, created_at, deleted_at FROM artifact_heads "
+        "WHERE room_id = ? AND owner = ? AND name = ?",
+        (room_id, owner, name),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def get_manifest(
+    conn: sqlite3.Connection, room_id: str, owner: str, name: str, *, version: int | None = None
+) -> Manifest | None:
+    """The latest live version (None when absent or deleted), or version N (also of a deleted artifact)."""
+    if version is None:
+        head = _head(conn, room_id, owner, name)
+        if head is None or head[2] is not None:
+            return None
+        version = head[0]
+    row = conn.execute(
+        f"SELECT {_MANIFEST_COLUMNS} FROM artifact_versions v "
+        "WHERE v.room_id = ? AND v.owner = ? AND v.name = ? AND v.version = ?",
+        (room_id, owner, name, version),
+    ).fetchone()
+    return None if row is None else _manifest(row)
+
+
+def list_versions(
+    conn: sqlite3.Connection, room_id: str, owner: str, name: str
+) -> tuple[list[Manifest], bool] | None:
+    """All versions oldest first and whether the artifact is deleted; None when it never existed."""
+    head = _head(conn, room_id, owner, name)
+    if head is None:
+        return None
+    rows = conn.execute(
+        f"SELECT {_MANIFEST_COLUMNS} FROM artifact_versions v "
+        "WHERE v.room_id = ? AND v.owner = ? AND v.name = ? ORDER BY v.version",
+        (room_id, owner, name),
+    )
+    return [_manifest(row) for row in rows], head[2] is not None
+
+
+def _live_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[tuple[Manifest, str]]:
+    rows = conn.execute(
+        f"SELECT {_MANIFEST_COLUMNS}, h.created_at FROM artifact_heads h JOIN artifact_versions v "
+        "ON v.room_id = h.room_id AND v.owner = h.owner AND v.name = h.name AND v.version = h.version "
+        "WHERE h.room_id = ? AND h.owner = ? AND h.deleted_at IS NULL ORDER BY h.name",
+        (room_id, owner),
+    )
+    return [(_manifest(row), row[16]) for row in rows]
+
+
+def list_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[Manifest]:
+    """The latest version of every live artifact of a workspace, by name."""
+    return [manifest for manifest, _ in _live_latest(conn, room_id, owner)]
+
+
+def _insert_version(conn: sqlite3.Connection, manifest: Manifest, *, owner: str, created_at: str) -> None:
+    """Insert a version row and point the head at it (`created_at` counts only for a new head)."""
+    conn.execute(
+        "INSERT INTO artifact_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            manifest.room_id,
+            owner,
+            manifest.name,
+            manifest.version,
+            manifest.type,
+            manifest.sha256,
+            manifest.size,
+            manifest.workspace,
+            _dumps(list(manifest.tags)),
+            manifest.fingerprint,
+            None if manifest.metadata is None else _dumps(manifest.metadata),
+            None if manifest.parents is None else _dumps(list(manifest.parents)),
+            manifest.port,
+            manifest.origin_entity,
+            int(manifest.promoted),
+            manifest.ts,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO artifact_heads (room_id, owner, name, version, created_at, deleted_at) "
+        "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (room_id, owner, name) "
+        "DO UPDATE SET version = excluded.version, deleted_at = NULL",
+        (manifest.room_id, owner, manifest.name, manifest.version, created_at),
+    )
+
+
+def _write(
+    conn: sqlite3.Connection,
+    room_id: str,
+    owner: str,
+    draft: ArtifactDraft,
+    sha256: str,
+    size: int,
+    *,
+    now: str,
+) -> tuple[Manifest, bool, list[PendingEvent]]:
+    head = _head(conn, room_id, owner, draft.name)
+    if head is not None and head[2] is None:
+        latest = get_manifest(conn, room_id, owner, draft.name)
+        if latest is not None and latest.sha256 == sha256 and draft.matches(latest):
+            return latest, False, []
+    _, policies = _ensure_room(conn, room_id, now)
+    if owner != ROOM_WORKSPACE and (head is None or head[2] is not None):
+        live = conn.execute(
+            "SELECT COUNT(*) FROM artifact_heads WHERE room_id = ? AND owner = ? AND deleted_at IS NULL",
+            (room_id, owner),
+        ).fetchone()[0]
+        if live >= policies.max_artifacts_per_entity:
+            raise artifact_error(
+                409,
+                "ArtifactLimitExceeded",
+                f"workspace of {owner} holds maxArtifactsPerEntity={policies.max_artifacts_per_entity}",
+            )
+    manifest = Manifest(
+        room_id=room_id,
+        owner=owner or None,
+        name=draft.name,
+        version=1 if head is None else head[0] + 1,
+        type=draft.type,
+        sha256=sha256,
+        size=size,
+        workspace=draft.workspace,
+        tags=draft.tags,
+        fingerprint=draft.fingerprint,
+        metadata=draft.metadata,
+        parents=draft.parents,
+        port=draft.port,
+        origin_entity=draft.origin_entity,
+        promoted=False,
+        ts=now,
+    )
+    _insert_version(conn, manifest, owner=owner, created_at=now)
+    return manifest, True, [ev.artifact_written(manifest.name, manifest.version, sha256)]
+
+
+def write_artifact(
+    conn: sqlite3.Connection, room_id: str, owner: str, draft: ArtifactDraft, sha256: str, size: int
+) -> Written:
+    """Store a new version (its blob is already durable), or return the latest when it would repeat it."""
+    with transaction(conn):
+        now = now_iso()
+        manifest, changed, pending = _write(conn, room_id, owner, draft, sha256, size, now=now)
+        return Written(manifest, changed, _emit(conn, room_id, now, pending))
+
+
+def _mark_promoted(conn: sqlite3.Connection, manifest: Manifest) -> Manifest:
+    conn.execute(
+        "UPDATE artifact_versions SET promoted = 1 "
+        "WHERE room_id = ? AND owner = ? AND name = ? AND version = ?",
+        (manifest.room_id, ROOM_WORKSPACE, manifest.name, manifest.version),
+    )
+    return dataclasses.replace(manifest, promoted=True)
+
+
+def promote(conn: sqlite3.Connection, room_id: str, name: str) -> Written | None:
+    """Mark the latest room version promoted; a repeated promote changes nothing. None when absent."""
+    with transaction(conn):
+        latest = get_manifest(conn, room_id, ROOM_WORKSPACE, name)
+        if latest is None:
+            return None
+        if latest.promoted:
+            return Written(latest, False, [])
+        now = now_iso()
+        promoted = _mark_promoted(conn, latest)
+        event = PendingEvent(ev.ARTIFACT_PROMOTED, {"name": name, "version": latest.version})
+        return Written(promoted, True, _emit(conn, room_id, now, [event]))
+
+
+def promote_copy(
+    conn: sqlite3.Connection,
+    room_id: str,
+    from_entity: str,
+    name: str,
+    *,
+    target: str,
+    metadata: dict[str, Any] | None,
+) -> Written | None:
+    """The reference promote: copy the latest version of an entity's artifact into the room workspace.
+
+    The copy shares the blob (content-addressed), keeps the source type, port, workspace label, tags and
+    metadata (unless new metadata is given), records the source SHA-256 as parent, and is marked promoted.
+    Promoting unchanged bytes again returns the existing room version. None when the source is absent.
+    """
+    with transaction(conn):
+        source = get_manifest(conn, room_id, from_entity, name)
+        if source is None:
+            return None
+        now = now_iso()
+        draft = ArtifactDraft(
+            name=target,
+            type=source.type,
+            workspace=source.workspace,
+            tags=source.tags,
+            fingerprint=source.fingerprint,
+            metadata=source.metadata if metadata is None else metadata,
+            parents=(source.sha256,),
+            port=source.port,
+            origin_entity=from_entity,
+        )
+        manifest, changed, pending = _write(
+            conn, room_id, ROOM_WORKSPACE, draft, source.sha256, source.size, now=now
+        )
+        if manifest.promoted:
+            return Written(manifest, changed, [])
+        manifest = _mark_promoted(conn, manifest)
+        pending.append(PendingEvent(ev.ARTIFACT_PROMOTED, {"name": target, "version": manifest.version}))
+        return Written(manifest, True, _emit(conn, room_id, now, pending))
+
+
+def delete_artifact(conn: sqlite3.Connection, room_id: str, name: str) -> list[RoomEvent] | None:
+    """Tombstone a room artifact (its versions stay readable); None when absent or already deleted."""
+    with transaction(conn):
+        now = now_iso()
+        deleted = conn.execute(
+            "UPDATE artifact_heads SET deleted_at = ? "
+            "WHERE room_id = ? AND owner = ? AND name = ? AND deleted_at IS NULL",
+            (now, room_id, ROOM_WORKSPACE, name),
+        ).rowcount
+        if not deleted:
+            return None
+        return _emit(conn, room_id, now, [PendingEvent(ev.ARTIFACT_DELETED, {"name": name})])
+
+
+# --- the whole room ---------------------------------------------------------------------------------------
+
+
+def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
+    """Roster, live room artifacts, policies and revision in one read transaction."""
+    conn.execute("BEGIN")
+    try:
+        found = _room_row(conn, room_id)
+        if found is None:
+            return RoomSnapshot(room_id, UNDECLARED, 0, [], [], RoomPolicies())
+        status, policies = found
+        revision = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE room_id = ?", (room_id,)
+        ).fetchone()[0]
+        artifacts = [m.to_state(created_at=c) for m, c in _live_latest(conn, room_id, ROOM_WORKSPACE)]
+        return RoomSnapshot(room_id, status, revision, _entities(conn, room_id), artifacts, policies)
+    finally:
+        conn.execute("COMMIT")

@@ -1,0 +1,14 @@
+"""The room server starts, answers health, and keeps a declared entity in its state."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def test_health_and_join_show_in_state(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).text == "Healthy"
+    joined = await client.post("/room/ai-lab-01/join", json={"entityId": "E-agent-1", "kind": "agent"})
+    assert joined.status_code == 201
+    state = (await client.get("/room/ai-lab-01/state")).json()
+    assert [e["id"] for e in state["entities"]] == ["E-agent-1"]
+    assert state["status"] == "active"

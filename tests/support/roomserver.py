@@ -1,0 +1,147 @@
+"""Run a real room server for tests and benchmarks: in the test's event loop, or as a subprocess.
+
+`running_roomserver` serves `roomserver.app.create_app` with uvicorn on a random 127.0.0.1 port;
+`roomserver_process` starts `python -m roomserver serve` (for kill -9 tests and benchmarks). Both write a
+tokens file into the data folder and hand back a token holding the requested scopes and an admin token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roomserver.app import create_app
+from roomserver.settings import ServerSettings
+from tests.support.servers import free_port, serve_app
+
+FULL_SCOPES: tuple[str, ...] = (
+    "room:read",
+    "room:entities:write",
+    "room:artifacts:write",
+    "room:policies:write",
+    "room:admin",
+)
+
+
+@dataclass
+class RoomServerHandle:
+    """A room server running in the test's loop."""
+
+    url: str
+    token: str
+    admin_token: str
+    data_dir: Path
+    app: Any
+
+
+def write_tokens(data_dir: Path, scopes: tuple[str, ...]) -> tuple[Path, str, str]:
+    """A tokens file (SHA-256 entries) with a `test` token holding `scopes` and an `admin` token."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token, admin_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    document = {
+        "tokens": [
+            {"name": "test", "sha256": hashlib.sha256(token.encode()).hexdigest(), "scopes": list(scopes)},
+            {
+                "name": "admin",
+                "sha256": hashlib.sha256(admin_token.encode()).hexdigest(),
+                "scopes": list(FULL_SCOPES),
+            },
+        ]
+    }
+    path = data_dir / "tokens.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path, token, admin_token
+
+
+@contextlib.asynccontextmanager
+async def running_roomserver(
+    data_dir: Path, *, scopes: tuple[str, ...] = FULL_SCOPES, insecure: bool = False, **settings: Any
+) -> AsyncIterator[RoomServerHandle]:
+    """Serve a room server (data in `data_dir`) on a random 127.0.0.1 port for the duration of the block."""
+    tokens_file, token, admin_token = write_tokens(data_dir, scopes)
+    app = create_app(
+        ServerSettings(data_dir=data_dir, tokens_file=tokens_file, insecure_no_auth=insecure, **settings)
+    )
+    async with serve_app(app) as url:
+        try:
+            yield RoomServerHandle(url=url, token=token, admin_token=admin_token, data_dir=data_dir, app=app)
+        finally:
+            app.state.roomserver.feed.close()  # end open SSE streams so uvicorn can stop
+
+
+@dataclass
+class RoomServerProcess:
+    """`roomserver serve` in a child process."""
+
+    url: str
+    token: str
+    admin_token: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (the durability tests' crash)."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_roomserver_process(
+    data_dir: Path,
+    *,
+    scopes: tuple[str, ...] = FULL_SCOPES,
+    extra_args: tuple[str, ...] = (),
+    timeout: float = 30.0,
+) -> RoomServerProcess:
+    """Start `python -m roomserver serve` on a free 127.0.0.1 port and wait until `/health` answers."""
+    tokens_file, token, admin_token = write_tokens(data_dir, scopes)
+    port = free_port()
+    command = [sys.executable, "-m", "roomserver", "serve", "--port", str(port), "--data", str(data_dir)]
+    command += ["--tokens", str(tokens_file), *extra_args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}"
+    handle = RoomServerProcess(url, token, admin_token, data_dir, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"roomserver exited with {process.returncode}: {stderr[-2000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return handle
+        time.sleep(0.05)  # polling a child process's readiness: there is no event to await
+    handle.kill()
+    raise RuntimeError(f"roomserver did not answer /health on {url} within {timeout} s")
+
+
+@contextlib.contextmanager
+def roomserver_process(
+    data_dir: Path, *, scopes: tuple[str, ...] = FULL_SCOPES
+) -> Iterator[RoomServerProcess]:
+    """`start_roomserver_process` as a context manager that stops the server on exit."""
+    handle = start_roomserver_process(data_dir, scopes=scopes)
+    try:
+        yield handle
+    finally:
+        handle.stop()
