@@ -45,6 +45,6 @@ def resolve_seed_path(base_dir: Path, seed_from: str) -> Path:
     resolved = (root / relative).resolve()
     if not resolved.is_relative_to(root):
         raise SeedPathError(
-            f"must stay inside the spec's folder ({seed_from!r} leads to {resolved} by a symlink)"
+            f"must stay inside the spec's folder ({seed_from!r} leads out of it through a symlink)"
         )
     return resolved
