@@ -12,11 +12,13 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from roomoperator.audit import AuditEntry, utcnow
 from roomoperator.execution.results import Phase, RunResult
@@ -48,6 +50,8 @@ class Reconciling(Protocol):
         confirm: bool = False,
         correlation_id: str | None = None,
         actor: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+        previous: RoomSpec | None = None,
     ) -> RunResult: ...
 
 
@@ -125,6 +129,11 @@ def has_changes(result: RunResult) -> bool:
     return bool(result.applied or result.failed) or (
         result.diff is not None and any(getattr(result.diff, name) for name in DIFF_LISTS)
     )
+
+
+def reached_apply(result: RunResult) -> bool:
+    """The run got past the guardrails and wrote (or found nothing to write): its spec is accepted."""
+    return not result.dry_run and result.phase in (Phase.APPLY, Phase.VERIFY, Phase.ROLLBACK)
 
 
 class Controller:
@@ -255,6 +264,7 @@ class Controller:
             confirm=confirm,
             correlation_id=str(uuid.uuid4()),
             actor=actor,
+            previous=self._previous(spec.room_id),
         )
         await self.store.add_run(
             RunRecord(
@@ -355,21 +365,29 @@ class Controller:
         view.is_reconciling, view.current_phase = True, Phase.PLANNING.value
         view.conditions = self._conditions(view, reconciling=True)
         self.metrics.attempts.inc()
-        self.metrics.active.set(self.queue.active)
+        self.metrics.active.inc()
         self._update_gauges()
         quiet = not request.durable
         if quiet:
             self.audit.hold(request.correlation_id)
         started = time.perf_counter()
+
+        def progress(phase: str, done: int, total: int) -> None:
+            view.current_phase = phase
+
         try:
-            result = await self.reconciler.reconcile(
-                spec,
-                seed_root=base_dir or self.seed_root,
-                confirm=request.confirm,
-                correlation_id=request.correlation_id,
-                actor=request.actor,
-            )
+            with bound_contextvars(correlation_id=request.correlation_id, room_id=request.room_id):
+                result = await self.reconciler.reconcile(
+                    spec,
+                    seed_root=base_dir or self.seed_root,
+                    confirm=request.confirm,
+                    correlation_id=request.correlation_id,
+                    actor=request.actor,
+                    progress=progress,
+                    previous=self._previous(request.room_id),
+                )
         except asyncio.CancelledError:
+            self.metrics.active.dec()
             if quiet:
                 await self.audit.release(request.correlation_id, keep=True)
             view.is_reconciling, view.current_phase = False, None
@@ -386,6 +404,7 @@ class Controller:
                 errors=[f"{type(exc).__name__}: {exc}"],
                 started_at=utcnow(),
             )
+        self.metrics.active.dec()
         self.metrics.duration.observe(time.perf_counter() - started)
         changed = has_changes(result)
         if quiet:
@@ -416,16 +435,7 @@ class Controller:
         if request.trigger in ("loop", "event") and changed:
             self.metrics.drift.inc()
         self.health.observe_run(result.code, result.errors)
-        if not result.success:
-            await self._audit(
-                "reconcile.failed",
-                view.room_id,
-                result.correlation_id,
-                actor=request.actor,
-                spec_version=spec.metadata.version,
-                metadata={"code": result.code or "", "error": "; ".join(result.errors)[:500]},
-            )
-        if request.trigger == "apply" and (result.success or result.partial_success) and result.code is None:
+        if request.trigger == "apply" and reached_apply(result):
             view.managed, view.spec, view.base_dir = True, spec, base_dir
             view.revision = await self.store.set_desired(
                 view.room_id,
@@ -470,6 +480,10 @@ class Controller:
         if view.managed:
             self.schedule.after_run(view.room_id, failures=view.failures)
         self._update_gauges()
+
+    def _previous(self, room_id: str) -> RoomSpec | None:
+        view = self.rooms.get(room_id)
+        return view.spec if view is not None and view.managed else None
 
     def _conditions(self, view: RoomView, *, reconciling: bool) -> list[dict[str, Any]]:
         result = view.last_result or {}
@@ -533,7 +547,6 @@ class Controller:
         self.metrics.managed_rooms.set(len(managed))
         self.metrics.stalled_rooms.set(self.health.stalled_rooms)
         self.metrics.queued.set(self.queue.queued)
-        self.metrics.active.set(self.queue.active)
         self.metrics.health.set(int(self.health.status))
 
     # Views -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from roomoperator.audit import utcnow
 from roomoperator.clients.errors import RoomServerError
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.results import RunResult
+from roomoperator.execution.results import Phase, RunResult
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
 from roomoperator.service.controller import Controller, RoomView
@@ -168,7 +168,8 @@ async def apply(
         result = outcome
     body = apply_body(result)
     body["warnings"] = warnings + body["warnings"]
-    return reply(body, status=200 if result.success else 400)
+    finished = result.success or result.phase in (Phase.VERIFY, Phase.ROLLBACK)
+    return reply(body, status=200 if finished else 400)
 
 
 # Status, health, metrics ---------------------------------------------------------------------------
@@ -309,7 +310,7 @@ async def mcp_load(request: Request, body: McpLoadRequest) -> Response:
     parts = _Parts(request)
     parts.auth.caller(request)
     try:
-        await parts.client.mcp_load([provider.model_dump() for provider in body.providers])
+        await parts.client.mcp_load([provider.model_dump(exclude_none=True) for provider in body.providers])
     except RoomServerError as exc:
         raise _upstream_problem("Failed to load MCP providers", exc) from None
     return reply({"message": "MCP providers loaded", "count": len(body.providers)})

@@ -1,0 +1,105 @@
+"""The operator's app factory: `create_app(settings)` wires store, room-server client, engine,
+controller, health probe and the room-server event follower, and starts and stops them with the app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from roomoperator.clients.events import RoomEventFollower
+from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.execution.ratelimit import RateLimiter
+from roomoperator.execution.reconciler import Reconciler
+from roomoperator.service.auditing import AuditLog
+from roomoperator.service.auth import Authenticator
+from roomoperator.service.controller import Controller
+from roomoperator.service.errors import ApiError, handle_api_error
+from roomoperator.service.health import HealthMonitor
+from roomoperator.service.metrics import MeteredTransport, OperatorMetrics
+from roomoperator.service.routes import router
+from roomoperator.settings import OperatorSettings
+from roomoperator.store import Store
+
+
+async def _probe(client: RoomServerClient, store: Store, health: HealthMonitor, every: float) -> None:
+    """Check the room server and the store every `every` seconds."""
+    while True:
+        started = time.perf_counter()
+        health.observe_probe(ok=await client.health(), started=started)
+        health.store_ok = await store.ping()
+        await asyncio.sleep(every)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return JSONResponse({"errors": errors, "warnings": [], "code": "INVALID_REQUEST"}, status_code=400)
+
+
+def create_app(settings: OperatorSettings) -> FastAPI:
+    """The operator as an ASGI app; its lifespan runs the reconcile loop."""
+    metrics = OperatorMetrics()
+    authenticator = Authenticator.from_settings(settings.api)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.store.url)
+        await store.migrate()
+        token = settings.room_server.token.get_secret_value() if settings.room_server.token else None
+        client = RoomServerClient(
+            settings.room_server.base_url,
+            token=token,
+            timeout=settings.room_server.timeout_seconds,
+            transport=MeteredTransport(metrics),
+        )
+        audit = AuditLog(store, buffer=settings.events.subscriber_buffer)
+        health = HealthMonitor()
+        reconciler = Reconciler(
+            client,
+            settings,
+            audit=audit,
+            rate_limiter=RateLimiter(settings.reconciliation.rate_limit_per_second),
+        )
+        controller = Controller(
+            settings=settings, store=store, audit=audit, reconciler=reconciler, metrics=metrics, health=health
+        )
+        app.state.settings, app.state.store, app.state.client = settings, store, client
+        app.state.audit, app.state.health, app.state.metrics = audit, health, metrics
+        app.state.auth, app.state.controller = authenticator, controller
+        await controller.start()
+        tasks = [asyncio.create_task(_probe(client, store, health, settings.reconciliation.interval_seconds))]
+        if settings.events.follow_room_server:
+            follower = RoomEventFollower(
+                settings.room_server.base_url, token=token, on_change=controller.on_room_event
+            )
+            app.state.follower = follower
+            tasks.append(asyncio.create_task(follower.run(), name="room-server-events"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await controller.stop()
+            await client.aclose()
+            await store.close()
+
+    app = FastAPI(
+        title="RoomOperator",
+        version=settings.version,
+        summary="Keeps collaboration rooms exactly as their RoomSpec says.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.include_router(router)
+    return app
