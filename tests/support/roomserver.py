@@ -145,3 +145,31 @@ def roomserver_process(
         yield handle
     finally:
         handle.stop()
+
+
+async def upload_artifact(
+    client: httpx.AsyncClient,
+    room_id: str,
+    name: str,
+    data: bytes,
+    *,
+    type: str = "document",
+    workspace: str | None = None,
+    tags: tuple[str, ...] = (),
+    fingerprint: str | None = None,
+    entity: str | None = None,
+    parts: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST a room artifact (or, with `entity`, one in that entity's workspace as that entity)."""
+    spec: dict[str, Any] = {"name": name, "type": type, "tags": list(tags)}
+    if workspace is not None:
+        spec["workspace"] = workspace
+    if fingerprint is not None:
+        spec["fingerprint"] = fingerprint
+    files: dict[str, Any] = {"spec": (None, json.dumps(spec)), "data": (name, data)}
+    files.update({key: (None, value) for key, value in (parts or {}).items()})
+    path = (
+        f"/rooms/{room_id}/artifacts" if entity is None else f"/rooms/{room_id}/entities/{entity}/artifacts"
+    )
+    headers = {} if entity is None else {"X-Entity-Id": entity}
+    return await client.post(path, files=files, headers=headers)
