@@ -56,7 +56,8 @@ def check(plan: Plan, observed: ObservedRoom, *, settings: GuardrailSettings, co
             warnings.append(
                 f"High change ratio ({shown}) detected; confirmation not required by configuration"
             )
-    if present and kicks + deletes == present and not settings.allow_empty_room:
+    additions = sum(1 for c in plan.actionable if c.op in (Op.JOIN, Op.SEED))
+    if present and kicks + deletes == present and not additions and not settings.allow_empty_room:
         message = f"Removing every entity and artifact ({present}) would empty room {plan.room_id}."
         if confirm:
             warnings.append(f"{message} Confirmed.")

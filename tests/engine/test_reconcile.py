@@ -82,7 +82,9 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert state.policies.dm_visibility_default == "public"
         plan_artifact = next(a for a in state.artifacts if a.name == "project-plan")
         assert plan_artifact.promoted
-        assert plan_artifact.fingerprint == seeded[0].metadata["hash"]
+        assert plan_artifact.fingerprint == next(
+            e.metadata["hash"] for e in seeded if e.metadata["artifactName"] == "project-plan"
+        )
 
         sink.entries.clear()
         again = await reconciler.reconcile(full_spec(), seed_root=seeds)
