@@ -268,12 +268,13 @@ def _multipart(parts: list[tuple[str, bytes]], boundary: str = "b0und") -> bytes
 
 SPEC = ("spec", b'{"name":"a","type":"t"}')
 NAME = "InvalidArtifactName"
+RESERVED = ("spec", b'{"name":"manifest.json","type":"t"}')
 BAD_WRITES = [
     (b"{}", "application/json", 400, "InvalidContentType", "multipart/form-data"),
     (_multipart([("data", b"x")]), None, 400, "MissingSpecOrData", "spec or data not provided"),
     (_multipart([SPEC]), None, 400, "MissingSpecOrData", "spec or data"),
     (_multipart([("spec", b"nope"), ("data", b"x")]), None, 400, "InvalidSpec", "spec must be valid JSON"),
-    (_multipart([("spec", b'{"name":"manifest.json","type":"t"}'), ("data", b"")]), None, 400, NAME, "reserved"),
+    (_multipart([RESERVED, ("data", b"")]), None, 400, NAME, "is reserved"),
     (_multipart([("spec", b'{"name":"../x","type":"t"}'), ("data", b"x")]), None, 400, NAME, "path"),
     (_multipart([SPEC, ("data", b"x"), ("parents", b"{}")]), None, 400, "InvalidParents", "array of strings"),
     (_multipart([SPEC, ("data", b"x"), ("data", b"y")]), None, 400, "InvalidMultipart", "more than once"),
