@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from roomoperator import hashing
 from roomoperator.hashing import HashCache, digest_file, fingerprint
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "examples" / "seeds"
+SEEDS = (
+    Path(__file__).resolve().parents[2] / "examples" / "specs" / "seeds"
+)  # byte-identical to the reference
 
 
 @pytest.mark.parametrize(

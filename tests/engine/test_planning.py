@@ -83,7 +83,7 @@ def test_converged_room_plans_nothing() -> None:
     spec = make_spec(entities=[AGENT], artifacts=[DOC])
     plan = plan_room(spec, room(entities=[OBSERVED_AGENT], artifacts=[OBSERVED_DOC]), seeds={"doc": seed()})
     assert plan.empty
-    assert plan_summary(plan) == "No changes. The room matches its spec."
+    assert plan_summary(plan_to_json(plan)) == "No changes. The room matches its spec."
     assert diff_lists(plan).model_dump() == diff_lists(plan_room(make_spec(), room(), seeds={})).model_dump()
 
 

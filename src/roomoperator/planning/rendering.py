@@ -68,42 +68,37 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _detail(change: Change) -> str:
-    if change.blocked is not None:
-        return f"BLOCKED {change.blocked.code}: {change.blocked.message}"
-    if change.op is Op.SET_POLICY:
-        return f"{json.dumps(change.before)} -> {json.dumps(change.after)}"
-    if (
-        change.op in (Op.UPDATE, Op.RESEED)
-        and isinstance(change.before, dict)
-        and isinstance(change.after, dict)
-    ):
-        fields = [k for k in change.before if k in change.after]
-        shown = ", ".join(
-            f"{k}: {json.dumps(change.before[k])} -> {json.dumps(change.after[k])}" for k in fields
-        )
-        return shown or change.reason
-    return change.reason
+def _detail(change: dict[str, Any]) -> str:
+    blocked, before, after = change["blocked"], change["before"], change["after"]
+    if blocked is not None:
+        return f"BLOCKED {blocked['code']}: {blocked['message']}"
+    if change["op"] == Op.SET_POLICY:
+        return f"{json.dumps(before)} -> {json.dumps(after)}"
+    if change["op"] in (Op.UPDATE, Op.RESEED) and isinstance(before, dict) and isinstance(after, dict):
+        fields = [k for k in before if k in after]
+        shown = ", ".join(f"{k}: {json.dumps(before[k])} -> {json.dumps(after[k])}" for k in fields)
+        return shown or str(change["reason"])
+    return str(change["reason"])
 
 
-def plan_table(plan: Plan) -> Table:
-    """One row per change (op, kind, name, detail), coloured by what the change does."""
-    table = Table(
-        title=f"Plan for room {plan.room_id} (spec {plan.spec_name} v{plan.spec_version})", expand=False
-    )
+def plan_table(plan: dict[str, Any]) -> Table:
+    """One row per change of a JSON plan (op, kind, name, detail), coloured by what the change does."""
+    spec = plan["spec"]
+    table = Table(title=f"Plan for room {plan['roomId']} (spec {spec['name']} v{spec['version']})")
     for column in ("op", "kind", "name", "detail"):
         table.add_column(column, overflow="fold")
-    for change in plan:
-        style = "dim" if change.blocked is not None else STYLE_OF[change.op]
-        table.add_row(Text(str(change.op), style=style), str(change.kind), change.name, _detail(change))
+    for change in plan["changes"]:
+        style = "dim" if change["blocked"] is not None else STYLE_OF[Op(change["op"])]
+        table.add_row(Text(change["op"], style=style), change["kind"], change["name"], _detail(change))
     return table
 
 
-def plan_summary(plan: Plan) -> str:
+def plan_summary(plan: dict[str, Any]) -> str:
     """`3 to apply (1 join, 2 seed), 1 blocked` or `No changes. The room matches its spec.`"""
-    if plan.empty:
+    summary = plan["summary"]
+    if not summary["total"]:
         return "No changes. The room matches its spec."
-    counts = Counter(str(c.op) for c in plan.actionable)
-    detail = ", ".join(f"{n} {op}" for op, n in counts.items())
-    text = f"{len(plan.actionable)} to apply" + (f" ({detail})" if detail else "")
-    return text + (f", {len(plan.blocked)} blocked" if plan.blocked else "")
+    counts = [f"{summary[str(op)]} {op}" for op in Op if summary[str(op)]]
+    to_apply = summary["total"] - summary["blocked"]
+    text = f"{to_apply} to apply" + (f" ({', '.join(counts)})" if counts else "")
+    return text + (f", {summary['blocked']} blocked" if summary["blocked"] else "")
