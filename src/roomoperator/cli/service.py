@@ -1,1 +1,260 @@
-"""roomop service commands (placeholder until implemented)."""
+"""`roomop up` (room server + operator on this machine), `roomop serve` (the operator alone), and
+`roomop status` / `roomop audit` (clients of a running operator)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from roomoperator.cli.app import app
+from roomoperator.service.auth import AuthConfigError
+from roomoperator.service.controller import Controller
+from roomoperator.service.launching import (
+    LaunchError,
+    ensure_credentials,
+    serving,
+    start_roomserver,
+    stop_on_signals,
+    write_credentials,
+)
+from roomoperator.service.logs import configure_logging
+from roomoperator.settings import OperatorSettings, SettingsError, load_settings
+from roomoperator.spec.errors import SpecError
+from roomoperator.spec.loading import LoadedSpec, load_file
+from roomoperator.store import StoreError
+
+console = Console(stderr=True)
+OperatorUrl = Annotated[
+    str, typer.Option("--operator", envvar="ROOMOP_OPERATOR_URL", help="URL of the running operator.")
+]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", envvar="ROOMOP_CONFIG", help="YAML configuration file.")
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
+    try:
+        return load_settings(config_file=config, **overrides)
+    except (SettingsError, ValidationError) as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]{message}[/red]")
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    config: ConfigFile = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (non-loopback needs an API token).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="Room server base URL.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL: sqlite:///path or postgresql://...")
+    ] = None,
+) -> None:
+    """Run the operator: HTTP API plus continuous reconciliation of every managed room."""
+    overrides: dict[str, Any] = {}
+    for section, key, value in (
+        ("api", "host", host),
+        ("api", "port", port),
+        ("room_server", "base_url", server),
+    ):
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    if store is not None:
+        overrides["store"] = {"url": store}
+    settings = _settings(config, **overrides)
+    configure_logging(settings.logging)
+    try:
+        asyncio.run(_serve(settings))
+    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _serve(settings: OperatorSettings) -> None:
+    stop = stop_on_signals()
+    async with serving(settings) as (_, _, task):
+        console.print(f"operator listening on http://{settings.api.host}:{settings.api.port}")
+        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+
+
+@app.command()
+def up(
+    specs: Annotated[list[Path] | None, typer.Argument(help="RoomSpec files to apply.")] = None,
+    host: Annotated[str, typer.Option(help="Address both services bind.")] = "127.0.0.1",
+    operator_port: Annotated[int, typer.Option(help="Operator API port.")] = 8080,
+    server_port: Annotated[int, typer.Option(help="Room server port.")] = 5000,
+    data: Annotated[Path, typer.Option(help="Data folder (store, room server data, credentials).")] = Path(
+        ".roomop"
+    ),
+    insecure_no_auth: Annotated[bool, typer.Option(help="No tokens anywhere (loopback only).")] = False,
+    config: ConfigFile = None,
+) -> None:
+    """Start the room server and the operator, apply SPEC files, show a live summary until Ctrl-C."""
+    loaded: list[LoadedSpec] = []
+    try:
+        for path in specs or []:
+            loaded.extend(load_file(path))
+    except SpecError as exc:
+        for issue in exc.issues:
+            console.print(f"[red]{issue}[/red]")
+        raise typer.Exit(2) from None
+    data = data.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    operator_url, server_url = f"http://{host}:{operator_port}", f"http://{host}:{server_port}"
+    credentials = ensure_credentials(data)
+    secure = not insecure_no_auth
+    if secure:
+        path = write_credentials(data, credentials, operator_url=operator_url, server_url=server_url)
+        if credentials.created:
+            console.print(f"[bold]New credentials[/bold] in {path} (mode 0600):")
+            console.print(f"  operator API token:  {credentials.api_token}")
+            console.print(f"  room server admin:   {credentials.admin_token}")
+        else:
+            console.print(f"credentials: {path}")
+    settings = _settings(
+        config,
+        api={
+            "host": host,
+            "port": operator_port,
+            "token": SecretStr(credentials.api_token) if secure else None,
+        },
+        room_server={
+            "base_url": server_url,
+            "token": SecretStr(credentials.operator_token) if secure else None,
+        },
+        store={"url": f"sqlite:///{data / 'operator.db'}"},
+    )
+    configure_logging(settings.logging.model_copy(update={"json_output": True}))
+    try:
+        child = start_roomserver(
+            data, host=host, port=server_port, tokens_file=data / "roomserver-tokens.json" if secure else None
+        )
+    except LaunchError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"room server: {server_url} (pid {child.process.pid}, log {data / 'roomserver.log'})")
+    try:
+        asyncio.run(_up(settings, loaded))
+    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        child.stop()
+        console.print("stopped the operator and the room server")
+
+
+async def _up(settings: OperatorSettings, loaded: list[LoadedSpec]) -> None:
+    stop = stop_on_signals()
+    async with serving(settings) as (operator, _, task):
+        console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
+        controller: Controller = operator.state.controller
+        for item in loaded:
+            run, _ = await controller.apply(
+                item.spec, base_dir=item.base_dir, confirm=True, actor="roomop up"
+            )
+            result = await asyncio.shield(run.done) if not run.done.done() else run.done.result()
+            if result is not None:
+                verdict = "converged" if result.converged else (result.code or "not converged")
+                console.print(f"applied {item.spec.room_id} v{item.spec.metadata.version}: {verdict}")
+                for problem in [*result.errors, *result.warnings]:
+                    console.print(f"  [yellow]{problem}[/yellow]")
+        console.print("Ctrl-C stops both services.")
+        waiter = asyncio.create_task(stop.wait())
+        with Live(_summary(operator), console=console, refresh_per_second=1, transient=False) as live:
+            while not (stop.is_set() or task.done()):
+                await asyncio.wait([waiter, task], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                live.update(_summary(operator))
+        waiter.cancel()
+
+
+def _summary(operator: FastAPI) -> Table:
+    controller: Controller = operator.state.controller
+    health = operator.state.health.status.label
+    table = Table(title=f"RoomOperator ({health})", expand=False)
+    for column in ("room", "spec", "ready", "stalled", "cycles", "last reconcile", "phase"):
+        table.add_column(column)
+    for view in sorted(controller.rooms.values(), key=lambda v: v.room_id):
+        states = {c["type"]: c["status"] for c in view.conditions}
+        table.add_row(
+            view.room_id + ("" if view.managed else " (unmanaged)"),
+            f"v{view.spec.metadata.version}" if view.spec else "-",
+            states.get("Ready", "-"),
+            states.get("Stalled", "-"),
+            str(view.cycles_since_converged),
+            view.last_reconcile.strftime("%H:%M:%S") if view.last_reconcile else "-",
+            view.current_phase or "idle",
+        )
+    return table
+
+
+def _get(operator: str, path: str, **params: Any) -> Any:
+    try:
+        answer = httpx.get(f"{operator.rstrip('/')}{path}", params=params, timeout=10)
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach the operator at {operator}: {exc}") from None
+    if answer.status_code >= 400 and answer.status_code != 503:
+        raise _fail(f"{path}: {answer.status_code} {answer.text}")
+    return answer.json()
+
+
+@app.command()
+def status(
+    operator: OperatorUrl = "http://127.0.0.1:8080",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show the operator's health and every room's status."""
+    body = _get(operator, "/status")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    table = Table(title=f"RoomOperator {body['version']} ({body.get('healthStatus', body['health'])})")
+    for column in ("room", "managed", "ready", "stalled", "cycles", "reconciling", "last reconcile"):
+        table.add_column(column)
+    for room in body["rooms"]:
+        states = {c["type"]: c["status"] for c in room.get("conditions", [])}
+        table.add_row(
+            room["roomId"],
+            str(room.get("managed", "-")),
+            states.get("Ready", "-"),
+            states.get("Stalled", "-"),
+            str(room["cyclesSinceConverged"]),
+            str(room["isReconciling"]),
+            room["lastReconcile"] or "-",
+        )
+    Console().print(table)
+    typer.echo(f"queued requests: {body['queuedRequests']}")
+
+
+@app.command()
+def audit(
+    operator: OperatorUrl = "http://127.0.0.1:8080",
+    count: Annotated[int, typer.Option(help="How many of the latest entries.")] = 50,
+    room: Annotated[str | None, typer.Option(help="Only this room.")] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="Every entry of one run.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. entity.joined.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Show audit entries of a running operator, oldest first."""
+    params = {"count": count, "roomId": room, "correlationId": correlation_id, "action": action}
+    body = _get(operator, "/audit", **{key: value for key, value in params.items() if value is not None})
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    for entry in body["entries"]:
+        details = " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
+        actor = f" by {entry['actor']}" if entry.get("actor") else ""
+        typer.echo(f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {details}".rstrip())

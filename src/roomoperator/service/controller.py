@@ -120,8 +120,17 @@ def _condition(
 ) -> dict[str, Any]:
     value = "True" if status else "False"
     old = next((c for c in previous if c["type"] == kind), None)
-    since = old["lastTransitionTime"] if old and old["status"] == value else utcnow().isoformat()
+    since = (
+        old["lastTransitionTime"]
+        if old and old["status"] == value
+        else utcnow().isoformat().replace("+00:00", "Z")
+    )
     return {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
+
+
+def _settled(conditions: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Conditions without the transient Reconciling one, to tell whether a run changed anything."""
+    return [(c["type"], c["status"]) for c in conditions if c["type"] != "Reconciling"]
 
 
 def has_changes(result: RunResult) -> bool:
@@ -455,13 +464,16 @@ class Controller:
                 type_="command",
                 metadata={"revision": str(view.revision)},
             )
+        before = view.conditions
         view.conditions = self._conditions(view, reconciling=False)
-        await self.store.save_status(
-            view.room_id,
-            conditions=view.conditions,
-            cycles_since_converged=view.cycles_since_converged,
-            last_result=body,
-        )
+        if request.durable or changed or not result.success or _settled(before) != _settled(view.conditions):
+            # A loop run that found a converged room and changed nothing is not worth a store write.
+            await self.store.save_status(
+                view.room_id,
+                conditions=view.conditions,
+                cycles_since_converged=view.cycles_since_converged,
+                last_result=body,
+            )
         status: RunStatus = "succeeded" if result.success else "failed"
         if request.durable:
             await self.store.update_run(request.correlation_id, status=status, result=body)
