@@ -92,6 +92,10 @@ class RoomServerProcess:
     data_dir: Path
     process: subprocess.Popen[bytes]
 
+    def log(self) -> str:
+        """What the server wrote to stdout and stderr (`<data>/roomserver.log`)."""
+        return (self.data_dir / "roomserver.log").read_text(errors="replace")
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs (the durability tests' crash)."""
         self.process.send_signal(signal.SIGKILL)
@@ -113,20 +117,23 @@ def start_roomserver_process(
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> RoomServerProcess:
-    """Start `python -m roomserver serve` on a free 127.0.0.1 port and wait until `/health` answers."""
+    """Start `python -m roomserver serve` on a free 127.0.0.1 port and wait until `/health` answers.
+
+    Its output goes to `<data_dir>/roomserver.log` (a file, so a chatty server never blocks on a full pipe).
+    """
     tokens_file, token, admin_token = write_tokens(data_dir, scopes)
     port = free_port()
     command = [sys.executable, "-m", "roomserver", "serve", "--port", str(port), "--data", str(data_dir)]
     command += ["--tokens", str(tokens_file), *extra_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    with (data_dir / "roomserver.log").open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     handle = RoomServerProcess(url, token, admin_token, data_dir, process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"roomserver exited with {process.returncode}: {stderr[-2000:]}")
+            raise RuntimeError(f"roomserver exited with {process.returncode}: {handle.log()[-2000:]}")
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                 return handle
