@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,19 @@ def room_spec(room_id: str, *, version: int = 1, entities: int = 2, artifacts: i
             ],
         },
     }
+
+
+@contextlib.asynccontextmanager
+async def sse_data(
+    http: httpx.AsyncClient, path: str, **params: str
+) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """The JSON `data:` payloads of an SSE stream (events arrive as they happen: nothing is polled)."""
+    async with http.stream("GET", path, params=params, timeout=httpx.Timeout(10, read=None)) as stream:
+
+        async def payloads() -> AsyncIterator[dict[str, Any]]:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    payload: dict[str, Any] = json.loads(line.removeprefix("data: "))
+                    yield payload
+
+        yield payloads()

@@ -492,6 +492,14 @@ class Controller:
         if view.managed:
             self.schedule.after_run(view.room_id, failures=view.failures)
         self._update_gauges()
+        if view.stalled and ("Stalled", "True") not in _settled(before):
+            await self._audit(
+                "room.stalled",
+                view.room_id,
+                result.correlation_id,
+                spec_version=spec.metadata.version,
+                metadata={"cyclesSinceConverged": str(view.cycles_since_converged)},
+            )
 
     def _previous(self, room_id: str) -> RoomSpec | None:
         view = self.rooms.get(room_id)

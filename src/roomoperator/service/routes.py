@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_json
@@ -75,7 +75,15 @@ class _Parts:
         self.client: RoomServerClient = state.client
         self.health: HealthMonitor = state.health
         self.metrics: OperatorMetrics = state.metrics
-        self.auth: Authenticator = state.auth
+
+
+def _caller(request: Request) -> str:
+    """The authenticated caller of a mutating endpoint (checked before the body is read)."""
+    auth: Authenticator = request.app.state.auth
+    return auth.caller(request)
+
+
+Caller = Annotated[str, Depends(_caller)]
 
 
 def _error(status: int, message: str) -> ApiError:
@@ -140,11 +148,11 @@ def apply_body(result: RunResult) -> dict[str, Any]:
 @router.post("/apply", summary="Apply a RoomSpec (JSON or YAML)")
 async def apply(
     request: Request,
+    actor: Caller,
     x_dry_run: Annotated[str | None, Header()] = None,
     x_confirm: Annotated[str | None, Header()] = None,
 ) -> Response:
     parts = _Parts(request)
-    actor = parts.auth.caller(request)
     spec = await read_spec(request, parts)
     view = parts.controller.rooms.get(spec.room_id)
     warnings: list[str] = []
@@ -214,8 +222,10 @@ async def health(request: Request) -> Response:
             "type": "https://tools.ietf.org/html/rfc9110#section-15.6.4",
             "title": "Unhealthy",
             "status": 503,
+            "timestamp": body["timestamp"],
+            "checks": body["checks"],
         }
-        return reply(problem | body, status=503, media_type="application/problem+json")
+        return reply(problem, status=503, media_type="application/problem+json")
     return reply(body)
 
 
@@ -306,9 +316,8 @@ def _upstream_problem(title: str, exc: RoomServerError) -> ApiError:
 
 
 @router.post("/mcp/load", summary="Load MCP providers on the room server")
-async def mcp_load(request: Request, body: McpLoadRequest) -> Response:
+async def mcp_load(request: Request, actor: Caller, body: McpLoadRequest) -> Response:
     parts = _Parts(request)
-    parts.auth.caller(request)
     try:
         await parts.client.mcp_load([provider.model_dump(exclude_none=True) for provider in body.providers])
     except RoomServerError as exc:
@@ -378,9 +387,8 @@ async def history(request: Request, roomId: str) -> Response:
 
 
 @router.post("/rooms/{roomId}/reconcile", summary="Reconcile a managed room now")
-async def reconcile(request: Request, roomId: str) -> Response:
+async def reconcile(request: Request, roomId: str, actor: Caller) -> Response:
     parts = _Parts(request)
-    actor = parts.auth.caller(request)
     run = await parts.controller.reconcile_now(roomId, actor=actor)
     if run is None:
         raise _error(404, f"Room {roomId} not found")
@@ -393,9 +401,8 @@ async def reconcile(request: Request, roomId: str) -> Response:
 
 
 @router.delete("/rooms/{roomId}", summary="Stop managing a room (removes nothing from it)")
-async def unmanage(request: Request, roomId: str) -> Response:
+async def unmanage(request: Request, roomId: str, actor: Caller) -> Response:
     parts = _Parts(request)
-    actor = parts.auth.caller(request)
     if not await parts.controller.unmanage(roomId, actor=actor):
         raise _error(404, f"Room {roomId} not found")
     return reply({"roomId": roomId, "managed": False})
