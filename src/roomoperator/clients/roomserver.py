@@ -90,9 +90,9 @@ class RoomServerClient:
     async def get_state(self, room_id: str) -> ObservedRoom:
         """The room's declared entities, live artifacts, policies and resources. 404 means a server
         without the operator endpoints (the reference .NET server): see `NotFound`."""
-        body = await self._json("GET", f"/room/{_part(room_id)}/state")
+        response = await self._call("GET", f"/room/{_part(room_id)}/state")
         try:
-            return ObservedRoom.model_validate(body)
+            return ObservedRoom.model_validate_json(response.content)
         except ValidationError as exc:
             raise RoomServerError(200, "INVALID_RESPONSE", f"room state of {room_id}: {exc}") from exc
 

@@ -61,6 +61,22 @@ def observed_entity_body(entity: ObservedEntity) -> dict[str, Any]:
     }
 
 
+def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
+    """Fast check (no dicts built) that a declared entity needs no update."""
+    wanted, have = entity.policy, current.policy
+    return (
+        entity.kind == current.kind
+        and entity.display_name == current.display_name
+        and entity.visibility == current.visibility
+        and entity.owner_user_id == current.owner_user_id
+        and wanted.allow_commands_from == have.allow_commands_from
+        and wanted.sandbox_mode == have.sandbox_mode
+        and set(entity.capabilities) == set(current.capabilities)
+        and set(wanted.env_whitelist) == set(have.env_whitelist)
+        and set(wanted.scopes) == set(have.scopes)
+    )
+
+
 def _comparable(body: dict[str, Any]) -> dict[str, Any]:
     """Fields compared for updates; list-valued fields are sets (the server may reorder them)."""
     policy = body["policy"]
@@ -85,12 +101,15 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
     for entity in spec.spec.entities:
         first.setdefault(entity.id, entity)
     for entity in first.values():
-        wanted = entity_body(entity)
         current = present.get(entity.id)
         if current is None:
-            changes.append(Change(Op.JOIN, entity.id, "declared in the spec, not in the room", after=wanted))
+            changes.append(
+                Change(Op.JOIN, entity.id, "declared in the spec, not in the room", after=entity_body(entity))
+            )
             continue
-        have, want = _comparable(observed_entity_body(current)), _comparable(wanted)
+        if _same(entity, current):
+            continue
+        have, want = _comparable(observed_entity_body(current)), _comparable(entity_body(entity))
         differing = [key for key in want if have[key] != want[key]]
         if differing:
             changes.append(
