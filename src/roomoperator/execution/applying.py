@@ -19,7 +19,7 @@ from roomoperator.clients.wire import ObservedArtifact, ObservedRoom
 from roomoperator.execution.ratelimit import RateLimiter
 from roomoperator.execution.retrying import Retrier
 from roomoperator.planning.changes import Change, Op
-from roomoperator.planning.planner import observed_entity_body
+from roomoperator.planning.planner import entity_body
 
 T = TypeVar("T")
 
@@ -91,13 +91,13 @@ class Applier:
             created = await self._write(lambda: client.join(room, change.after), tally=tally)
             return self._undo_join(name, created), {}
         if change.op is Op.UPDATE:
-            current = observed_entity_body(self._entities[name])
+            current = entity_body(self._entities[name])
             await self._write(
                 lambda: client.update_entity(room, name, {**current, **change.after}), tally=tally
             )
             return Undo(f"restore entity {name}", lambda: self._put_entity(name, current)), {}
         if change.op is Op.KICK:
-            old = observed_entity_body(self._entities[name])
+            old = entity_body(self._entities[name])
             await self._write(lambda: client.kick(room, name), tally=tally)
             return Undo(f"declare entity {name} again", lambda: self._join(old)), {}
         if change.op in (Op.SEED, Op.RESEED):

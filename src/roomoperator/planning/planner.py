@@ -30,8 +30,8 @@ class LocalSeed:
     problem: str | None = None
 
 
-def entity_body(entity: EntitySpec) -> dict[str, Any]:
-    """The contract's EntityBody of a declared entity."""
+def entity_body(entity: EntitySpec | ObservedEntity) -> dict[str, Any]:
+    """The contract's EntityBody that declares `entity` (from the spec, or as observed, to restore it)."""
     return {
         "entityId": entity.id,
         "kind": entity.kind,
@@ -45,19 +45,6 @@ def entity_body(entity: EntitySpec) -> dict[str, Any]:
             "env_whitelist": list(entity.policy.env_whitelist),
             "scopes": list(entity.policy.scopes),
         },
-    }
-
-
-def observed_entity_body(entity: ObservedEntity) -> dict[str, Any]:
-    """The EntityBody that would declare `entity` again as it is (used to restore it on rollback)."""
-    return {
-        "entityId": entity.id,
-        "kind": entity.kind,
-        "displayName": entity.display_name,
-        "visibility": entity.visibility,
-        "ownerUserId": entity.owner_user_id,
-        "capabilities": list(entity.capabilities),
-        "policy": entity.policy.model_dump(by_alias=True, mode="json"),
     }
 
 
@@ -109,7 +96,7 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
             continue
         if _same(entity, current):
             continue
-        have, want = _comparable(observed_entity_body(current)), _comparable(entity_body(entity))
+        have, want = _comparable(entity_body(current)), _comparable(entity_body(entity))
         differing = [key for key in want if have[key] != want[key]]
         if differing:
             changes.append(
@@ -127,7 +114,7 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
                 Op.KICK,
                 current.id,
                 "in the room, not declared in the spec",
-                before=observed_entity_body(current),
+                before=entity_body(current),
             )
             if current.id in protected:
                 kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
