@@ -220,6 +220,15 @@ class Controller:
             )
             self.rooms.setdefault(run.room_id, RoomView(room_id=run.room_id))
             self.schedule.remove(run.room_id)
+            await self._audit(
+                "run.resumed",
+                run.room_id,
+                run.correlation_id,
+                actor=run.actor,
+                spec_version=request.spec.metadata.version if request.spec else None,
+                type_="command",
+                metadata={"interruptedWhile": run.status},
+            )
             self.queue.submit(run.room_id, request)
 
     async def stop(self) -> None:
