@@ -109,22 +109,6 @@ class Manifest:
             "fingerprint": self.fingerprint,
         }
 
-    def to_state(self, *, created_at: str) -> dict[str, Any]:
-        """The artifact entry of `GET /room/{roomId}/state`."""
-        return {
-            "name": self.name,
-            "type": self.type,
-            "workspace": self.workspace,
-            "tags": list(self.tags),
-            "sha256": self.sha256,
-            "size": self.size,
-            "version": self.version,
-            "promoted": self.promoted,
-            "fingerprint": self.fingerprint,
-            "createdAt": created_at,
-            "updatedAt": self.ts,
-        }
-
 
 def parse_upload_spec(
     raw: bytes, *, default_workspace: str

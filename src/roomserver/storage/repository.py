@@ -31,13 +31,14 @@ def _dumps(value: Any) -> str:
 
 @dataclass(frozen=True)
 class RoomSnapshot:
-    """The stored part of a room's state (presence and resources are added by the caller)."""
+    """The stored part of a room's state, entities and artifacts as ready JSON text (the state read is hot:
+    rows are never turned into Python objects). Presence and resources are added by the caller."""
 
     room_id: str
     status: RoomStatus
     revision: int
-    entities: list[Entity]
-    artifacts: list[dict[str, Any]]
+    entities: list[tuple[str, str]]  # (entity id, wire JSON without `connected`), sorted by id
+    artifacts: list[str]  # state entries as JSON objects, sorted by name
     policies: RoomPolicies
 
 
@@ -501,8 +502,20 @@ def delete_artifact(conn: sqlite3.Connection, room_id: str, name: str) -> list[R
 # --- the whole room ---------------------------------------------------------------------------------------
 
 
+_STATE_ARTIFACTS = """
+SELECT json_object(
+    'name', v.name, 'type', v.type, 'workspace', v.workspace, 'tags', json(v.tags), 'sha256', v.sha256,
+    'size', v.size, 'version', v.version, 'promoted', json(CASE WHEN v.promoted THEN 'true' ELSE 'false' END),
+    'fingerprint', v.fingerprint, 'createdAt', h.created_at, 'updatedAt', v.ts)
+FROM artifact_heads h JOIN artifact_versions v
+    ON v.room_id = h.room_id AND v.owner = h.owner AND v.name = h.name AND v.version = h.version
+WHERE h.room_id = ? AND h.owner = '' AND h.deleted_at IS NULL
+ORDER BY h.name
+"""
+
+
 def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
-    """Roster, live room artifacts, policies and revision in one read transaction."""
+    """Roster, live room artifacts, policies and revision in one read transaction (four indexed queries)."""
     conn.execute("BEGIN")
     try:
         found = _room_row(conn, room_id)
@@ -512,7 +525,10 @@ def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
         revision = conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE room_id = ?", (room_id,)
         ).fetchone()[0]
-        artifacts = [m.to_state(created_at=c) for m, c in _live_latest(conn, room_id, ROOM_WORKSPACE)]
-        return RoomSnapshot(room_id, status, revision, _entities(conn, room_id), artifacts, policies)
+        entities = conn.execute(
+            "SELECT entity_id, body FROM entities WHERE room_id = ? ORDER BY entity_id", (room_id,)
+        ).fetchall()
+        artifacts = [row[0] for row in conn.execute(_STATE_ARTIFACTS, (room_id,))]
+        return RoomSnapshot(room_id, status, revision, entities, artifacts, policies)
     finally:
         conn.execute("COMMIT")
