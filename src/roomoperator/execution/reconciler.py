@@ -29,6 +29,7 @@ from roomoperator.execution.applying import Applier, Done, Undo
 from roomoperator.execution.ratelimit import RateLimiter
 from roomoperator.execution.results import ItemFailure, Phase, RunResult
 from roomoperator.execution.retrying import Retrier, RetryFailed
+from roomoperator.execution.seeding import SeedFiles
 from roomoperator.guardrails import check
 from roomoperator.hashing import HashCache
 from roomoperator.planning.changes import BlockCode, Change, Kind, Op, Plan
@@ -37,12 +38,11 @@ from roomoperator.planning.planner import LocalSeed, dependency_order, plan_room
 from roomoperator.planning.rendering import plan_to_json
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
-from roomoperator.spec.seeds import SeedPathError, resolve_seed_path
 
 Progress = Callable[[str, int, int], None]
 
-# Process-wide: a service reconciling many rooms hashes each unchanged seed file once.
-SHARED_HASH_CACHE = HashCache()
+# Process-wide: a service reconciling many rooms resolves and hashes each unchanged seed file once.
+SHARED_SEED_FILES = SeedFiles()
 
 # Reference warning texts (operator.md Appendix C) per op.
 FAILURE_TEXT: dict[Op, str] = {
@@ -122,7 +122,7 @@ class Reconciler:
         self.settings = settings
         self.audit = audit
         self.limiter = rate_limiter or RateLimiter(settings.reconciliation.rate_limit_per_second)
-        self.hash_cache = hash_cache or SHARED_HASH_CACHE
+        self.seed_files = SeedFiles(hash_cache=hash_cache) if hash_cache is not None else SHARED_SEED_FILES
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
         self.rollback_on_failure = rollback_on_failure
@@ -192,7 +192,7 @@ class Reconciler:
         spec, result = run.spec, run.result
         protected = protected_names(previous)
         # PLANNING
-        seeds = await asyncio.to_thread(self._local_seeds, spec, seed_root)
+        seeds = await asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
         observed, endpoints, read_at = await self._read(spec.room_id)
         plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
         self._record_plan(run, plan)
@@ -238,36 +238,6 @@ class Reconciler:
             result.phase = Phase.VERIFY
 
     # ---- PLANNING ------------------------------------------------------------------------------------
-
-    def _local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
-        seeds: dict[str, LocalSeed] = {}
-        for artifact in spec.spec.artifacts:
-            if artifact.seed_from is None or artifact.name in seeds:
-                continue
-            try:
-                path = resolve_seed_path(seed_root, artifact.seed_from)
-            except SeedPathError as exc:
-                seeds[artifact.name] = LocalSeed(
-                    None, problem=f"Seed file refused: {artifact.seed_from}: {exc}"
-                )
-                continue
-            try:
-                digest = self.hash_cache.digest(
-                    path,
-                    name=artifact.name,
-                    type_=artifact.type,
-                    workspace=artifact.workspace,
-                    tags=artifact.tags,
-                )
-            except FileNotFoundError:
-                seeds[artifact.name] = LocalSeed(path, problem=f"Seed file not found: {path}")
-            except OSError as exc:
-                seeds[artifact.name] = LocalSeed(
-                    path, problem=f"Seed file not readable: {path}: {exc.strerror or exc}"
-                )
-            else:
-                seeds[artifact.name] = LocalSeed(path, digest)
-        return seeds
 
     async def _read(self, room_id: str) -> tuple[ObservedRoom, bool, float]:
         """The room state, whether the server has the operator endpoints, and when it was read."""

@@ -1,0 +1,79 @@
+"""Local seed files of a spec: where each `seedFrom` points (confined to the spec's folder) and its digest.
+
+Resolving a path (following symlinks, checking it stays inside the folder) and hashing it are the two
+costs of a no-op reconcile of a room with many artifacts. Both are cached: a resolution is reused while
+the `seedFrom` path's own lstat (inode, mtime, mode) is unchanged, a digest while the resolved file keeps
+its size and mtime (`hashing.HashCache`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from roomoperator.hashing import HashCache
+from roomoperator.planning.planner import LocalSeed
+from roomoperator.spec.models import RoomSpec
+from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
+
+LstatKey = tuple[int, int, int]
+
+
+class SeedFiles:
+    """Finds and digests the seed files of specs; safe to share between rooms and threads."""
+
+    def __init__(self, *, hash_cache: HashCache | None = None, max_entries: int = 100_000) -> None:
+        self.hash_cache = hash_cache or HashCache()
+        self._resolved: dict[tuple[Path, str], tuple[LstatKey, Path]] = {}
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def _resolve(self, root: Path, seed_from: str) -> Path:
+        joined = root / check_seed_path(seed_from)
+        try:
+            stat = os.lstat(joined)
+        except OSError:
+            return resolve_seed_path(root, seed_from)  # missing: resolve (and refuse escapes), never cache
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_mode)
+        with self._lock:
+            cached = self._resolved.get((root, seed_from))
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        resolved = resolve_seed_path(root, seed_from)
+        with self._lock:
+            if len(self._resolved) >= self._max_entries:
+                self._resolved.clear()
+            self._resolved[(root, seed_from)] = (signature, resolved)
+        return resolved
+
+    def local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
+        """For each artifact with `seedFrom`: its resolved file and digest, or the problem that blocks it."""
+        root = seed_root.resolve()
+        seeds: dict[str, LocalSeed] = {}
+        for artifact in spec.spec.artifacts:
+            if artifact.seed_from is None or artifact.name in seeds:
+                continue
+            try:
+                path = self._resolve(root, artifact.seed_from)
+            except SeedPathError as exc:
+                seeds[artifact.name] = LocalSeed(
+                    None, problem=f"Seed file refused: {artifact.seed_from}: {exc}"
+                )
+                continue
+            try:
+                digest = self.hash_cache.digest(
+                    path,
+                    name=artifact.name,
+                    type_=artifact.type,
+                    workspace=artifact.workspace,
+                    tags=artifact.tags,
+                )
+            except FileNotFoundError:
+                seeds[artifact.name] = LocalSeed(path, problem=f"Seed file not found: {path}")
+            except OSError as exc:
+                problem = f"Seed file not readable: {path}: {exc.strerror or exc}"
+                seeds[artifact.name] = LocalSeed(path, problem=problem)
+            else:
+                seeds[artifact.name] = LocalSeed(path, digest)
+        return seeds
