@@ -2,9 +2,9 @@
 
 Sources, highest priority first: keyword arguments, `ROOMOP_*` environment variables (`__` for nesting,
 `ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER=false`), the reference's `ROOM_AUTH_TOKEN` and
-`RoomServer__BaseUrl`, a YAML file (`--config FILE` or `ROOMOP_CONFIG`, same nesting and snake_case
-keys), then defaults. Every key mirrors a key of the reference's appsettings (`Operator:Retry:*`,
-`Operator:Reconciliation:Guardrails:*`, ...) where one exists.
+`RoomServer__BaseUrl` (and `ROOMOP_API_TOKEN`), a YAML file (`--config FILE` or `ROOMOP_CONFIG`,
+same nesting, snake_case keys), then defaults. Every key mirrors a key of the reference's
+appsettings (`Operator:Retry:*`, `Operator:Reconciliation:Guardrails:*`, ...) where one exists.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class StoreSettings(BaseModel):
     """Durable store: SQLite by default, PostgreSQL by URL (`sqlite:///path`, `postgresql://...`)."""
 
     url: str = "sqlite+aiosqlite:///.roomop/operator.db"
+    schema_name: str | None = None
     audit_replay: int = Field(default=100, ge=0)
 
 
@@ -110,7 +111,8 @@ class LoggingSettings(BaseModel):
 
 
 class _LegacyEnvSource(PydanticBaseSettingsSource):
-    """The reference's environment names: `ROOM_AUTH_TOKEN` and `RoomServer__BaseUrl`."""
+    """The reference's environment names `ROOM_AUTH_TOKEN` and `RoomServer__BaseUrl`, and the short
+    `ROOMOP_API_TOKEN` (same as `ROOMOP_API__TOKEN`)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -121,7 +123,10 @@ class _LegacyEnvSource(PydanticBaseSettingsSource):
             room_server["token"] = token or None
         if base_url := os.environ.get("RoomServer__BaseUrl"):  # noqa: SIM112  (the reference name)
             room_server["base_url"] = base_url
-        return {"room_server": room_server} if room_server else {}
+        found: dict[str, Any] = {"room_server": room_server} if room_server else {}
+        if api_token := os.environ.get("ROOMOP_API_TOKEN"):
+            found["api"] = {"token": api_token}
+        return found
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):

@@ -152,7 +152,8 @@ async def test_status_health_metrics_and_404s(operator: Operator) -> None:
         "room_operator_queued_requests ",
         "room_operator_active_reconciliations ",
         "room_operator_drift_detected_total ",
-        "room_operator_phase_duration_seconds",
+        'room_operator_phase_duration_seconds_count{phase="PLANNING"}',
+        'room_operator_phase_duration_seconds_count{phase="VERIFY"}',
         "room_operator_room_server_request_duration_seconds_count ",
         'room_operator_room_server_requests_total{outcome="2xx"}',
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,8 @@ POSTGRES_URLS = (
 )
 
 
-async def _postgres_url() -> str | None:
+async def postgres_url() -> str | None:
+    """The first PostgreSQL URL that answers on 127.0.0.1:5432, or None."""
     for url in POSTGRES_URLS:
         engine = create_async_engine(url)
         try:
@@ -39,19 +41,28 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
         await opened.close()
         return
-    url = await _postgres_url()
+    url = await postgres_url()
     if url is None:
         pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432 (database test)")
+    async with postgres_schema(url) as schema:
+        opened = Store(url, schema=schema)
+        try:
+            await opened.migrate()
+            yield opened
+        finally:
+            await opened.close()
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(url: str) -> AsyncIterator[str]:
+    """A fresh schema for one test, dropped afterwards."""
     schema = f"roomop_test_{uuid.uuid4().hex[:12]}"
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    opened = Store(url, schema=schema)
     try:
-        await opened.migrate()
-        yield opened
+        yield schema
     finally:
-        await opened.close()
         async with admin.connect() as connection:
             await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.dispose()

@@ -52,7 +52,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.store.url)
+        store = Store(settings.store.url, schema=settings.store.schema_name)
         await store.migrate()
         token = settings.room_server.token.get_secret_value() if settings.room_server.token else None
         client = RoomServerClient(

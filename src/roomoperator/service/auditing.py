@@ -7,7 +7,7 @@ a slow client never slows the operator down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from roomoperator.audit import AuditEntry
 from roomoperator.store import Store
@@ -27,6 +27,7 @@ class AuditLog:
         self._buffer = buffer
         self._subscribers: set[asyncio.Queue[AuditEntry]] = set()
         self._held: dict[str, list[AuditEntry]] = {}
+        self.observers: list[Callable[[AuditEntry], None]] = []
 
     def hold(self, correlation_id: str) -> None:
         self._held[correlation_id] = []
@@ -38,6 +39,8 @@ class AuditLog:
                 await self._write(entry)
 
     async def record(self, entry: AuditEntry) -> None:
+        for observe in self.observers:
+            observe(entry)
         held = self._held.get(entry.correlation_id)
         if held is not None:
             if entry.action.startswith("reconcile."):

@@ -35,6 +35,13 @@ from roomoperator.store.records import RunStatus, RunTrigger
 log = structlog.get_logger(__name__)
 
 ConditionType = Literal["Ready", "Reconciling", "Stalled"]
+PHASE_MARKERS = {
+    "reconcile.planning": "PLANNING",
+    "reconcile.pre_checks": "PRE_CHECKS",
+    "reconcile.apply": "APPLY",
+    "reconcile.rollback": "ROLLBACK",
+    "reconcile.verify": "VERIFY",
+}
 DIFF_LISTS = ("to_join", "to_kick", "to_ensure", "to_seed", "to_promote", "to_apply", "to_delete_artifacts")
 
 
@@ -174,6 +181,8 @@ class Controller:
         self.queue: RoomQueue[RunRequest] = RoomQueue(self._execute, parallel=loop.parallel_rooms)
         self.rooms: dict[str, RoomView] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._phase_marks: dict[str, float] = {}
+        audit.observers.append(self._time_phase)
         self.seed_root = settings.seed_root.resolve()
 
     # Life cycle --------------------------------------------------------------------------------------
@@ -388,7 +397,7 @@ class Controller:
         quiet = not request.durable
         if quiet:
             self.audit.hold(request.correlation_id)
-        started = time.perf_counter()
+        started = self._phase_marks[request.correlation_id] = time.perf_counter()
 
         def progress(phase: str, done: int, total: int) -> None:
             view.current_phase = phase
@@ -406,6 +415,7 @@ class Controller:
                 )
         except asyncio.CancelledError:
             self.metrics.active.dec()
+            self._phase_marks.pop(request.correlation_id, None)
             if quiet:
                 await self.audit.release(request.correlation_id, keep=True)
             view.is_reconciling, view.current_phase = False, None
@@ -424,6 +434,7 @@ class Controller:
             )
         self.metrics.active.dec()
         self.metrics.duration.observe(time.perf_counter() - started)
+        self._phase_marks.pop(request.correlation_id, None)
         changed = has_changes(result)
         if quiet:
             await self.audit.release(request.correlation_id, keep=changed or not result.success)
@@ -509,6 +520,16 @@ class Controller:
                 spec_version=spec.metadata.version,
                 metadata={"cyclesSinceConverged": str(view.cycles_since_converged)},
             )
+
+    def _time_phase(self, entry: AuditEntry) -> None:
+        """Phase durations from the engine's phase markers (`reconcile.planning` ends PLANNING, ...)."""
+        phase = PHASE_MARKERS.get(entry.action)
+        started = self._phase_marks.get(entry.correlation_id)
+        if phase is None or started is None:
+            return
+        now = time.perf_counter()
+        self.metrics.phase_duration.labels(phase=phase).observe(now - started)
+        self._phase_marks[entry.correlation_id] = now
 
     def _previous(self, room_id: str) -> RoomSpec | None:
         view = self.rooms.get(room_id)
