@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,41 +12,14 @@ import pytest
 from roomoperator.audit import AuditEntry
 from roomoperator.settings import OperatorSettings, ReconciliationSettings, RetrySettings
 from roomoperator.spec.models import RoomSpec
-from roomserver.app import create_app
-from roomserver.settings import ServerSettings
-from tests.support.servers import serve_app
-
-FULL_SCOPES = [
-    "room:read",
-    "room:entities:write",
-    "room:artifacts:write",
-    "room:policies:write",
-    "room:admin",
-]
-OPERATOR_TOKEN = "operator-token-0123456789"
-LIMITED_TOKEN = "limited-token-0123456789"  # room:read and room:entities:write only
-
-
-@dataclass
-class RoomServerUnderTest:
-    url: str
-    token: str
-    limited_token: str
-    data_dir: Path
+from tests.support.roomserver import RoomServerHandle, running_roomserver
 
 
 @pytest.fixture
-async def roomserver(tmp_path: Path) -> AsyncIterator[RoomServerUnderTest]:
-    tokens = {
-        "tokens": [
-            {"name": "operator", "token": OPERATOR_TOKEN, "scopes": FULL_SCOPES},
-            {"name": "limited", "token": LIMITED_TOKEN, "scopes": ["room:read", "room:entities:write"]},
-        ]
-    }
-    data_dir = tmp_path / "roomserver"
-    app = create_app(ServerSettings(data_dir=data_dir, tokens=json.dumps(tokens)))
-    async with serve_app(app) as url:
-        yield RoomServerUnderTest(url, OPERATOR_TOKEN, LIMITED_TOKEN, data_dir)
+async def roomserver(tmp_path: Path) -> AsyncIterator[RoomServerHandle]:
+    """The real room server, in the test's loop, with a token holding every scope."""
+    async with running_roomserver(tmp_path / "roomserver") as handle:
+        yield handle
 
 
 def fast_settings(**overrides: Any) -> OperatorSettings:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from roomoperator.clients.roomserver import RoomServerClient
-from tests.engine.conftest import RoomServerUnderTest
+from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "specs" / "ai-lab.room.yaml"
@@ -36,7 +36,7 @@ async def roomop(*args: str, token: str | None = None) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_plan_apply_plan(roomserver: RoomServerUnderTest, tmp_path: Path) -> None:
+async def test_plan_apply_plan(roomserver: RoomServerHandle, tmp_path: Path) -> None:
     spec = tmp_path / "ai-lab.room.yaml"
     shutil.copy(EXAMPLE, spec)
     shutil.copytree(EXAMPLE.parent / "seeds", tmp_path / "seeds")
@@ -76,7 +76,7 @@ async def test_plan_apply_plan(roomserver: RoomServerUnderTest, tmp_path: Path) 
     assert [a.name for a in state.artifacts] == ["project-plan", "research-data"]
 
 
-async def test_errors_exit_1(roomserver: RoomServerUnderTest, tmp_path: Path) -> None:
+async def test_errors_exit_1(roomserver: RoomServerHandle, tmp_path: Path) -> None:
     code, out, _ = await roomop(
         "plan", "-f", str(EXAMPLE), "--server", roomserver.url, token="bad-token-0123456789"
     )

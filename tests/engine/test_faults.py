@@ -14,16 +14,17 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.execution.reconciler import Reconciler
 from roomoperator.execution.results import Phase
 from roomoperator.settings import GuardrailSettings, ReconciliationSettings
-from tests.engine.conftest import ListSink, RoomServerUnderTest, fast_settings, room_spec
+from tests.engine.conftest import ListSink, fast_settings, room_spec
 from tests.engine.test_reconcile import AGENT, DATA, HUMAN, PLAN, full_spec
 from tests.support.faults import fault_proxy
+from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import serve_app
 
 JOIN = r"/room/room-eng-1/join"
 ARTIFACTS = r"/rooms/room-eng-1/artifacts"
 
 
-async def test_transient_failures_are_retried(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_transient_failures_are_retried(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
         proxy.inject("POST", JOIN, status=503, times=2)
         proxy.inject("POST", ARTIFACTS, status=429, headers={"Retry-After": "0"}, times=1)
@@ -41,7 +42,7 @@ async def test_transient_failures_are_retried(roomserver: RoomServerUnderTest, s
 
 
 async def test_permanent_failure_is_not_retried_and_others_go_on(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
         proxy.inject("POST", ARTIFACTS, status=400, times=1)
@@ -62,7 +63,7 @@ async def test_permanent_failure_is_not_retried_and_others_go_on(
             assert healed.applied == ["seed:project-plan"]
 
 
-async def test_retries_give_up_after_max_attempts(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_retries_give_up_after_max_attempts(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
         proxy.inject("POST", JOIN, status=500, times=100)
         async with RoomServerClient(url, token=roomserver.token) as client:
@@ -73,7 +74,7 @@ async def test_retries_give_up_after_max_attempts(roomserver: RoomServerUnderTes
     assert proxy.count("POST", JOIN) == 4
 
 
-async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
         proxy.inject("POST", JOIN, status=401, times=1)
         async with RoomServerClient(url, token=roomserver.token) as client:
@@ -84,7 +85,7 @@ async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerUn
     assert proxy.count("POST", JOIN) == 1  # the second join was never sent
 
 
-async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with (
         fault_proxy(roomserver.url) as (proxy, url),
         RoomServerClient(url, token=roomserver.token) as client,
@@ -118,7 +119,7 @@ async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerUnde
             assert result.converged is False
 
 
-async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
 
         class Intruder(ListSink):

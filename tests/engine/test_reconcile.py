@@ -9,7 +9,8 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.execution.reconciler import Reconciler
 from roomoperator.execution.results import Phase
 from roomoperator.settings import FeatureSettings, GuardrailSettings
-from tests.engine.conftest import ListSink, RoomServerUnderTest, fast_settings, room_spec
+from tests.engine.conftest import ListSink, fast_settings, room_spec
+from tests.support.roomserver import RoomServerHandle, running_roomserver
 from tests.support.servers import free_port
 
 AGENT = {
@@ -45,7 +46,7 @@ def full_spec(**overrides: Any) -> Any:
 
 
 async def test_converge_from_empty_then_one_read_and_no_write(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     sink = ListSink()
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
@@ -97,7 +98,7 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert (await client.get_state("room-eng-1")).revision == state.revision
 
 
-async def test_update_kick_delete_and_reseed(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         reconciler = Reconciler(client, fast_settings(guardrails=GuardrailSettings(change_threshold=1.0)))
         assert (await reconciler.reconcile(full_spec(), seed_root=seeds)).success
@@ -126,7 +127,7 @@ async def test_update_kick_delete_and_reseed(roomserver: RoomServerUnderTest, se
 
 
 async def test_guardrails_refuse_and_leave_the_room_untouched(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     crowd = [{"id": f"E-member-{i}", "kind": "human"} for i in range(10)]
     sink = ListSink()
@@ -158,7 +159,7 @@ async def test_guardrails_refuse_and_leave_the_room_untouched(
         assert (await client.get_state("room-eng-1")).entities == ()
 
 
-async def test_protected_items_are_never_removed(roomserver: RoomServerUnderTest, seeds: Path) -> None:
+async def test_protected_items_are_never_removed(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         reconciler = Reconciler(client, fast_settings(guardrails=GuardrailSettings(change_threshold=1.0)))
         before = room_spec(entities=[{**AGENT, "protect": True}, HUMAN])
@@ -175,7 +176,7 @@ async def test_protected_items_are_never_removed(roomserver: RoomServerUnderTest
 
 
 async def test_dry_run_stops_after_pre_checks_and_reports_blocked(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     spec = full_spec(artifacts=[PLAN, {**DATA, "seedFrom": "seeds/missing.json"}])
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
@@ -190,8 +191,12 @@ async def test_dry_run_stops_after_pre_checks_and_reports_blocked(
         assert (await client.get_state("room-eng-1")).revision == 0
 
 
-async def test_missing_scopes_block_before_any_write(roomserver: RoomServerUnderTest, seeds: Path) -> None:
-    async with RoomServerClient(roomserver.url, token=roomserver.limited_token) as client:
+async def test_missing_scopes_block_before_any_write(tmp_path: Path, seeds: Path) -> None:
+    scopes = ("room:read", "room:entities:write")
+    async with (
+        running_roomserver(tmp_path / "limited", scopes=scopes) as limited,
+        RoomServerClient(limited.url, token=limited.token) as client,
+    ):
         result = await Reconciler(client, fast_settings()).reconcile(full_spec(), seed_root=seeds)
     assert result.success  # nothing failed: the artifact and policy changes were blocked up front
     assert sorted(result.applied) == ["join:E-agent-1", "join:E-human-1"]
@@ -204,7 +209,7 @@ async def test_missing_scopes_block_before_any_write(roomserver: RoomServerUnder
 
 
 async def test_unauthorized_and_unreachable_are_run_level_codes(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     sink = ListSink()
     async with RoomServerClient(roomserver.url, token="wrong-token-0123456789") as client:
@@ -219,7 +224,7 @@ async def test_unauthorized_and_unreachable_are_run_level_codes(
 
 
 async def test_resources_load_providers_and_stay_pending_until_connected(
-    roomserver: RoomServerUnderTest, seeds: Path
+    roomserver: RoomServerHandle, seeds: Path
 ) -> None:
     resource = {
         "name": "analysis-tool",
