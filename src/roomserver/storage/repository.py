@@ -120,6 +120,8 @@ def _entities(conn: sqlite3.Connection, room_id: str) -> list[Entity]:
 
 
 def _room_state_event(status: RoomStatus, entities: list[Entity]) -> PendingEvent:
+    """ROOM.STATE, emitted when the status changes (not on every roster change: with a durable roster of
+    thousands, repeating the whole roster per join would make the event log quadratic)."""
     return PendingEvent(ev.ROOM_STATE, {"state": status, "entities": [e.to_wire() for e in entities]})
 
 
@@ -136,16 +138,12 @@ def _insert_entity(conn: sqlite3.Connection, room_id: str, entity: Entity, now: 
         "INSERT INTO entities (room_id, entity_id, body, declared_at) VALUES (?, ?, ?, ?)",
         (room_id, entity.id, _dumps(entity.to_wire()), now),
     )
+    pending = [PendingEvent(ev.ENTITY_JOIN, {"entity": entity.to_wire()})]
     new_status = status_after_join(status)
     if new_status != status:
         _set_status(conn, room_id, new_status, now)
-    roster = _entities(conn, room_id)
-    return _emit(
-        conn,
-        room_id,
-        now,
-        [PendingEvent(ev.ENTITY_JOIN, {"entity": entity.to_wire()}), _room_state_event(new_status, roster)],
-    )
+        pending.append(_room_state_event(new_status, _entities(conn, room_id)))
+    return _emit(conn, room_id, now, pending)
 
 
 def declare_entity(
@@ -189,16 +187,13 @@ def remove_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> lis
         if not deleted:
             return None
         status, _ = _ensure_room(conn, room_id, now)
-        roster = _entities(conn, room_id)
-        new_status = status_after_leave(status, remaining=len(roster))
+        remaining = conn.execute("SELECT COUNT(*) FROM entities WHERE room_id = ?", (room_id,)).fetchone()[0]
+        pending = [PendingEvent(ev.ENTITY_LEAVE, {"entityId": entity_id})]
+        new_status = status_after_leave(status, remaining=remaining)
         if new_status != status:
             _set_status(conn, room_id, new_status, now)
-        return _emit(
-            conn,
-            room_id,
-            now,
-            [PendingEvent(ev.ENTITY_LEAVE, {"entityId": entity_id}), _room_state_event(new_status, roster)],
-        )
+            pending.append(_room_state_event(new_status, _entities(conn, room_id)))
+        return _emit(conn, room_id, now, pending)
 
 
 # --- policies ---------------------------------------------------------------------------------------------
