@@ -143,13 +143,14 @@ class Reconciler:
     ) -> RunResult:
         """Every phase for `spec`; `previous` (the last applied spec) protects its `protect: true` items."""
         requests_before = self.client.requests
+        correlation_id = correlation_id or str(uuid.uuid4())
         run = _Run(
             spec=spec,
-            correlation_id=correlation_id or str(uuid.uuid4()),
+            correlation_id=correlation_id,
             actor=actor,
             result=RunResult(
                 success=False,
-                correlation_id=correlation_id or "",
+                correlation_id=correlation_id,
                 room_id=spec.room_id,
                 spec_version=spec.metadata.version,
                 phase=Phase.PLANNING,
@@ -157,7 +158,6 @@ class Reconciler:
                 started_at=dt.datetime.now(dt.UTC),
             ),
         )
-        run.result.correlation_id = run.correlation_id
         try:
             await self._phases(
                 run,
