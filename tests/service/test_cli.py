@@ -1,0 +1,83 @@
+"""`roomop up` as a user runs it (a subprocess with its own room server child), and `roomop status` /
+`roomop audit` against a running operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from roomoperator.cli import app
+from tests.service.conftest import EXAMPLES, Operator, room_spec
+from tests.support.servers import free_port
+
+
+async def test_status_and_audit_commands_read_a_running_operator(operator: Operator) -> None:
+    applied = await operator.http.post("/apply", json=room_spec("cli-1"))
+    runner = CliRunner()
+    shown = await asyncio.to_thread(runner.invoke, app, ["status", "--operator", operator.url, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [room["roomId"] for room in json.loads(shown.output)["rooms"]] == ["cli-1"]
+    table = await asyncio.to_thread(runner.invoke, app, ["status", "--operator", operator.url])
+    assert "cli-1" in table.output
+    cid = applied.json()["correlationId"]
+    log = await asyncio.to_thread(
+        runner.invoke, app, ["audit", "--operator", operator.url, "--correlation-id", cid]
+    )
+    assert log.exit_code == 0
+    assert "cli-1 entity.joined by anonymous entityId=E-agent-0" in log.output
+    down = await asyncio.to_thread(
+        runner.invoke, app, ["status", "--operator", f"http://127.0.0.1:{free_port()}"]
+    )
+    assert down.exit_code == 1
+    assert "cannot reach the operator" in down.output
+
+
+@pytest.mark.slow
+def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path) -> None:
+    operator_port, server_port = free_port(), free_port()
+    data = tmp_path / ".roomop"
+    roomop = Path(sys.executable).parent / "roomop"
+    command = [str(roomop), "up", str(EXAMPLES / "ai-lab.room.yaml"), "--data", str(data)]
+    command += ["--operator-port", str(operator_port), "--server-port", str(server_port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{operator_port}"
+    try:
+        deadline, ready = time.monotonic() + 60, False
+        while time.monotonic() < deadline and not ready:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            with contextlib.suppress(httpx.TransportError):
+                answer = httpx.get(f"{url}/rooms/ai-lab-01", timeout=2)
+                ready = (
+                    answer.status_code == 200
+                    and {c["type"]: c["status"] for c in answer.json()["conditions"]}["Ready"] == "True"
+                )
+            time.sleep(0.1)  # another process's state: there is no event to await
+        assert ready
+        credentials = data / "credentials.json"
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        tokens = json.loads(credentials.read_text())
+        refused = httpx.post(f"{url}/rooms/ai-lab-01/reconcile", timeout=5)
+        assert refused.status_code == 401
+        headers = {"Authorization": f"Bearer {tokens['operator']['apiToken']}"}
+        assert httpx.post(f"{url}/rooms/ai-lab-01/reconcile", headers=headers, timeout=5).status_code == 202
+        admin = {"Authorization": f"Bearer {tokens['roomServer']['adminToken']}"}
+        server = httpx.get(f"http://127.0.0.1:{server_port}/room/ai-lab-01/state", headers=admin, timeout=5)
+        assert len(server.json()["entities"]) == 3
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "stopped the operator and the room server" in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{server_port}/health", timeout=2)
