@@ -46,6 +46,12 @@ _BYTES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
+class _BlobResponse(FileResponse):
+    """Streams a blob in 1 MiB reads (Starlette's 64 KiB means 16,384 thread hops per GiB)."""
+
+    chunk_size = 1024 * 1024
+
+
 def _not_found(message: str = "Artifact not found") -> RoomServerError:
     return artifact_error(404, "ArtifactNotFound", message)
 
@@ -143,7 +149,7 @@ async def _read(
     manifest = await server.db.run(repository.get_manifest, room_id, owner, name, version=number)
     if manifest is None:
         raise _not_found("Artifact version not found" if number else "Artifact not found")
-    return FileResponse(
+    return _BlobResponse(
         server.blobs.path(manifest.sha256),
         media_type="application/octet-stream",
         filename=name if download == "true" else None,

@@ -2,13 +2,15 @@
 
 Starlette's `request.form()` spools file parts to a temporary file that would then be copied again, and
 cannot stop a too-large part while it streams; this reader feeds python-multipart's push parser chunk by
-chunk, writes `data` (hashing as it goes) in a worker thread once per MiB, and refuses with 413 as soon as
-`data` passes the limit. Small parts (`spec`, `parents`, `port`, `entityId`) are kept in memory, bounded.
+chunk, writes `data` (hashing as it goes) in a worker thread once per MiB while the next MiB is parsed, and
+refuses with 413 as soon as `data` passes the limit. Small parts (`spec`, `parents`, `port`, `entityId`)
+are kept in memory, bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -63,7 +65,9 @@ class _FormReader:
         self._headers: dict[str, str] = {}
         self._part: str | None = None
         self._field = bytearray()
-        self._pending = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._writing: asyncio.Future[None] | None = None
         self._data_size = 0
         self._data_done = False
         self.ended = False
@@ -96,7 +100,8 @@ class _FormReader:
             self._data_size += end - start
             if self._data_size > self._max_data:
                 raise UploadTooLarge(self._max_data)
-            self._pending += data[start:end]
+            self._pending.append(data[start:end])
+            self._pending_size += end - start
         elif self._part in FIELDS:
             self._field += data[start:end]
             if len(self._field) > self._max_field:
@@ -113,10 +118,20 @@ class _FormReader:
         self.ended = True
 
     async def flush(self, *, final: bool = False) -> None:
+        """Hand pending `data` bytes to the writer thread (one write in flight, overlapping the parsing)."""
         upload = self.form.upload
-        if upload is not None and self._pending and (final or len(self._pending) >= _FLUSH_BYTES):
-            chunk, self._pending = bytes(self._pending), bytearray()
-            await asyncio.to_thread(upload.write, chunk)
+        if upload is not None and self._pending and (final or self._pending_size >= _FLUSH_BYTES):
+            await self.settle()
+            chunk, self._pending, self._pending_size = b"".join(self._pending), [], 0
+            self._writing = asyncio.ensure_future(asyncio.to_thread(upload.write, chunk))
+        if final:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the write in flight, if any."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     def check_complete(self) -> None:
         if not self.ended or (self.form.upload is not None and not self._data_done):
@@ -156,10 +171,11 @@ async def receive_form(request: Request, blobs: BlobStore, *, max_data: int, max
         parser.finalize()
         await reader.flush(final=True)
         reader.check_complete()
-    except MultipartParseError as exc:
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await reader.settle()
         reader.form.discard()
-        raise artifact_error(400, "InvalidMultipart", f"malformed multipart body: {exc}") from None
-    except BaseException:
-        reader.form.discard()
+        if isinstance(exc, MultipartParseError):
+            raise artifact_error(400, "InvalidMultipart", f"malformed multipart body: {exc}") from None
         raise
     return reader.form
