@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-
 from tests.support.roomserver import RoomServerProcess, start_roomserver_process
 
 BIG = int(os.environ.get("BENCH_ROOMSERVER_BYTES", 1 << 30))
@@ -147,7 +146,8 @@ def _state_latency(server: RoomServerProcess) -> list[str]:
     timings.sort()
     p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
     return [
-        f"`GET /room/bench-room/state`, {ROOM_SIZE:,} entities + {ROOM_SIZE:,} artifacts ({size / 1024:.0f} KiB JSON),",
+        f"`GET /room/bench-room/state`, {ROOM_SIZE:,} entities + {ROOM_SIZE:,} artifacts"
+        f" ({size / 1024:.0f} KiB JSON),",
         f"{STATE_READS} sequential reads over HTTP: **p50 {p50:.1f} ms, p99 {p99:.1f} ms** (target < 50 ms).",
     ]
 
