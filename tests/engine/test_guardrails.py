@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from roomoperator import guardrails
 from roomoperator.clients.wire import ObservedRoom
@@ -117,3 +119,31 @@ def test_emptying_a_room_needs_confirm() -> None:
 )
 def test_percent_rounds_half_to_even(ratio: float, text: str) -> None:
     assert guardrails.percent(ratio) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    present=st.integers(min_value=0, max_value=12),
+    kept=st.integers(min_value=0, max_value=12),
+    limit=st.integers(min_value=0, max_value=8),
+    threshold=st.floats(min_value=0, max_value=1),
+    confirm=st.booleans(),
+)
+def test_limits_hold_and_confirm_only_lifts_the_ratio(
+    present: int, kept: int, limit: int, threshold: float, confirm: bool
+) -> None:
+    kept = min(kept, present)
+    verdict, plan = judge(
+        present,
+        kept,
+        confirm=confirm,
+        max_entities_kick_per_cycle=limit,
+        change_threshold=threshold,
+        allow_empty_room=True,
+    )
+    kicks = present - kept
+    codes = {v.code for v in verdict.violations}
+    assert (guardrails.KICK_LIMIT in codes) == (kicks > limit)
+    ratio = kicks / present if present else 0.0
+    assert (guardrails.CHANGE_RATIO in codes) == (ratio > threshold and not confirm)
+    assert len(plan.changes) == kicks
