@@ -12,15 +12,15 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
 from roomoperator.audit import AuditEntry, utcnow
+from roomoperator.execution.reconciler import Reconciler
 from roomoperator.execution.results import Phase, RunResult
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
@@ -43,23 +43,6 @@ PHASE_MARKERS = {
     "reconcile.verify": "VERIFY",
 }
 DIFF_LISTS = ("to_join", "to_kick", "to_ensure", "to_seed", "to_promote", "to_apply", "to_delete_artifacts")
-
-
-class Reconciling(Protocol):
-    """What the controller needs of the engine's `Reconciler`."""
-
-    async def reconcile(
-        self,
-        spec: RoomSpec,
-        *,
-        seed_root: Path,
-        dry_run: bool = False,
-        confirm: bool = False,
-        correlation_id: str | None = None,
-        actor: str | None = None,
-        progress: Callable[[str, int, int], None] | None = None,
-        previous: RoomSpec | None = None,
-    ) -> RunResult: ...
 
 
 @dataclass
@@ -161,7 +144,7 @@ class Controller:
         settings: OperatorSettings,
         store: Store,
         audit: AuditLog,
-        reconciler: Reconciling,
+        reconciler: Reconciler,
         metrics: OperatorMetrics,
         health: HealthMonitor,
     ) -> None:

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -22,10 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from roomoperator.audit import AuditEntry, utcnow
-from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, RunTrigger, SpecVersion
+from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
 from roomoperator.store.tables import AuditRow, RoomRow, RunRow, SpecVersionRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+R = TypeVar("R")
 
 
 class StoreError(RuntimeError):
@@ -51,51 +53,15 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC)
 
 
-def _room(row: RoomRow) -> RoomRecord:
-    return RoomRecord(
-        room_id=row.room_id,
-        managed=row.managed,
-        spec=row.spec,
-        spec_version=row.spec_version,
-        revision=row.revision,
-        base_dir=row.base_dir,
-        conditions=list(row.conditions or []),
-        cycles_since_converged=row.cycles_since_converged,
-        last_reconcile=_aware(row.last_reconcile),
-        last_result=row.last_result,
-    )
-
-
-def _run(row: RunRow) -> RunRecord:
-    return RunRecord(
-        correlation_id=row.correlation_id,
-        room_id=row.room_id,
-        trigger=cast(RunTrigger, row.trigger),
-        status=cast(RunStatus, row.status),
-        created_at=_aware(row.created_at) or utcnow(),
-        dry_run=row.dry_run,
-        confirm=row.confirm,
-        actor=row.actor,
-        spec=row.spec,
-        base_dir=row.base_dir,
-        result=row.result,
-        superseded_by=row.superseded_by,
-        finished_at=_aware(row.finished_at),
-    )
+def _record(cls: type[R], row: Any) -> R:
+    """The record `cls` with the same-named attributes of an ORM row (times made UTC-aware)."""
+    values = {field.name: getattr(row, field.name) for field in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{name: _aware(v) if isinstance(v, dt.datetime) else v for name, v in values.items()})
 
 
 def _entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(
-        type=cast(Any, row.type),
-        action=row.action,
-        correlation_id=row.correlation_id,
-        timestamp=_aware(row.timestamp) or utcnow(),
-        operator_version=row.operator_version,
-        spec_version=row.spec_version,
-        room_id=row.room_id,
-        actor=row.actor,
-        metadata=dict(row.metadata_ or {}),
-    )
+    values = {name: getattr(row, name) for name in AuditEntry.model_fields if name != "metadata"}
+    return AuditEntry(**values | {"timestamp": _aware(row.timestamp)}, metadata=dict(row.metadata_ or {}))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -170,14 +136,14 @@ class Store:
     async def get_room(self, room_id: str) -> RoomRecord | None:
         async with self._sessions() as session:
             row = await session.get(RoomRow, room_id)
-            return _room(row) if row else None
+            return _record(RoomRecord, row) if row else None
 
     async def list_rooms(self, *, managed_only: bool = False) -> list[RoomRecord]:
         query = select(RoomRow).order_by(RoomRow.room_id)
         if managed_only:
             query = query.where(RoomRow.managed.is_(True))
         async with self._sessions() as session:
-            return [_room(row) for row in (await session.scalars(query)).all()]
+            return [_record(RoomRecord, row) for row in (await session.scalars(query)).all()]
 
     async def set_desired(
         self,
@@ -253,42 +219,12 @@ class Store:
             select(SpecVersionRow).where(SpecVersionRow.room_id == room_id).order_by(SpecVersionRow.revision)
         )
         async with self._sessions() as session:
-            return [
-                SpecVersion(
-                    room_id=row.room_id,
-                    revision=row.revision,
-                    spec_version=row.spec_version,
-                    spec=row.spec,
-                    actor=row.actor,
-                    correlation_id=row.correlation_id,
-                    diff=row.diff,
-                    applied_at=_aware(row.applied_at) or utcnow(),
-                )
-                for row in (await session.scalars(query)).all()
-            ]
+            return [_record(SpecVersion, row) for row in (await session.scalars(query)).all()]
 
     # Runs --------------------------------------------------------------------------------------------
 
     async def add_run(self, run: RunRecord) -> None:
-        await self._write(
-            [
-                RunRow(
-                    correlation_id=run.correlation_id,
-                    room_id=run.room_id,
-                    trigger=run.trigger,
-                    status=run.status,
-                    dry_run=run.dry_run,
-                    confirm=run.confirm,
-                    actor=run.actor,
-                    spec=run.spec,
-                    base_dir=run.base_dir,
-                    result=run.result,
-                    superseded_by=run.superseded_by,
-                    created_at=run.created_at,
-                    finished_at=run.finished_at,
-                )
-            ]
-        )
+        await self._write([RunRow(**asdict(run))])
 
     async def update_run(
         self,
@@ -310,33 +246,19 @@ class Store:
     async def get_run(self, correlation_id: str) -> RunRecord | None:
         async with self._sessions() as session:
             row = await session.get(RunRow, correlation_id)
-            return _run(row) if row else None
+            return _record(RunRecord, row) if row else None
 
     async def unfinished_runs(self) -> list[RunRecord]:
         """Runs accepted but not finished (a crash or restart interrupted them), oldest first."""
         query = select(RunRow).where(RunRow.status.in_(("queued", "running"))).order_by(RunRow.created_at)
         async with self._sessions() as session:
-            return [_run(row) for row in (await session.scalars(query)).all()]
+            return [_record(RunRecord, row) for row in (await session.scalars(query)).all()]
 
     # Audit -------------------------------------------------------------------------------------------
 
     async def record(self, entry: AuditEntry) -> None:
         """Persist one audit entry (the `AuditSink` protocol)."""
-        await self._write(
-            [
-                AuditRow(
-                    type=entry.type,
-                    action=entry.action,
-                    correlation_id=entry.correlation_id,
-                    timestamp=entry.timestamp,
-                    operator_version=entry.operator_version,
-                    spec_version=entry.spec_version,
-                    room_id=entry.room_id,
-                    actor=entry.actor,
-                    metadata_=entry.metadata,
-                )
-            ]
-        )
+        await self._write([AuditRow(**entry.model_dump(exclude={"metadata"}), metadata_=entry.metadata)])
 
     async def audit(
         self,
