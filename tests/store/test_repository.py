@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -137,3 +138,8 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
     assert [r.room_id for r in await again.list_rooms(managed_only=True)] == ["lab-01"]
     assert [e.action for e in await again.audit()] == ["x"]
     await again.close()
+
+
+async def test_concurrent_audit_entries_are_group_committed_in_order(store: Store) -> None:
+    await asyncio.gather(*(store.record(entry(f"a{index:02d}")) for index in range(50)))
+    assert [e.action for e in await store.audit()] == [f"a{index:02d}" for index in range(50)]

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, select, update
+from sqlalchemy import Connection, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -93,6 +93,8 @@ class Store:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer: serialise writes here instead of failing with "database is locked".
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._audit_queue: list[tuple[AuditEntry, asyncio.Future[None]]] = []
+        self._audit_flusher: asyncio.Task[None] | None = None
 
     async def migrate(self) -> None:
         """Create or upgrade the schema to the latest migration."""
@@ -257,8 +259,32 @@ class Store:
     # Audit -------------------------------------------------------------------------------------------
 
     async def record(self, entry: AuditEntry) -> None:
-        """Persist one audit entry (the `AuditSink` protocol)."""
-        await self._write([AuditRow(**entry.model_dump(exclude={"metadata"}), metadata_=entry.metadata)])
+        """Persist one audit entry (the `AuditSink` protocol); returns once it is committed.
+
+        Entries recorded while a commit is in flight are committed together in the next one (group
+        commit), so many rooms auditing at once cost a few transactions, not one each.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._audit_queue.append((entry, done))
+        if self._audit_flusher is None or self._audit_flusher.done():
+            self._audit_flusher = asyncio.create_task(self._flush_audit())
+        await done
+
+    async def _flush_audit(self) -> None:
+        while self._audit_queue:
+            batch, self._audit_queue = self._audit_queue, []
+            rows = [
+                entry.model_dump(exclude={"metadata"}) | {"metadata_": entry.metadata} for entry, _ in batch
+            ]
+            try:
+                async with self._writing(), self._sessions.begin() as session:
+                    await session.execute(insert(AuditRow), rows)
+            except (OSError, SQLAlchemyError) as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
 
     async def audit(
         self,
