@@ -52,6 +52,7 @@ def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path
     command += ["--operator-port", str(operator_port), "--server-port", str(server_port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{operator_port}"
+    streams = contextlib.ExitStack()
     try:
         deadline, ready = time.monotonic() + 60, False
         while time.monotonic() < deadline and not ready:
@@ -74,9 +75,12 @@ def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path
         admin = {"Authorization": f"Bearer {tokens['roomServer']['adminToken']}"}
         server = httpx.get(f"http://127.0.0.1:{server_port}/room/ai-lab-01/state", headers=admin, timeout=5)
         assert len(server.json()["entities"]) == 3
+        events = streams.enter_context(httpx.stream("GET", f"{url}/events", timeout=30))
+        assert next(events.iter_lines()) == "event: connected"  # an open stream must not delay the stop
     finally:
         process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
+        output = process.communicate(timeout=20)[0].decode()
+        streams.close()
     assert process.returncode == 0, output
     assert "stopped the operator and the room server" in output
     with pytest.raises(httpx.TransportError):

@@ -25,7 +25,7 @@ class AuditLog:
     def __init__(self, store: Store, *, buffer: int = 256) -> None:
         self._store = store
         self._buffer = buffer
-        self._subscribers: set[asyncio.Queue[AuditEntry]] = set()
+        self._subscribers: set[asyncio.Queue[AuditEntry | None]] = set()
         self._held: dict[str, list[AuditEntry]] = {}
         self.observers: list[Callable[[AuditEntry], None]] = []
 
@@ -56,18 +56,24 @@ class AuditLog:
                 queue.get_nowait()
             queue.put_nowait(entry)
 
+    def close(self) -> None:
+        """End every subscriber's stream (shutdown: open `/events` connections must not hold it up)."""
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
     async def subscribe(self, *, replay: int) -> AsyncIterator[AuditEntry]:
         """The last `replay` entries, oldest first, then live ones until the consumer stops."""
-        queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=self._buffer)
+        queue: asyncio.Queue[AuditEntry | None] = asyncio.Queue(maxsize=self._buffer)
         self._subscribers.add(queue)
         try:
             replayed = await self._store.audit(count=replay)
             seen = {(e.correlation_id, e.action, e.timestamp) for e in replayed}
             for entry in replayed:
                 yield entry
-            while True:
-                entry = await queue.get()
-                if (entry.correlation_id, entry.action, entry.timestamp) not in seen:
-                    yield entry
+            while (live := await queue.get()) is not None:
+                if (live.correlation_id, live.action, live.timestamp) not in seen:
+                    yield live
         finally:
             self._subscribers.discard(queue)

@@ -158,7 +158,12 @@ async def serving(
     """Serve the operator with uvicorn in this event loop; yields once it listens."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_config=None, lifespan="on"
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
@@ -170,6 +175,7 @@ async def serving(
     try:
         yield app, server, task
     finally:
+        app.state.audit.close()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
