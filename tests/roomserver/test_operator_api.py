@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from roomserver.api.schemas import EntityOut, PoliciesOut, RoomStateOut
 
@@ -246,3 +247,20 @@ async def test_openapi_describes_every_json_endpoint(client: httpx.AsyncClient) 
     assert state["$ref"].endswith("/RoomStateOut")
     assert "multipart/form-data" in paths["/rooms/{roomId}/artifacts"]["post"]["requestBody"]["content"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+async def test_a_live_session_shows_as_connected_and_is_closed_by_a_kick(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await client.post(f"/room/{ROOM}/join", json=AGENT)
+    closed: list[str] = []
+
+    async def close() -> None:
+        closed.append("E-agent-1")
+
+    app.state.roomserver.sessions.bind(ROOM, "E-agent-1", close)
+    assert (await _state(client))["entities"][0]["connected"] is True
+    assert (await client.delete(f"/room/{ROOM}/entities/E-agent-1")).status_code == 204
+    assert closed == ["E-agent-1"]
+    app.state.roomserver.sessions.release(ROOM, "E-agent-1")
+    assert app.state.roomserver.sessions.is_connected(ROOM, "E-agent-1") is False

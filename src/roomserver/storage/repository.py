@@ -311,19 +311,15 @@ def list_versions(
     return [_manifest(row) for row in rows], head[2] is not None
 
 
-def _live_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[tuple[Manifest, str]]:
+def list_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[Manifest]:
+    """The latest version of every live artifact of a workspace, by name."""
     rows = conn.execute(
-        f"SELECT {_MANIFEST_COLUMNS}, h.created_at FROM artifact_heads h JOIN artifact_versions v "
+        f"SELECT {_MANIFEST_COLUMNS} FROM artifact_heads h JOIN artifact_versions v "
         "ON v.room_id = h.room_id AND v.owner = h.owner AND v.name = h.name AND v.version = h.version "
         "WHERE h.room_id = ? AND h.owner = ? AND h.deleted_at IS NULL ORDER BY h.name",
         (room_id, owner),
     )
-    return [(_manifest(row), row[16]) for row in rows]
-
-
-def list_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[Manifest]:
-    """The latest version of every live artifact of a workspace, by name."""
-    return [manifest for manifest, _ in _live_latest(conn, room_id, owner)]
+    return [_manifest(row) for row in rows]
 
 
 def _insert_version(conn: sqlite3.Connection, manifest: Manifest, *, owner: str, created_at: str) -> None:
