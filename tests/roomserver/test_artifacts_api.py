@@ -33,15 +33,19 @@ async def _state_artifacts(client: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 async def test_seed_creates_then_repeating_it_is_a_no_op(client: httpx.AsyncClient) -> None:
     fingerprint = "f" * 64
-    first = await upload_artifact(
-        client,
-        ROOM,
-        "project-plan",
-        b"plan v1",
-        workspace="shared",
-        tags=("planning",),
-        fingerprint=fingerprint,
-    )
+
+    async def seed() -> httpx.Response:
+        return await upload_artifact(
+            client,
+            ROOM,
+            "project-plan",
+            b"plan v1",
+            workspace="shared",
+            tags=("planning",),
+            fingerprint=fingerprint,
+        )
+
+    first = await seed()
     assert first.status_code == 201
     assert first.headers["location"] == f"/rooms/{ROOM}/artifacts/project-plan"
     manifest = ManifestEnvelope.model_validate(first.json()).manifest
@@ -51,15 +55,7 @@ async def test_seed_creates_then_repeating_it_is_a_no_op(client: httpx.AsyncClie
         "E-SERVICE",
         "shared",
     )
-    again = await upload_artifact(
-        client,
-        ROOM,
-        "project-plan",
-        b"plan v1",
-        workspace="shared",
-        tags=("planning",),
-        fingerprint=fingerprint,
-    )
+    again = await seed()
     assert again.status_code == 200
     assert again.json() == first.json()
     [entry] = await _state_artifacts(client)
