@@ -22,7 +22,7 @@ from roomserver.api.uploads import read_limited_body, receive_form
 from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, parse_port, parse_upload_spec
 from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_artifact_name, check_entity_id
-from roomserver.domain.timestamps import parse_iso
+from roomserver.domain.timestamps import parse_iso, to_iso
 from roomserver.errors import RoomServerError, artifact_error
 from roomserver.storage import repository
 from roomserver.storage.repository import ROOM_WORKSPACE
@@ -209,7 +209,7 @@ async def _list(server: Server, room_id: str, owner: str, request: Request) -> d
         if m.name.lower().startswith(prefix)
         and (not kind or m.type.lower() == kind)
         and (not entity or m.origin_entity.lower() == entity)
-        and (since is None or parse_iso(m.ts) >= since)  # type: ignore[operator]
+        and (since is None or m.ts >= to_iso(since))  # stored timestamps sort as text
     ]
     items.sort(key=lambda m: m.ts, reverse=True)
     items = items[offset:]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -20,6 +20,9 @@ from starlette.requests import Request
 
 from roomserver.errors import RoomServerError, artifact_error
 from roomserver.storage.blobs import BlobStore, BlobUpload, UploadTooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FIELDS: Final = frozenset({"spec", "parents", "port", "entityId"})
 FILE_PART: Final = "data"
@@ -150,20 +153,17 @@ async def receive_form(request: Request, blobs: BlobStore, *, max_data: int, max
     if declared.isdigit() and int(declared) > max_data + 8 * max_field:
         raise UploadTooLarge(max_data)
     reader = _FormReader(blobs, max_data=max_data, max_field=max_field)
-    callbacks = {
-        name: getattr(reader, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_headers_finished",
-            "on_part_data",
-            "on_part_end",
-            "on_end",
-        )
+    callbacks: MultipartCallbacks = {
+        "on_part_begin": reader.on_part_begin,
+        "on_header_field": reader.on_header_field,
+        "on_header_value": reader.on_header_value,
+        "on_header_end": reader.on_header_end,
+        "on_headers_finished": reader.on_headers_finished,
+        "on_part_data": reader.on_part_data,
+        "on_part_end": reader.on_part_end,
+        "on_end": reader.on_end,
     }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():
             parser.write(chunk)
