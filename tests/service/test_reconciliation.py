@@ -175,3 +175,38 @@ async def test_mutating_endpoints_need_the_api_token(roomserver: RoomServerHandl
         assert good.status_code == 200
         entries = (await op.http.get("/audit", params={"correlationId": good.json()["correlationId"]})).json()
         assert {e["actor"] for e in entries["entries"]} == {"api"}
+
+
+async def test_the_loop_keeps_the_confirmation_of_the_spec_it_restores(
+    roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    settings = operator_settings(
+        roomserver,
+        tmp_path,
+        guardrails={"require_confirm_header": True},
+        reconciliation={"interval_seconds": 0.2},
+    )
+    intruders = {f"E-intruder-{n}" for n in range(3)}  # 3 kicks of 5 members: a 60 % change
+    async with running_operator(settings) as op:
+        confirmed = await op.http.post("/apply", json=room_spec("confirm-1"), headers={"X-Confirm": "yes"})
+        unconfirmed = await op.http.post("/apply", json=room_spec("confirm-2"))
+        assert (confirmed.status_code, unconfirmed.status_code) == (200, 200)
+    for room in ("confirm-1", "confirm-2"):  # the drift happens while the operator is down
+        for entity in sorted(intruders):
+            await admin.post(f"/room/{room}/join", json={"entityId": entity, "kind": "agent"})
+    async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
+        kicked: set[str] = set()
+        refused = False
+        async with asyncio.timeout(10):
+            async for entry in entries:
+                if entry.get("roomId") == "confirm-1" and entry.get("action") == "entity.kicked":
+                    kicked.add(entry["metadata"]["entityId"])
+                if (
+                    entry.get("roomId") == "confirm-2"
+                    and entry.get("action") == "reconcile.guardrail_refused"
+                ):
+                    refused = True
+                if kicked == intruders and refused:
+                    break
+    state = (await admin.get("/room/confirm-2/state")).json()
+    assert intruders <= {e["id"] for e in state["entities"]}

@@ -143,3 +143,21 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
 async def test_concurrent_audit_entries_are_group_committed_in_order(store: Store) -> None:
     await asyncio.gather(*(store.record(entry(f"a{index:02d}")) for index in range(50)))
     assert [e.action for e in await store.audit()] == [f"a{index:02d}" for index in range(50)]
+
+
+async def test_upgrading_from_the_first_schema_keeps_rooms(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url)
+    await old.migrate(revision="0001")
+    async with old.engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "INSERT INTO rooms (room_id, managed, revision, conditions, cycles_since_converged, updated_at)"
+            " VALUES ('lab-01', 1, 1, '[]', 0, '2026-01-01 00:00:00')"
+        )
+    await old.close()
+    new = Store(url)
+    await new.migrate()
+    room = await new.get_room("lab-01")
+    assert room is not None
+    assert (room.managed, room.confirmed) == (True, False)
+    await new.close()

@@ -74,6 +74,7 @@ class RoomView:
     managed: bool = False
     spec: RoomSpec | None = None
     base_dir: Path | None = None
+    confirmed: bool = False
     revision: int = 0
     is_reconciling: bool = False
     current_phase: str | None = None
@@ -178,6 +179,7 @@ class Controller:
                 managed=record.managed,
                 spec=RoomSpec.model_validate(record.spec) if record.spec else None,
                 base_dir=Path(record.base_dir) if record.base_dir else self.seed_root,
+                confirmed=record.confirmed,
                 revision=record.revision,
                 last_reconcile=record.last_reconcile,
                 last_result=record.last_result,
@@ -367,9 +369,16 @@ class Controller:
         view = self.rooms.setdefault(request.room_id, RoomView(room_id=request.room_id))
         spec = request.spec or view.spec
         if spec is None or (request.spec is None and not view.managed):
+            if request.durable:
+                await self.store.update_run(
+                    request.correlation_id, status="failed", result={"errors": ["the room is not managed"]}
+                )
             request.done.set_result(None)
             return
         base_dir = request.base_dir if request.spec is not None else view.base_dir
+        # Runs of the stored spec keep its confirmation: converging towards a confirmed spec needs no
+        # second confirmation (the kick and delete limits still apply to every run).
+        confirm = request.confirm if request.spec is not None else view.confirmed
         if request.durable:
             await self.store.update_run(request.correlation_id, status="running")
         view.is_reconciling, view.current_phase = True, Phase.PLANNING.value
@@ -390,7 +399,7 @@ class Controller:
                 result = await self.reconciler.reconcile(
                     spec,
                     seed_root=base_dir or self.seed_root,
-                    confirm=request.confirm,
+                    confirm=confirm,
                     correlation_id=request.correlation_id,
                     actor=request.actor,
                     progress=progress,
@@ -448,12 +457,13 @@ class Controller:
             self.metrics.drift.inc()
         self.health.observe_run(result.code, result.errors)
         if request.trigger == "apply" and reached_apply(result):
-            view.managed, view.spec, view.base_dir = True, spec, base_dir
+            view.managed, view.spec, view.base_dir, view.confirmed = True, spec, base_dir, request.confirm
             view.revision = await self.store.set_desired(
                 view.room_id,
                 spec.to_wire(),
                 spec_version=spec.metadata.version,
                 base_dir=str(base_dir) if base_dir else None,
+                confirmed=request.confirm,
                 correlation_id=result.correlation_id,
                 actor=request.actor,
                 diff=body.get("diff"),

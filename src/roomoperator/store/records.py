@@ -20,6 +20,7 @@ class RoomRecord:
     spec_version: int | None
     revision: int
     base_dir: str | None
+    confirmed: bool
     conditions: list[dict[str, Any]]
     cycles_since_converged: int
     last_reconcile: dt.datetime | None

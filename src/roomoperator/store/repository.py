@@ -96,15 +96,15 @@ class Store:
         self._audit_queue: list[tuple[AuditEntry, asyncio.Future[None]]] = []
         self._audit_flusher: asyncio.Task[None] | None = None
 
-    async def migrate(self) -> None:
-        """Create or upgrade the schema to the latest migration."""
+    async def migrate(self, *, revision: str = "head") -> None:
+        """Create or upgrade the schema to `revision` (the latest migration by default)."""
 
         def upgrade(connection: Connection) -> None:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = connection
             config.attributes["schema"] = self.schema
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
         try:
             async with self.engine.begin() as connection:
@@ -154,11 +154,13 @@ class Store:
         *,
         spec_version: int,
         base_dir: str | None,
+        confirmed: bool = False,
         correlation_id: str,
         actor: str | None = None,
         diff: dict[str, Any] | None = None,
     ) -> int:
-        """Make `spec` the room's desired state and append it to the history; return the new revision."""
+        """Make `spec` the room's desired state (`confirmed`: applied with `X-Confirm`) and append it to
+        the history; return the new revision."""
         now = utcnow()
         async with self._writing(), self._sessions.begin() as session:
             row = await session.get(RoomRow, room_id, with_for_update=self.dialect != "sqlite")
@@ -169,6 +171,7 @@ class Store:
             row.spec = spec
             row.spec_version = spec_version
             row.base_dir = base_dir
+            row.confirmed = confirmed
             row.revision += 1
             row.updated_at = now
             session.add(

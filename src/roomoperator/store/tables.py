@@ -31,6 +31,7 @@ class RoomRow(Base):
     spec_version: Mapped[int | None]
     revision: Mapped[int] = mapped_column(default=0)
     base_dir: Mapped[str | None] = mapped_column(Text)
+    confirmed: Mapped[bool] = mapped_column(default=False)
     conditions: Mapped[list[Any]] = mapped_column(default=list)
     cycles_since_converged: Mapped[int] = mapped_column(default=0)
     last_reconcile: Mapped[dt.datetime | None]
