@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.representer import SafeRepresenter
 
 from roomoperator.spec.errors import SpecError, SpecIssue
 from roomoperator.spec.models import RoomSpec
@@ -95,9 +97,24 @@ def load_data(data: object, *, source: str = "<request>", base_dir: Path | None 
     return checked.spec
 
 
+class _Representer(SafeRepresenter):
+    """Double-quotes strings holding YAML line breaks beyond `\\n`: ruamel would write NEL (U+0085) raw in
+    single quotes, where a reader folds it into a space."""
+
+
+def _represent_str(representer: SafeRepresenter, value: str) -> ScalarNode:
+    style = '"' if any(char in value for char in "\x85\u2028\u2029") else None
+    node: ScalarNode = representer.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return node
+
+
+_Representer.add_representer(str, _represent_str)
+
+
 def dump_yaml(spec: RoomSpec) -> str:
     """The spec as a YAML document (camelCase keys, defaults left out); `load_text` reads it back equal."""
     yaml = YAML(typ="safe", pure=True)
+    yaml.Representer = _Representer
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     document: dict[str, Any] = {"apiVersion": spec.api_version, "kind": spec.kind}

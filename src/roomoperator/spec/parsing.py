@@ -255,7 +255,7 @@ class _Builder:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ParseError("text holds an invalid character (a lone surrogate escape)", mark) from None
+            value = _join_surrogate_pairs(value, mark)
         if tag in (None, "!"):
             plain = bool(event.implicit and event.implicit[0]) and tag is None
             if not plain:
@@ -273,6 +273,14 @@ class _Builder:
             raise ParseError(
                 f"tag {_show_tag(tag)} is not allowed (only plain YAML/JSON values are)", mark
             ) from None
+
+
+def _join_surrogate_pairs(value: str, mark: Mark) -> str:
+    """JSON writes astral characters as escaped surrogate pairs (`\\ud83d\\ude00`); YAML keeps them apart."""
+    try:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise ParseError("text holds an invalid character (a lone surrogate escape)", mark) from None
 
 
 def _show_tag(tag: str | None) -> str:
