@@ -20,13 +20,13 @@ from tests.support.faults import fault_proxy
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import serve_app
 
-JOIN = r"/room/room-eng-1/join"
+PUT_ENTITY = r"/room/room-eng-1/entities/[^/]+"
 ARTIFACTS = r"/rooms/room-eng-1/artifacts"
 
 
 async def test_transient_failures_are_retried(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
-        proxy.inject("POST", JOIN, status=503, times=2)
+        proxy.inject("PUT", PUT_ENTITY, status=503, times=2)
         proxy.inject("POST", ARTIFACTS, status=429, headers={"Retry-After": "0"}, times=1)
         sink = ListSink()
         async with RoomServerClient(url, token=roomserver.token) as client:
@@ -37,7 +37,7 @@ async def test_transient_failures_are_retried(roomserver: RoomServerHandle, seed
     assert result.converged is True
     joins = [e for e in sink.entries if e.action == "entity.joined"]
     assert sum(int(e.metadata["attempts"]) for e in joins) == 4  # the joins run concurrently
-    assert proxy.count("POST", JOIN) == 4  # two injected 503s, then two real joins
+    assert proxy.count("PUT", PUT_ENTITY) == 4  # two injected 503s, then two real joins
     assert proxy.count("POST", ARTIFACTS) == 3
 
 
@@ -65,24 +65,24 @@ async def test_permanent_failure_is_not_retried_and_others_go_on(
 
 async def test_retries_give_up_after_max_attempts(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
-        proxy.inject("POST", JOIN, status=500, times=100)
+        proxy.inject("PUT", PUT_ENTITY, status=500, times=100)
         async with RoomServerClient(url, token=roomserver.token) as client:
             result = await Reconciler(client, fast_settings()).reconcile(
                 room_spec(entities=[AGENT]), seed_root=seeds
             )
     assert [(f.target, f.attempts) for f in result.failed] == [("E-agent-1", 4)]  # 1 + MaxAttempts (3)
-    assert proxy.count("POST", JOIN) == 4
+    assert proxy.count("PUT", PUT_ENTITY) == 4
 
 
 async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerHandle, seeds: Path) -> None:
     async with fault_proxy(roomserver.url) as (proxy, url):
-        proxy.inject("POST", JOIN, status=401, times=1)
+        proxy.inject("PUT", PUT_ENTITY, status=401, times=1)
         async with RoomServerClient(url, token=roomserver.token) as client:
             reconciler = Reconciler(client, fast_settings(), concurrency=1)
             result = await reconciler.reconcile(room_spec(entities=[AGENT, HUMAN]), seed_root=seeds)
     assert (result.success, result.code) == (False, "UNAUTHORIZED")
     assert result.applied == []
-    assert proxy.count("POST", JOIN) == 1  # the second join was never sent
+    assert proxy.count("PUT", PUT_ENTITY) == 1  # the second join was never sent
 
 
 async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerHandle, seeds: Path) -> None:
@@ -97,7 +97,7 @@ async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerHand
             assert (await reconciler.reconcile(base, seed_root=seeds)).success
             before = await client.get_state("room-eng-1")
             (seeds / "seeds" / "plan.md").write_text("# rewritten\n")
-            proxy.inject("POST", r"/room/room-eng-1/join", status=400, times=1)
+            proxy.inject("PUT", r"/room/room-eng-1/entities/E-new-1", status=400, times=1)
             target = full_spec(
                 entities=[{**AGENT, "displayName": "Changed"}, {"id": "E-new-1", "kind": "npc"}],
                 artifacts=[PLAN],
@@ -127,7 +127,9 @@ async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerHan
                 await super().record(entry)
                 if entry.action == "reconcile.pre_checks" and len(self.actions) == 2:
                     # Someone else changes the room between the first read and APPLY.
-                    await client.join("room-eng-1", {"entityId": "E-intruder", "kind": "npc"})
+                    await client.put_entity(
+                        "room-eng-1", "E-intruder", {"entityId": "E-intruder", "kind": "npc"}
+                    )
 
         settings = fast_settings(
             reconciliation=ReconciliationSettings(rate_limit_per_second=10_000, stale_tolerance_seconds=0),

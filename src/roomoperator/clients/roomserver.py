@@ -2,8 +2,10 @@
 
 Every path part is URL-encoded, every failure is one of `clients.errors`, and `requests` counts the HTTP
 requests made (benchmarks and the "a converged room costs one request" check read it). Idempotent
-outcomes of the contract are answers, not errors: a join of a declared entity (409) returns False, a kick
-or delete of an absent one (404) returns False. Seed bytes are streamed from the file, never loaded whole.
+outcomes of the contract are answers, not errors: a kick or delete of an absent entity or artifact (404)
+returns False. Entities are declared with the upsert PUT, not `POST /room/{roomId}/join`, whose answer
+is the whole roster (O(n) per join, O(n²) to fill a room). Seed bytes are streamed from the file, never
+loaded whole.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import httpx
 from pydantic import ValidationError
 
 from roomoperator.clients.errors import (
-    Conflict,
     NotFound,
     RoomServerError,
     error_from_response,
@@ -128,16 +129,11 @@ class RoomServerClient:
 
     # ---- writes --------------------------------------------------------------------------------------
 
-    async def join(self, room_id: str, entity: JsonBody) -> bool:
-        """Declare an entity; False when it was already declared (409 is success for the operator)."""
-        try:
-            await self._call("POST", f"/room/{_part(room_id)}/join", json=entity)
-        except Conflict:
-            return False
-        return True
-
-    async def update_entity(self, room_id: str, entity_id: str, entity: JsonBody) -> None:
-        await self._call("PUT", f"/room/{_part(room_id)}/entities/{_part(entity_id)}", json=entity)
+    async def put_entity(self, room_id: str, entity_id: str, entity: JsonBody) -> bool:
+        """Declare or update an entity (`PUT /room/{roomId}/entities/{entityId}`, an upsert answering only
+        that entity); True when this call declared it (201)."""
+        response = await self._call("PUT", f"/room/{_part(room_id)}/entities/{_part(entity_id)}", json=entity)
+        return response.status_code == 201
 
     async def kick(self, room_id: str, entity_id: str) -> bool:
         """Remove an entity; False when it was not declared (404 is success for the operator)."""

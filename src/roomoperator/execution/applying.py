@@ -88,18 +88,16 @@ class Applier:
     async def _dispatch(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
         room, name, client = self.room_id, change.name, self.client
         if change.op is Op.JOIN:
-            created = await self._write(lambda: client.join(room, change.after), tally=tally)
+            created = await self._write(lambda: client.put_entity(room, name, change.after), tally=tally)
             return self._undo_join(name, created), {}
         if change.op is Op.UPDATE:
             current = entity_body(self._entities[name])
-            await self._write(
-                lambda: client.update_entity(room, name, {**current, **change.after}), tally=tally
-            )
+            await self._write(lambda: client.put_entity(room, name, {**current, **change.after}), tally=tally)
             return Undo(f"restore entity {name}", lambda: self._put_entity(name, current)), {}
         if change.op is Op.KICK:
             old = entity_body(self._entities[name])
             await self._write(lambda: client.kick(room, name), tally=tally)
-            return Undo(f"declare entity {name} again", lambda: self._join(old)), {}
+            return Undo(f"declare entity {name} again", lambda: self._put_entity(name, old)), {}
         if change.op in (Op.SEED, Op.RESEED):
             return await self._seed(change, tally)
         if change.op is Op.PROMOTE:
@@ -124,10 +122,7 @@ class Applier:
         return Undo(f"remove entity {entity_id}", kick)
 
     async def _put_entity(self, entity_id: str, body: dict[str, Any]) -> None:
-        await self._write(lambda: self.client.update_entity(self.room_id, entity_id, body))
-
-    async def _join(self, body: dict[str, Any]) -> None:
-        await self._write(lambda: self.client.join(self.room_id, body))
+        await self._write(lambda: self.client.put_entity(self.room_id, entity_id, body))
 
     async def _seed(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
         after, source = change.after, change.source
