@@ -236,6 +236,8 @@ def apply(
         if not json_output:
             console.print(_result_table(result))
             _print_problems(console, result)
+            state = "converged" if result.converged else "not converged"
+            console.print(f"{len(result.applied)} applied, {len(result.failed)} failed: the room is {state}.")
     if json_output:
         body = [r.model_dump(mode="json", by_alias=True) for r in results]
         typer.echo(json.dumps(body[0] if len(body) == 1 else body, indent=2))
