@@ -379,10 +379,10 @@ class Controller:
         # Runs of the stored spec keep its confirmation: converging towards a confirmed spec needs no
         # second confirmation (the kick and delete limits still apply to every run).
         confirm = request.confirm if request.spec is not None else view.confirmed
-        if request.durable:
-            await self.store.update_run(request.correlation_id, status="running")
         view.is_reconciling, view.current_phase = True, Phase.PLANNING.value
         view.conditions = self._conditions(view, reconciling=True)
+        if request.durable:
+            await self.store.update_run(request.correlation_id, status="running")
         self.metrics.attempts.inc()
         self.metrics.active.inc()
         self._update_gauges()
