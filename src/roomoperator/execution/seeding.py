@@ -25,26 +25,26 @@ class SeedFiles:
 
     def __init__(self, *, hash_cache: HashCache | None = None, max_entries: int = 100_000) -> None:
         self.hash_cache = hash_cache or HashCache()
-        self._resolved: dict[tuple[Path, str], tuple[LstatKey, Path]] = {}
+        self._resolved: dict[tuple[Path, str], tuple[str, LstatKey, Path]] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def _resolve(self, root: Path, seed_from: str) -> Path:
-        joined = root / check_seed_path(seed_from)
+        with self._lock:
+            cached = self._resolved.get((root, seed_from))
+        joined = cached[0] if cached is not None else str(root / check_seed_path(seed_from))
         try:
             stat = os.lstat(joined)
         except OSError:
             return resolve_seed_path(root, seed_from)  # missing: resolve (and refuse escapes), never cache
         signature = (stat.st_ino, stat.st_mtime_ns, stat.st_mode)
-        with self._lock:
-            cached = self._resolved.get((root, seed_from))
-        if cached is not None and cached[0] == signature:
-            return cached[1]
+        if cached is not None and cached[1] == signature:
+            return cached[2]
         resolved = resolve_seed_path(root, seed_from)
         with self._lock:
             if len(self._resolved) >= self._max_entries:
                 self._resolved.clear()
-            self._resolved[(root, seed_from)] = (signature, resolved)
+            self._resolved[(root, seed_from)] = (joined, signature, resolved)
         return resolved
 
     def local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
