@@ -18,7 +18,9 @@ from tests.support.roomserver import roomserver_process, start_roomserver_proces
 ROOM = "ai-lab-01"
 
 
-async def _upload_until_killed(url: str, token: str, worker: int, acked: dict[str, str]) -> None:
+async def _upload_until_killed(
+    url: str, token: str, worker: int, acked: dict[str, str], enough: asyncio.Event
+) -> None:
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10
     ) as client:
@@ -31,6 +33,8 @@ async def _upload_until_killed(url: str, token: str, worker: int, acked: dict[st
                 return  # the server died under this request: it was never acknowledged
             assert answer.status_code == 201, answer.text
             acked[name] = hashlib.sha256(data).hexdigest()
+            if len(acked) >= 40:
+                enough.set()
 
 
 @pytest.mark.slow
@@ -38,10 +42,12 @@ async def test_kill_9_during_uploads_loses_no_acknowledged_write(tmp_path: Path)
     data_dir = tmp_path / "data"
     first = start_roomserver_process(data_dir)
     acked: dict[str, str] = {}
-    workers = [asyncio.create_task(_upload_until_killed(first.url, first.token, w, acked)) for w in range(4)]
-    while len(acked) < 40:
-        done, _ = await asyncio.wait(workers, timeout=0.02)
-        assert not done, "an upload worker stopped before the crash"
+    enough = asyncio.Event()
+    workers = [
+        asyncio.create_task(_upload_until_killed(first.url, first.token, w, acked, enough)) for w in range(4)
+    ]
+    await enough.wait()
+    assert not any(w.done() for w in workers), "an upload worker stopped before the crash"
     first.kill()  # SIGKILL while four uploads are in flight
     await asyncio.gather(*workers)
 
