@@ -46,8 +46,9 @@ async def test_kill_9_during_uploads_loses_no_acknowledged_write(tmp_path: Path)
     workers = [
         asyncio.create_task(_upload_until_killed(first.url, first.token, w, acked, enough)) for w in range(4)
     ]
-    await enough.wait()
-    assert not any(w.done() for w in workers), "an upload worker stopped before the crash"
+    waiting = asyncio.create_task(enough.wait())
+    done, _ = await asyncio.wait([waiting, *workers], return_when=asyncio.FIRST_COMPLETED)
+    assert done == {waiting}, "an upload worker stopped before the crash"
     first.kill()  # SIGKILL while four uploads are in flight
     await asyncio.gather(*workers)
 
