@@ -336,3 +336,19 @@ async def test_read_errors(
     await upload_artifact(client, ROOM, "thing", b"t")
     answer = await client.get(path, params=params)
     assert (answer.status_code, answer.json()["error"]) == (status, error)
+
+
+async def test_blank_or_unknown_member_headers_are_refused(client: httpx.AsyncClient) -> None:
+    blank = await client.get(f"/rooms/{ROOM}/artifacts", headers={"X-Entity-Id": " "})
+    assert (blank.status_code, blank.json()["code"]) == (401, "AUTH_REQUIRED")
+    for value in ("E-ghost", "not-an-entity"):
+        unknown = await upload_artifact(client, ROOM, "x", b"x", entity=value)
+        assert (unknown.status_code, unknown.json()["message"]) == (
+            403,
+            "entity is not declared in this room",
+        )
+    await _join(client, "E-agent")
+    promote = await client.post(
+        f"/rooms/{ROOM}/artifacts/promote", json={"name": "x"}, headers={"X-Entity-Id": "E-agent"}
+    )
+    assert (promote.status_code, promote.json()["code"]) == (403, "PERM_DENIED")
