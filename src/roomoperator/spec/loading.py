@@ -72,7 +72,7 @@ def load_text(text: str, *, source: str = "<string>", base_dir: Path | None = No
     loaded: list[LoadedSpec] = []
     errors: list[SpecIssue] = []
     rooms: dict[str, int] = {}
-    for number, document in enumerate(documents, start=1):
+    for document in documents:
         checked = validate_document(document.data, source=source, base_dir=base_dir, document=document)
         errors.extend(checked.errors)
         if checked.spec is None:
@@ -82,7 +82,7 @@ def load_text(text: str, *, source: str = "<string>", base_dir: Path | None = No
             line, col = document.position(("spec", "roomId")) or (None, None)
             message = f"room {room_id!r} is already declared by document {rooms[room_id]} of this file"
             errors.append(SpecIssue(source, "spec.roomId", message, line, col))
-        rooms.setdefault(room_id, number)
+        rooms.setdefault(room_id, document.index + 1)
         loaded.append(LoadedSpec(checked.spec, source, base_dir, tuple(checked.warnings)))
     if errors:
         raise SpecError(errors)

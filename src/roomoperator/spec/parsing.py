@@ -62,7 +62,8 @@ class ParseError(Exception):
 
 @dataclass
 class ParsedDocument:
-    """One document of a stream: its data and the position of each value and mapping key in it."""
+    """One document of a stream (`index` counts from 0, empty ones included): its data and the position
+    of each value and mapping key in it."""
 
     data: Any
     index: int
@@ -116,6 +117,7 @@ class _Builder:
     def __init__(self, yaml: YAML) -> None:
         self._yaml = yaml
         self._resolver = VersionedResolver(version=(1, 2))
+        self._start_document(0)
 
     def build(self, text: str) -> Iterator[ParsedDocument]:
         index = 0
@@ -130,6 +132,7 @@ class _Builder:
                 self._event(event)
 
     def _start_document(self, index: int) -> None:
+        """Anchors, limits and positions are per document."""
         self._document = ParsedDocument(data=None, index=index)
         self._stack: list[_Open] = []
         self._anchors: dict[str, tuple[Any, int]] = {}
