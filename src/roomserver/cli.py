@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +15,19 @@ from roomserver.app import create_app
 from roomserver.auth import TokenConfigError
 from roomserver.server import RoomServer
 from roomserver.settings import MIB, ServerSettings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the open event streams first so that shutdown does not wait for them."""
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]):
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
+
 
 app = typer.Typer(name="roomserver", help="The room server managed by RoomOperator.", add_completion=False)
 
@@ -52,13 +67,9 @@ def serve(
     except TokenConfigError as exc:
         typer.echo(f"roomserver: tokens: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        timeout_graceful_shutdown=5,
-    )
+    application = create_app(settings)
+    config = uvicorn.Config(application, host=settings.host, port=settings.port, log_level="info")
+    _Server(config, on_shutdown=application.state.roomserver.feed.close).run()
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from roomserver.cli import app
+from roomserver.storage.database import Database
 from tests.support.roomserver import roomserver_process, start_roomserver_process, upload_artifact
 
 ROOM = "ai-lab-01"
@@ -85,3 +88,34 @@ def test_serve_refuses_a_broken_tokens_file_without_showing_its_values(tmp_path:
     assert result.exit_code == 2
     assert "tokens.0.scopes" in result.output
     assert "not-a-real-secret-value-123" not in result.output
+
+
+@pytest.mark.slow
+async def test_interrupt_ends_open_event_streams_and_exits_cleanly(tmp_path: Path) -> None:
+    server = start_roomserver_process(tmp_path / "data")
+    try:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        async with (
+            httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client,
+            client.stream("GET", "/events") as stream,
+        ):
+            lines = stream.aiter_lines()
+            assert (await anext(lines)) == "event: connected"
+            server.process.send_signal(signal.SIGINT)
+            rest = [line async for line in lines]  # the server ends the stream instead of hanging on it
+        assert all(line == "" or line.startswith("data:") for line in rest)
+        # without ending the streams first, uvicorn would wait for them forever (TimeoutExpired here);
+        # uvicorn re-raises the interrupt once shut down, hence 130
+        assert server.process.wait(timeout=20) in (0, 130)
+        assert "Application shutdown complete" in server.log()
+    finally:
+        server.stop()
+
+
+async def test_a_database_from_a_newer_server_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "roomserver.db") as conn:
+        conn.execute("PRAGMA user_version=99")
+    database = Database(tmp_path / "roomserver.db")
+    with pytest.raises(RuntimeError, match="schema version 99 is newer"):
+        await database.open()
+    await database.close()

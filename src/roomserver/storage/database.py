@@ -20,6 +20,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+SCHEMA_VERSION = 1  # PRAGMA user_version; a database written by a newer server is refused, not misread
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
     room_id    TEXT PRIMARY KEY,
@@ -96,10 +98,16 @@ class Database:
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise RuntimeError(
+                f"{self.path}: schema version {version} is newer than this server's {SCHEMA_VERSION}"
+            )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss, not only kill -9
-        conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
 
     async def open(self) -> None:
