@@ -174,4 +174,5 @@ async def test_reference_server_changes_are_blocked_never_reported_done(seeds: P
     assert codes[("set-policy", "dmVisibilityDefault")] == "UNSUPPORTED_BY_SERVER"
     assert codes[("seed", "research-data")] is None
     assert [f.target for f in result.failed] == ["research-data"]
+    assert any("has no operator endpoints" in w for w in result.warnings)
     assert result.converged is False

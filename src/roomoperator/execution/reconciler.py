@@ -68,6 +68,10 @@ AUDIT_ACTION: dict[Op, str] = {
     Op.ENSURE_RESOURCE: "resource.ensured",
 }
 NOT_CONVERGED = "State not fully converged after reconciliation"
+REFERENCE_SERVER = (
+    "GET /room/{room_id}/state answered 404: the room server has no operator endpoints (the reference .NET"
+    " server?); entity, policy, promote and delete changes are blocked as unsupported"
+)
 
 
 class RunAborted(Exception):
@@ -194,6 +198,8 @@ class Reconciler:
         # PLANNING
         seeds = await asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
         observed, endpoints, read_at = await self._read(spec.room_id)
+        if not endpoints:
+            result.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
         plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
         self._record_plan(run, plan)
         await self._audit(run, "reconcile.planning", changes=len(plan.changes), revision=observed.revision)
