@@ -190,6 +190,13 @@ def test_resources_behind_the_flag() -> None:
     assert plan_room(spec, connected, seeds={}, resources=True).empty
 
 
+def test_resource_without_endpoint_fails() -> None:
+    spec = make_spec(resources=[{"name": "tool", "type": "mcp-tool"}])
+    (change,) = plan_room(spec, room(), seeds={}, resources=True).changes
+    assert change.blocked is not None
+    assert (change.blocked.code, change.blocked.fatal) == (BlockCode.NO_ENDPOINT, True)
+
+
 def test_resource_dependencies() -> None:
     base = {
         "name": "tool",

@@ -301,7 +301,10 @@ def _resource_changes(spec: RoomSpec, observed: ObservedRoom, planned: list[Chan
         )
         reason = "not loaded on the room server" if current is None else "endpoint differs"
         change = Change(Op.ENSURE_RESOURCE, resource.name, reason, before=before, after=provider)
-        if missing:
+        if not provider["url"]:
+            message = f"resource {resource.name} has no config.endpoint: no MCP provider URL to load"
+            change = change.block(BlockCode.NO_ENDPOINT, message, fatal=True)
+        elif missing:
             fatal = resource.on_missing_dependency == "fail"
             policy = resource.on_missing_dependency
             message = f"missing dependencies: {', '.join(missing)} (onMissingDependency: {policy})"
