@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-_E1_TITLES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
+_E1_TITLES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+}
 
 
 class RoomServerError(Exception):

@@ -205,7 +205,7 @@ async def test_unknown_routes_and_methods_answer_e1(client: httpx.AsyncClient) -
     assert missing.json()["code"] == "ROUTE_NOT_FOUND"
     wrong = await client.patch(f"/room/{ROOM}/state")
     assert wrong.status_code == 405
-    assert wrong.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert (wrong.json()["error"], wrong.json()["code"]) == ("MethodNotAllowed", "METHOD_NOT_ALLOWED")
 
 
 async def test_reference_liveness_routes(client: httpx.AsyncClient) -> None:
