@@ -156,3 +156,9 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 
 def test_valid_text_loads() -> None:
     assert load_text(VALID)[0].spec.metadata.name == "lab"
+
+
+def test_a_directory_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_file(tmp_path)
+    assert caught.value.issues[0].message == "cannot read the file: Is a directory"

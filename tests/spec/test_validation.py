@@ -263,3 +263,21 @@ def test_errors_in_several_documents_are_all_reported() -> None:
         "f.yaml:1:30: metadata.version: Spec version must be positive (got 0)",
         "f.yaml:5:7: spec.roomId: RoomId is required",
     ]
+
+
+def test_odd_keys_are_quoted_in_paths() -> None:
+    data = minimal()
+    data["metadata"]["labels"] = {"app.kubernetes.io/name": 5}
+    assert issues_of_data(data) == [
+        '<request>: metadata.labels["app.kubernetes.io/name"]: must be a string (got 5)'
+    ]
+
+
+def test_entries_of_the_wrong_shape_are_reported_not_raised() -> None:
+    data = minimal(entities=[1, "E-x"], artifacts={"name": "x"}, policies=None)
+    assert issues_of_data(data) == [
+        "<request>: spec.entities[0]: must be a mapping (got 1)",
+        "<request>: spec.entities[1]: must be a mapping (got 'E-x')",
+        "<request>: spec.artifacts: must be a list (got a mapping)",
+        "<request>: spec.policies: must be a mapping (got null)",
+    ]

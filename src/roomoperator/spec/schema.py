@@ -12,16 +12,12 @@ from pydantic import AliasChoices, BaseModel
 
 from roomoperator.spec.models import EntityPolicy, RoomSpec
 
-SCHEMA_ID = "https://roomoperator.dev/schemas/roomspec.schema.json"
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one RoomSpec document, in its camelCase wire form."""
     schema = _without_titles(RoomSpec.model_json_schema(by_alias=True, mode="validation"))
     _accept_alias_choices(schema["$defs"][EntityPolicy.__name__], EntityPolicy)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         **schema,
         "title": "RoomSpec",
         "description": "A room's desired state: entities, artifacts, policies and resources (docs/spec.md).",
