@@ -274,6 +274,8 @@ BAD_WRITES = [
     (_multipart([("spec", b'{"name":"../x","type":"t"}'), ("data", b"x")]), None, 400, NAME, "path"),
     (_multipart([SPEC, ("data", b"x"), ("parents", b"{}")]), None, 400, "InvalidParents", "array of strings"),
     (_multipart([SPEC, ("data", b"x"), ("data", b"y")]), None, 400, "InvalidMultipart", "more than once"),
+    (_multipart([SPEC, ("data", b"x"), ("port", b"Bad Port")]), None, 400, "InvalidPort", "port must match"),
+    (b"--wrong\r\n", None, 400, "InvalidMultipart", "malformed multipart body"),
     (_multipart([SPEC, ("data", b"x")])[:-12], None, 400, "InvalidMultipart", "incomplete"),
     (_multipart([SPEC, ("data", b"x" * 2048)]), None, 413, "PayloadTooLarge", "upload limit"),
     (_multipart([("spec", b" " * 5000), ("data", b"x")]), None, 413, "PayloadTooLarge", "form part 'spec'"),
