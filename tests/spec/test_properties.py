@@ -7,6 +7,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,10 +27,12 @@ from roomoperator.spec.models import (
     RoomSpec,
     RoomSpecBody,
 )
+from roomoperator.spec.schema import json_schema
 from tests.spec.conftest import minimal
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(SETTINGS, max_examples=60)
+SCHEMA = jsonschema.Draft202012Validator(json_schema())
 ID_CHARS = string.ascii_letters + string.digits + "-_"
 
 # Fragments that steer random text into the YAML parser's interesting corners.
@@ -240,3 +243,9 @@ def test_valid_specs_round_trip_through_the_wire_form(spec: RoomSpec) -> None:
     assert load_data(spec.to_wire()) == spec
     [loaded] = load_text(json.dumps(spec.to_wire()))
     assert loaded.spec == spec
+
+
+@ROUND_TRIP
+@given(room_specs())
+def test_valid_specs_are_valid_under_the_json_schema(spec: RoomSpec) -> None:
+    assert list(SCHEMA.iter_errors(spec.to_wire())) == []

@@ -22,7 +22,7 @@ def test_reference_messages_for_required_fields() -> None:
     data = minimal(
         roomId=" ",
         entities=[{"kind": "agent"}],
-        artifacts=[{"type": "document", "workspace": "shared"}, {"name": "x"}],
+        artifacts=[{"type": "document"}, {"name": "x"}],
     )
     data["metadata"]["version"] = 0
     assert issues_of_data(data) == [
@@ -30,6 +30,7 @@ def test_reference_messages_for_required_fields() -> None:
         "<request>: spec.roomId: RoomId is required",
         "<request>: spec.entities[0].id: Entity Id is required",
         "<request>: spec.artifacts[0].name: Artifact Name is required",
+        "<request>: spec.artifacts[0].workspace: Artifact requires Workspace",
         "<request>: spec.artifacts[1].type: Artifact x requires Type",
         "<request>: spec.artifacts[1].workspace: Artifact x requires Workspace",
     ]

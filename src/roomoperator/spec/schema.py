@@ -12,6 +12,7 @@ from pydantic import AliasChoices, BaseModel
 
 from roomoperator.spec.models import EntityPolicy, RoomSpec
 
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one RoomSpec document, in its camelCase wire form."""
     schema = _without_titles(RoomSpec.model_json_schema(by_alias=True, mode="validation"))

@@ -127,7 +127,8 @@ def _explain(detail: ErrorDetails, data: Any) -> tuple[Path, str, bool]:
     required = _REQUIRED.get(pattern)
     if required and (kind == "missing" or (isinstance(raw, str) and not raw.strip())):
         name = _get(data, (*path[:-1], "name"))
-        return path, required.format(name=name if isinstance(name, str) else ""), kind != "missing"
+        message = " ".join(required.format(name=name if isinstance(name, str) else "").split())
+        return path, message, kind != "missing"
     if kind == "missing":
         return path, "is required", False
     if kind == "extra_forbidden":
