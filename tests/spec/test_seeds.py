@@ -92,3 +92,21 @@ def test_seeds_resolve_against_the_spec_file_not_the_working_directory(spec_dir:
     spec_file.write_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1}\n")
     [loaded] = load_file(spec_file)
     assert loaded.base_dir == spec_dir.resolve()
+
+
+def test_a_missing_seed_file_is_a_warning_not_an_error(spec_dir: Path) -> None:
+    spec_file = spec_dir / "room.yaml"
+    spec_file.write_text(
+        "metadata: {name: x, version: 1}\n"
+        "spec:\n"
+        "  roomId: room-1\n"
+        "  policies: {dmVisibilityDefault: team}\n"
+        "  artifacts:\n"
+        "    - {name: plan, type: document, workspace: shared, seedFrom: seeds/plan.md}\n"
+        "    - {name: later, type: document, workspace: shared, seedFrom: seeds/later.md}\n"
+    )
+    [loaded] = load_file(spec_file)
+    assert [str(warning) for warning in loaded.warnings] == [
+        f"{spec_file}:7:66: spec.artifacts[1].seedFrom: file 'seeds/later.md' not found (yet):"
+        " applying will fail its pre-checks"
+    ]

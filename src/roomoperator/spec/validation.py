@@ -95,11 +95,7 @@ def validate_document(
             checked.errors.append(issue(path, message, key=at_key))
     checked.errors.extend(issue(path, message) for path, message in _cross_checks(data, base_dir))
     checked.errors.sort(key=lambda found: (found.line or 0, found.col or 0))
-    policies = _get(data, ("spec", "policies"))
-    if not isinstance(policies, dict) or "dmVisibilityDefault" not in policies:
-        checked.warnings.append(
-            issue(("spec", "policies"), "dmVisibilityDefault not set, will default to 'team'")
-        )
+    checked.warnings.extend(issue(path, message) for path, message in _warnings(data, base_dir))
     if not checked.errors:
         checked.spec = spec
     return checked
@@ -246,6 +242,29 @@ def _cross_checks(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tup
                     ("spec", "resources", index, "dependsOn", dep_index),
                     f"names no entity or artifact of this spec (got {dependency!r})",
                 )
+
+
+def _warnings(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tuple[Path, str]]:
+    """What is allowed but probably not meant: the reference's policies warning, seed files not there yet."""
+    policies = _get(data, ("spec", "policies"))
+    if not isinstance(policies, dict) or "dmVisibilityDefault" not in policies:
+        yield ("spec", "policies"), "dmVisibilityDefault not set, will default to 'team'"
+    if base_dir is None:
+        return
+    body = data.get("spec")
+    for index, artifact in _records(body, "artifacts") if isinstance(body, dict) else []:
+        seed = artifact.get("seedFrom")
+        if not isinstance(seed, str):
+            continue
+        try:
+            found = resolve_seed_path(base_dir, seed).is_file()
+        except SeedPathError:
+            continue  # an error already
+        if not found:
+            yield (
+                ("spec", "artifacts", index, "seedFrom"),
+                f"file {seed!r} not found (yet): applying will fail its pre-checks",
+            )
 
 
 def _seed_escape(base_dir: FsPath, seed: str, path: Path) -> Iterator[tuple[Path, str]]:
