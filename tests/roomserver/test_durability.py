@@ -14,7 +14,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from roomserver.app import create_app
 from roomserver.cli import app
+from roomserver.settings import ServerSettings
 from roomserver.storage.database import Database
 from tests.support.roomserver import roomserver_process, start_roomserver_process, upload_artifact
 
@@ -119,3 +121,13 @@ async def test_a_database_from_a_newer_server_is_refused(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="schema version 99 is newer"):
         await database.open()
     await database.close()
+
+
+async def test_a_data_folder_serves_one_server_at_a_time(tmp_path: Path) -> None:
+    first, second = (create_app(ServerSettings(data_dir=tmp_path, insecure_no_auth=True)) for _ in range(2))
+    async with first.router.lifespan_context(first):
+        with pytest.raises(RuntimeError, match="in use by another roomserver"):
+            async with second.router.lifespan_context(second):
+                pass
+    async with second.router.lifespan_context(second):  # free again once the first has stopped
+        assert (tmp_path / "roomserver.db").exists()
