@@ -246,3 +246,18 @@ async def test_resources_load_providers_and_stay_pending_until_connected(
         off = await Reconciler(client, fast_settings()).reconcile(spec, seed_root=seeds)
         assert off.plan is not None
         assert off.plan["changes"] == []
+
+
+async def test_delete_limit_against_the_server(roomserver: RoomServerHandle, seeds: Path) -> None:
+    settings = fast_settings(
+        guardrails=GuardrailSettings(max_artifacts_delete_per_cycle=1, change_threshold=1.0)
+    )
+    async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+        reconciler = Reconciler(client, settings)
+        assert (await reconciler.reconcile(full_spec(), seed_root=seeds)).success
+        result = await reconciler.reconcile(full_spec(artifacts=[]), seed_root=seeds)
+        assert (result.code, result.errors) == (
+            "GUARDRAILS_EXCEEDED",
+            ["Artifact delete count (2) exceeds limit (1)"],
+        )
+        assert len((await client.get_state("room-eng-1")).artifacts) == 2
