@@ -82,7 +82,11 @@ def _services(tmp: Path) -> Iterator[tuple[str, str, psutil.Process]]:
     finally:
         for process in (operator, server):
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _spec(index: int) -> dict[str, Any]:
