@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -127,3 +128,33 @@ def test_never_more_than_one_running_and_one_pending_per_room(ops: list[tuple[st
         assert queue.queued == 0
 
     asyncio.run(scenario())
+
+
+async def test_close_drops_pending_items_and_refuses_new_ones() -> None:
+    rec = Recorder()
+    queue: RoomQueue[tuple[str, int]] = RoomQueue(rec.work, parallel=1)
+    queue.submit("a", ("a", 1))
+    queue.submit("a", ("a", 2))
+    await rec.started.get()
+    await queue.close()
+    assert rec.ran == []
+    assert rec.started.empty()
+    refused = queue.submit("a", ("a", 3))
+    assert (refused.started, refused.kept) == (False, False)
+
+
+async def test_close_gives_up_on_work_that_ignores_cancellation() -> None:
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def stubborn(item: int) -> None:
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    queue: RoomQueue[int] = RoomQueue(stubborn, parallel=1)
+    queue.submit("a", 1)
+    await started.wait()
+    await queue.close(grace_seconds=0.05)
+    release.set()
+    await queue.join()

@@ -8,7 +8,6 @@ rooms run at once. Submitting to a busy room replaces its pending item when the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -41,6 +40,7 @@ class RoomQueue(Generic[T]):
         self._slots: dict[str, _Slot[T]] = {}
         self._limit = asyncio.Semaphore(parallel)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self.active = 0
 
     @property
@@ -57,6 +57,8 @@ class RoomQueue(Generic[T]):
 
     def submit(self, room_id: str, item: T, *, wins: Callable[[T], bool] = lambda _: True) -> Submitted[T]:
         """Start `item` now if the room is idle; else make it the room's pending item if `wins(current)`."""
+        if self._closing:
+            return Submitted(started=False, kept=False)
         slot = self._slots.get(room_id)
         if slot is None:
             self._slots[room_id] = _Slot()
@@ -72,7 +74,7 @@ class RoomQueue(Generic[T]):
 
     async def _drain(self, room_id: str, item: T) -> None:
         next_item: T | None = item
-        while next_item is not None:
+        while next_item is not None and not self._closing:
             async with self._limit:
                 self.active += 1
                 try:
@@ -90,11 +92,13 @@ class RoomQueue(Generic[T]):
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def close(self) -> None:
-        """Cancel every running and pending item."""
-        for task in list(self._tasks):
+    async def close(self, *, grace_seconds: float = 10.0) -> None:
+        """Refuse new items, drop pending ones, cancel running ones and give them `grace_seconds` to end
+        (an item that ignores cancellation must not hold up the operator's shutdown)."""
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
         self._slots.clear()
