@@ -198,7 +198,14 @@ def room_specs(draw: st.DrawFn) -> RoomSpec:
         ResourceSpec(
             name=name,
             type="mcp-tool",
-            config=draw(st.dictionaries(texts, config_values, max_size=3)),
+            config={
+                **draw(
+                    st.dictionaries(texts.filter(lambda key: key not in ("endpoint", "url")), config_values)
+                ),
+                "endpoint": draw(
+                    st.sampled_from(["http://127.0.0.1:9/mcp", "ws://mcp:8081", "https://x.example"])
+                ),
+            },
             depends_on=tuple(
                 draw(st.lists(st.sampled_from(ids + names), unique=True)) if ids + names else ()
             ),

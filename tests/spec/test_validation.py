@@ -282,3 +282,30 @@ def test_entries_of_the_wrong_shape_are_reported_not_raised() -> None:
         "<request>: spec.artifacts: must be a list (got a mapping)",
         "<request>: spec.policies: must be a mapping (got null)",
     ]
+
+
+def test_resources_name_mcp_providers_with_urls() -> None:
+    data = minimal(
+        resources=[
+            {"name": "web.search@local", "type": "mcp-tool", "config": {"endpoint": "ws://127.0.0.1:8081"}},
+            {"name": "bad name", "type": "mcp-tool", "config": {"endpoint": "ftp://x"}},
+            {"name": "t", "type": "mcp-tool", "config": {"url": None}},
+        ]
+    )
+    assert issues_of_data(data) == [
+        "<request>: spec.resources[1].name: must be an MCP provider id: 1-128 letters, digits or '.', '_',"
+        " '@', ':', '-' (got 'bad name')",
+        "<request>: spec.resources[1].config: endpoint must be a ws://, wss://, http:// or https:// URL"
+        " (got 'ftp://x')",
+        "<request>: spec.resources[2].config: url must be a ws://, wss://, http:// or https:// URL"
+        " (got None)",
+    ]
+
+
+def test_a_resource_without_endpoint_is_a_warning() -> None:
+    [loaded] = load_text(
+        json.dumps(minimal(resources=[{"name": "tool", "type": "mcp-tool"}])), source="r.json"
+    )
+    assert [warning.message for warning in loaded.warnings] == [
+        "no endpoint: the operator cannot load this resource's MCP provider without its URL"
+    ]

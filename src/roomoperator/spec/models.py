@@ -8,6 +8,7 @@ camelCase too. Unknown keys are errors (`extra="forbid"`); the validation module
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -22,7 +23,8 @@ CAPABILITY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 TAG_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
-RESOURCE_NAME_PATTERN = r"^\S{1,128}$"
+RESOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
+PROVIDER_URL_PATTERN = r"^(wss?|https?)://\S+$"
 NON_BLANK_PATTERN = r"\S"
 RESERVED_ARTIFACT_NAMES = frozenset({"manifest.json"})
 
@@ -33,7 +35,7 @@ ID_FORMATS: dict[str, str] = {
     ARTIFACT_NAME_PATTERN: "an artifact name: 1-128 letters, digits, '.', '-', '_', starting alphanumeric",
     WORKSPACE_PATTERN: "a workspace label: 1-64 letters, digits, '-' or '_', starting with a letter or digit",
     TAG_PATTERN: "a tag: 1-64 letters, digits or '.', '_', ':', '/', '-' (no spaces or commas)",
-    RESOURCE_NAME_PATTERN: "a resource name: 1-128 characters without spaces",
+    RESOURCE_NAME_PATTERN: "an MCP provider id: 1-128 letters, digits or '.', '_', '@', ':', '-'",
     NON_BLANK_PATTERN: "a non-blank string",
 }
 """What each identifier pattern means, in words: the validation messages and docs/spec.md use these."""
@@ -168,12 +170,32 @@ class ResourceSpec(SpecModel):
     """Resource name, unique in the spec; the MCP provider id on the room server."""
     type: str = Field(pattern=NON_BLANK_PATTERN)
     """Resource type, e.g. `mcp-tool`."""
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "properties": {
+                key: {"type": "string", "pattern": PROVIDER_URL_PATTERN, "maxLength": 2048}
+                for key in ("endpoint", "url")
+            }
+        },
+    )
     """Tool settings; `endpoint` is the provider URL, `timeout` e.g. `30s`; other keys are kept as given."""
     depends_on: tuple[str, ...] = ()
     """Entity ids or artifact names of this spec the resource needs."""
     on_missing_dependency: MissingDependency = "skip"
     """What to do when a dependency is not in the room: skip the resource this run, or fail the run."""
+
+    @field_validator("config")
+    @classmethod
+    def _provider_url(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The room server loads `endpoint` (or `url`) as the MCP provider URL, and refuses anything else.
+        for key in ("endpoint", "url"):
+            url = value.get(key)
+            if key in value and not (
+                isinstance(url, str) and len(url) <= 2048 and re.match(PROVIDER_URL_PATTERN, url)
+            ):
+                raise ValueError(f"{key} must be a ws://, wss://, http:// or https:// URL (got {url!r})")
+        return value
 
 
 class Metadata(SpecModel):

@@ -249,10 +249,18 @@ def _warnings(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tuple[P
     policies = _get(data, ("spec", "policies"))
     if not isinstance(policies, dict) or "dmVisibilityDefault" not in policies:
         yield ("spec", "policies"), "dmVisibilityDefault not set, will default to 'team'"
+    body = data.get("spec")
+    body = body if isinstance(body, dict) else {}
+    for index, resource in _records(body, "resources"):
+        config = resource.get("config")
+        if not (isinstance(config, dict) and ("endpoint" in config or "url" in config)):
+            yield (
+                ("spec", "resources", index, "config"),
+                "no endpoint: the operator cannot load this resource's MCP provider without its URL",
+            )
     if base_dir is None:
         return
-    body = data.get("spec")
-    for index, artifact in _records(body, "artifacts") if isinstance(body, dict) else []:
+    for index, artifact in _records(body, "artifacts"):
         seed = artifact.get("seedFrom")
         if not isinstance(seed, str):
             continue
