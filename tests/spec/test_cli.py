@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from roomoperator.cli import app
-from tests.spec.conftest import EXAMPLES
+from tests.spec.documents import EXAMPLES
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import pytest
 
 from roomoperator.spec import SpecError, load_file, load_text
 from roomoperator.spec.parsing import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, parse_documents
-from tests.spec.conftest import issues_of_text
+from tests.spec.documents import issues_of_text
 
 VALID = "metadata: {name: lab, version: 1}\nspec:\n  roomId: room-1\n"
 

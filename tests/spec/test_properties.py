@@ -28,7 +28,7 @@ from roomoperator.spec.models import (
     RoomSpecBody,
 )
 from roomoperator.spec.schema import json_schema
-from tests.spec.conftest import minimal
+from tests.spec.documents import minimal
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(SETTINGS, max_examples=60)

@@ -11,7 +11,7 @@ import pytest
 
 from roomoperator.spec.parsing import parse_documents
 from roomoperator.spec.schema import json_schema
-from tests.spec.conftest import EXAMPLES, minimal
+from tests.spec.documents import EXAMPLES, minimal
 
 COMMITTED = Path(__file__).parents[2] / "schemas" / "roomspec.schema.json"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from roomoperator.spec import SeedPathError, SpecError, load_file, resolve_seed_path
-from tests.spec.conftest import issues_of_data, minimal
+from tests.spec.documents import issues_of_data, minimal
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 from roomoperator.spec import check_upgrade, load_data
 from roomoperator.spec.models import RoomSpec
-from tests.spec.conftest import minimal
+from tests.spec.documents import minimal
 
 
 def spec(version: int, **body: Any) -> RoomSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from roomoperator.spec import load_data, load_text
-from tests.spec.conftest import issues_of_data, issues_of_text, minimal
+from tests.spec.documents import issues_of_data, issues_of_text, minimal
 
 AGENT = {"id": "E-agent-1", "kind": "agent"}
 ARTIFACT = {"name": "notes", "type": "document", "workspace": "shared"}

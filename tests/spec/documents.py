@@ -1,4 +1,4 @@
-"""Helpers for the spec tests: a minimal valid document and a way to collect the issues of bad text."""
+"""Building spec documents for the tests, and collecting the issues that bad ones raise."""
 
 from __future__ import annotations
 
