@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES
 from tests.service.conftest import EXAMPLES, Operator, room_spec
 
 
@@ -97,6 +98,8 @@ async def test_invalid_specs_get_400_with_field_paths(operator: Operator) -> Non
     assert any(issue["path"] == "spec.entities[0].kind" for issue in answer.json()["issues"])
     unsupported = await operator.http.post("/apply", content=b"x", headers={"Content-Type": "text/plain"})
     assert unsupported.status_code == 415
+    huge = await operator.http.post("/apply", content=b" " * (MAX_DOCUMENT_BYTES + 1))
+    assert (huge.status_code, huge.json()["code"]) == (413, "BODY_TOO_LARGE")
 
 
 async def test_older_spec_versions_are_refused(operator: Operator) -> None:

@@ -31,6 +31,7 @@ from roomoperator.settings import OperatorSettings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import load_data, load_text
 from roomoperator.spec.models import RoomSpec
+from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES
 from roomoperator.spec.upgrade import check_upgrade
 from roomoperator.store import RunRecord, Store
 
@@ -96,12 +97,18 @@ def _error(status: int, message: str) -> ApiError:
 async def read_spec(request: Request, parts: _Parts) -> RoomSpec:
     """The RoomSpec of an `/apply` body: JSON `{"spec": ...}`, a bare JSON RoomSpec, or YAML."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise ApiError(
+                413, {"errors": [f"body: larger than {MAX_DOCUMENT_BYTES} bytes"], "code": "BODY_TOO_LARGE"}
+            )
     base_dir = parts.controller.seed_root
     if not raw.strip():
         raise ApiError.apply("INVALID_BODY", ["body: a RoomSpec is required"])
     try:
-        text = raw.decode("utf-8-sig")
+        text = bytes(raw).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError.apply("INVALID_BODY", [f"body: not UTF-8 text (byte {exc.start})"]) from None
     try:
