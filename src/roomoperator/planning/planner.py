@@ -169,7 +169,15 @@ def _artifact_content_changes(
         return Change(
             op, artifact.name, "content cannot be compared", after={"seedFrom": artifact.seed_from}
         ).block(BlockCode.SEED_FILE_MISSING, problem)
-    after = _seed_after(artifact, seed.digest)
+    digest = seed.digest
+    if (
+        current is not None
+        and current.sha256 == digest.sha256
+        and (current.type, current.workspace, current.tags)
+        == (artifact.type, artifact.workspace, artifact.tags)
+    ):
+        return None
+    after = _seed_after(artifact, digest)
     if current is None:
         return Change(
             Op.SEED, artifact.name, "declared with seedFrom, not in the room", after=after, source=seed.path
