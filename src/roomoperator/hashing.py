@@ -22,6 +22,9 @@ from pathlib import Path
 # A multiple of 3, so that every chunk but the last base64-encodes without padding.
 CHUNK_SIZE = 3 * 256 * 1024
 
+# Content hashing runs here while the caller's thread builds the fingerprint (threads start on first use).
+_HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-hash")
+
 
 @dataclass(frozen=True)
 class SeedDigest:
@@ -54,13 +57,13 @@ def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequ
     composite = hashlib.sha256(_fingerprint_prefix(name, type_, workspace, tags))
     size = 0
     carry = b""
-    with path.open("rb") as stream, ThreadPoolExecutor(max_workers=1) as helper:
+    with path.open("rb") as stream:
         pending: Future[None] | None = None
         while chunk := stream.read(CHUNK_SIZE):
             size += len(chunk)
             if pending is not None:
                 pending.result()
-            pending = helper.submit(content.update, chunk)
+            pending = _HELPERS.submit(content.update, chunk)
             block = memoryview(carry + chunk if carry else chunk)
             whole = len(block) - len(block) % 3
             composite.update(base64.b64encode(block[:whole]))
