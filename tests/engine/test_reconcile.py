@@ -51,7 +51,17 @@ async def test_converge_from_empty_then_one_read_and_no_write(
     sink = ListSink()
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         reconciler = Reconciler(client, fast_settings(), audit=sink)
-        first = await reconciler.reconcile(full_spec(), seed_root=seeds, actor="alice")
+        reports: list[tuple[str, int, int]] = []
+        first = await reconciler.reconcile(
+            full_spec(), seed_root=seeds, actor="alice", progress=lambda *report: reports.append(report)
+        )
+        assert [r for r in reports if r[1] == 0] == [
+            ("PLANNING", 0, 0),
+            ("PRE_CHECKS", 0, 0),
+            ("APPLY", 0, 7),
+            ("VERIFY", 0, 0),
+        ]
+        assert reports[-2] == ("APPLY", 7, 7)
         assert first.success, first.errors + first.warnings
         assert first.converged is True
         assert first.phase is Phase.VERIFY

@@ -74,6 +74,12 @@ REFERENCE_SERVER = (
 )
 
 
+def _tell(progress: Progress | None, phase: Phase, *, total: int = 0) -> None:
+    """Report that `phase` starts (`progress(phase, 0, total)`); APPLY then reports each change made."""
+    if progress is not None:
+        progress(str(phase), 0, total)
+
+
 class RunAborted(Exception):
     """A run-level failure: the run stops and reports `code`."""
 
@@ -195,7 +201,7 @@ class Reconciler:
     ) -> None:
         spec, result = run.spec, run.result
         protected = protected_names(previous)
-        # PLANNING
+        _tell(progress, Phase.PLANNING)
         seeds = await asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
         observed, endpoints, read_at = await self._read(spec.room_id)
         if not endpoints:
@@ -203,8 +209,8 @@ class Reconciler:
         plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
         self._record_plan(run, plan)
         await self._audit(run, "reconcile.planning", changes=len(plan.changes), revision=observed.revision)
-        # PRE_CHECKS
         result.phase = Phase.PRE_CHECKS
+        _tell(progress, Phase.PRE_CHECKS)
         checked = await self._pre_checks(run, plan, observed, confirm=confirm)
         if checked is None:
             return
@@ -219,8 +225,9 @@ class Reconciler:
                 run, "reconcile.verify", converged=result.converged, remaining=len(result.remaining)
             )
             return
-        # APPLY (with the stale-read re-plan)
+        # APPLY, after a re-read and re-plan when the first read is stale
         result.phase = Phase.APPLY
+        _tell(progress, Phase.APPLY, total=len(plan.actionable))
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
             plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
@@ -234,11 +241,11 @@ class Reconciler:
         await self._audit(run, "reconcile.apply", applied=len(result.applied), failed=len(result.failed))
         if run.aborted is not None:
             raise run.aborted
-        # ROLLBACK
         if result.failed and (self.rollback_on_failure or spec.spec.rollback == "on-failure"):
             result.phase = Phase.ROLLBACK
+            _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await self._rollback(run)
-        # VERIFY
+        _tell(progress, Phase.VERIFY)
         await self._verify(run, spec, seeds, endpoints=endpoints, protected=protected)
         if result.phase is not Phase.ROLLBACK:
             result.phase = Phase.VERIFY
