@@ -24,9 +24,15 @@ class OutputFormat(StrEnum):
 @app.command()
 def validate(
     files: Annotated[list[str], typer.Argument(help="RoomSpec files (YAML or JSON); '-' reads stdin.")],
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")] = OutputFormat.text,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="text (for people) or json (for tools).")
+    ] = OutputFormat.text,
 ) -> None:
-    """Validate RoomSpec files: one summary line per room, or every error as FILE:LINE:COL: path: message."""
+    """Check RoomSpec files and report every mistake at once.
+
+    Prints one summary line per valid room, or every error as FILE:LINE:COL: field.path: message.
+    Exit 0 when every file is valid, 1 otherwise.
+    """
     rooms: list[LoadedSpec] = []
     errors: list[SpecIssue] = []
     for file in files:
@@ -45,7 +51,10 @@ def validate(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of a RoomSpec (the committed copy is schemas/roomspec.schema.json)."""
+    """Print the JSON Schema of a RoomSpec, for editors and CI.
+
+    The committed copy is schemas/roomspec.schema.json; docs/spec.md says how editors use it.
+    """
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
