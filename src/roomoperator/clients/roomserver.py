@@ -71,6 +71,8 @@ class RoomServerClient:
             response = await self._http.send(request, stream=stream)
         except httpx.TransportError as exc:
             raise error_from_transport(exc, self.base_url) from exc
+        except httpx.RequestError as exc:  # undecodable body, too many redirects
+            raise RoomServerError(None, "INVALID_RESPONSE", f"{request.url.path}: {exc}") from exc
         if response.is_success:
             return response
         await response.aread()
