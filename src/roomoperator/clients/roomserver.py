@@ -126,6 +126,8 @@ class RoomServerClient:
             with target.open("wb") as sink:
                 async for chunk in response.aiter_bytes():
                     sink.write(chunk)
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
         finally:
             await response.aclose()
 
