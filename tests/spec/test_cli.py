@@ -121,3 +121,22 @@ def test_schema_command_prints_the_committed_schema() -> None:
     assert result.exit_code == 0
     committed = Path(__file__).parents[2] / "schemas" / "roomspec.schema.json"
     assert json.loads(result.output) == json.loads(committed.read_text())
+
+
+def test_the_invalid_example_reports_all_its_mistakes() -> None:
+    example = EXAMPLES.parents[1] / "invalid" / "mistakes.room.yaml"
+    result = runner.invoke(app, ["validate", str(example)])
+    assert result.exit_code == 1
+    lines = [line.removeprefix(f"{example}:") for line in result.output.splitlines()]
+    assert lines == [
+        "7:12: metadata.version: Spec version must be positive (got 0)",
+        "12:13: spec.entities[0].kind: must be one of human, agent, npc, orchestrator (got 'robot')",
+        "13:11: spec.entities[1].id: Duplicate entity Id: E-agent-1",
+        "15:7: spec.entities[1].dispalyName: unknown key 'dispalyName' (did you mean 'displayName'?)",
+        "16:7: spec.entities[2].ownerUserId: Entity E-human-1 with visibility=owner requires OwnerUserId",
+        "23:17: spec.artifacts[0].seedFrom: must stay inside the spec's folder"
+        " ('../../etc/passwd' escapes it with '..')",
+        "24:18: spec.artifacts[0].dependsOn: dependsOn forms a cycle: plan -> notes -> plan",
+        "25:7: spec.artifacts[1].type: Artifact notes requires Type",
+        "8 errors in 1 file",
+    ]
