@@ -20,6 +20,7 @@ from roomoperator.clients.errors import (
     error_from_response,
     parse_retry_after,
 )
+from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.execution.ratelimit import RateLimiter
 from roomoperator.execution.retrying import Retrier, RetryFailed, backoff_delay
 from roomoperator.settings import RetrySettings
@@ -132,3 +133,19 @@ async def test_rate_limiter_allows_a_burst_then_waits() -> None:
     await asyncio.wait_for(fourth, timeout=5)
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+async def test_client_encodes_path_parts_and_counts_requests() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(
+            404, json={"error": "NotFound", "code": "ENTITY_NOT_FOUND", "message": "absent"}
+        )
+
+    async with RoomServerClient("http://roomserver.test", transport=httpx.MockTransport(answer)) as client:
+        assert await client.kick("room 1", "E-a/b?c") is False  # 404 on a kick is success: already gone
+        assert await client.delete_artifact("room-1", "notes#1.md") is False
+        assert client.requests == 2
+    assert seen == ["/room/room%201/entities/E-a%2Fb%3Fc", "/rooms/room-1/artifacts/notes%231.md"]
