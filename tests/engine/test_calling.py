@@ -1,4 +1,4 @@
-"""Retry policy (pure math and the retrier with a recording sleep), the write rate limiter, error mapping."""
+"""How the engine calls the room server: retry policy, write rate limit, error mapping, path encoding."""
 
 from __future__ import annotations
 
