@@ -124,7 +124,7 @@ def test_schema_command_prints_the_committed_schema() -> None:
 
 
 def test_the_invalid_example_reports_all_its_mistakes() -> None:
-    example = EXAMPLES.parents[1] / "invalid" / "mistakes.room.yaml"
+    example = EXAMPLES.parent / "invalid" / "mistakes.room.yaml"
     result = runner.invoke(app, ["validate", str(example)])
     assert result.exit_code == 1
     lines = [line.removeprefix(f"{example}:") for line in result.output.splitlines()]
