@@ -77,7 +77,7 @@ def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequ
 class HashCache:
     """Digests of seed files, reused while a file keeps its path, size and mtime_ns (thread-safe, LRU)."""
 
-    def __init__(self, *, max_entries: int = 10_000) -> None:
+    def __init__(self, *, max_entries: int = 100_000) -> None:
         self._entries: OrderedDict[tuple[str, int, int, bytes], SeedDigest] = OrderedDict()
         self._max_entries = max_entries
         self._lock = threading.Lock()
