@@ -28,7 +28,7 @@ from roomoperator.spec.models import (
     RoomSpecBody,
 )
 from roomoperator.spec.schema import json_schema
-from tests.spec.documents import minimal
+from tests.spec.documents import EXAMPLES, minimal
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROUND_TRIP = settings(SETTINGS, max_examples=60)
@@ -115,6 +115,18 @@ def test_arbitrary_text_gives_a_spec_or_a_spec_error(text: str) -> None:
 @given(yaml_like_text)
 def test_yaml_like_text_gives_a_spec_or_a_spec_error(text: str) -> None:
     assert is_specs_or_issues(spec_or_issues(lambda: load_text(text)))
+
+
+REFERENCE_TEXT = (EXAMPLES / "ai-lab.room.yaml").read_text()
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, len(REFERENCE_TEXT)), st.integers(0, 8), YAML_BITS), max_size=4))
+def test_an_edited_reference_spec_gives_a_spec_or_a_spec_error(edits: list[tuple[int, int, str]]) -> None:
+    text = REFERENCE_TEXT
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut :]
+    assert is_specs_or_issues(spec_or_issues(lambda: load_text(text, base_dir=EXAMPLES)))
 
 
 @SETTINGS
