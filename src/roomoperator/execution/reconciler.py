@@ -89,6 +89,10 @@ class RunAborted(Exception):
         self.message = message
 
 
+def _unauthorized(error: RoomServerError) -> RunAborted:
+    return RunAborted("UNAUTHORIZED", f"Room server refused the operator's token: {error.message}")
+
+
 def _label(change: Change) -> str:
     return f"{change.op}:{change.name}"
 
@@ -262,9 +266,7 @@ class Reconciler:
             # what such a server cannot do.
             return ObservedRoom(room_id=room_id), False, time.monotonic()
         except Unauthorized as exc:
-            raise RunAborted(
-                "UNAUTHORIZED", f"Room server refused the operator's token: {exc.message}"
-            ) from exc
+            raise _unauthorized(exc) from exc
         except Unreachable as exc:
             raise RunAborted("ROOM_SERVER_UNREACHABLE", exc.message) from exc
         except RoomServerError as exc:
@@ -325,9 +327,7 @@ class Reconciler:
         try:
             identity = await self.client.whoami()
         except Unauthorized as exc:
-            raise RunAborted(
-                "UNAUTHORIZED", f"Room server refused the operator's token: {exc.message}"
-            ) from exc
+            raise _unauthorized(exc) from exc
         except NotFound:
             run.result.warnings.append(
                 "Room server has no /auth/whoami: token scopes not checked before APPLY"
@@ -438,9 +438,7 @@ class Reconciler:
         except RetryFailed as failure:
             error = failure.error
             if isinstance(error, Unauthorized):
-                run.aborted = RunAborted(
-                    "UNAUTHORIZED", f"Room server refused the operator's token: {error.message}"
-                )
+                run.aborted = _unauthorized(error)
             for change in batch:
                 await self._fail(run, change, str(error), attempts=failure.attempts)
             return False
