@@ -84,9 +84,19 @@ class HashCache:
         self.hits = 0
         self.misses = 0
 
-    def digest(self, path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str]) -> SeedDigest:
-        """The digest of `path` (an absolute, resolved path), read only when the file changed since."""
-        stat = os.stat(path)
+    def digest(
+        self,
+        path: Path,
+        *,
+        name: str,
+        type_: str,
+        workspace: str,
+        tags: Sequence[str],
+        stat: os.stat_result | None = None,
+    ) -> SeedDigest:
+        """The digest of `path` (an absolute, resolved path), read only when the file changed since.
+        `stat`, when the caller already has it, saves a system call."""
+        stat = stat or os.stat(path)
         key = (
             str(path),
             stat.st_size,

@@ -9,6 +9,7 @@ its size and mtime (`hashing.HashCache`).
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -29,23 +30,25 @@ class SeedFiles:
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
-    def _resolve(self, root: Path, seed_from: str) -> Path:
+    def _resolve(self, root: Path, seed_from: str) -> tuple[Path, os.stat_result | None]:
+        """The resolved path, and its stat when the lstat already is it (a regular file, not a link)."""
         with self._lock:
             cached = self._resolved.get((root, seed_from))
         joined = cached[0] if cached is not None else str(root / check_seed_path(seed_from))
         try:
-            stat = os.lstat(joined)
+            found = os.lstat(joined)
         except OSError:
-            return resolve_seed_path(root, seed_from)  # missing: resolve (and refuse escapes), never cache
-        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_mode)
+            return resolve_seed_path(root, seed_from), None  # missing: resolve (refusing escapes), no cache
+        known = found if stat.S_ISREG(found.st_mode) else None
+        signature = (found.st_ino, found.st_mtime_ns, found.st_mode)
         if cached is not None and cached[1] == signature:
-            return cached[2]
+            return cached[2], known
         resolved = resolve_seed_path(root, seed_from)
         with self._lock:
             if len(self._resolved) >= self._max_entries:
                 self._resolved.clear()
             self._resolved[(root, seed_from)] = (joined, signature, resolved)
-        return resolved
+        return resolved, known
 
     def local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
         """For each artifact with `seedFrom`: its resolved file and digest, or the problem that blocks it."""
@@ -55,7 +58,7 @@ class SeedFiles:
             if artifact.seed_from is None or artifact.name in seeds:
                 continue
             try:
-                path = self._resolve(root, artifact.seed_from)
+                path, known = self._resolve(root, artifact.seed_from)
             except SeedPathError as exc:
                 seeds[artifact.name] = LocalSeed(
                     None, problem=f"Seed file refused: {artifact.seed_from}: {exc}"
@@ -68,6 +71,7 @@ class SeedFiles:
                     type_=artifact.type,
                     workspace=artifact.workspace,
                     tags=artifact.tags,
+                    stat=known,
                 )
             except FileNotFoundError:
                 seeds[artifact.name] = LocalSeed(path, problem=f"Seed file not found: {path}")
