@@ -41,8 +41,8 @@ MAX_DOCUMENT_BYTES = 1 << 20
 """Largest spec text accepted (1 MiB); a room with thousands of members fits in a tenth of it."""
 MAX_DEPTH = 32
 """Deepest nesting accepted; a RoomSpec needs 6 levels, resource configs get the rest."""
-MAX_NODES = 100_000
-"""Most values a document may hold once aliases are expanded."""
+MAX_NODES = 1_000_000
+"""Most values a document may hold once aliases are expanded (1 MiB of plain YAML holds at most ~500 000)."""
 
 Path = tuple[str | int, ...]
 Mark = tuple[int, int]  # 1-based line and column
