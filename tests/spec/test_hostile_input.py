@@ -8,6 +8,7 @@ import pytest
 
 from roomoperator.spec import SpecError, load_file, load_text
 from roomoperator.spec.parsing import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, parse_documents
+from roomoperator.spec.validation import MAX_ISSUES
 from tests.spec.documents import issues_of_text
 
 VALID = "metadata: {name: lab, version: 1}\nspec:\n  roomId: room-1\n"
@@ -162,3 +163,11 @@ def test_a_directory_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load_file(tmp_path)
     assert caught.value.issues[0].message == "cannot read the file: Is a directory"
+
+
+def test_errors_are_capped_per_document() -> None:
+    entities = ", ".join(["*e"] * 5000)
+    text = f"{VALID}  entities: [&e {{id: E-aa, kind: agent}}, {entities}]\n"
+    messages = issues_of_text(text, source="many.yaml")
+    assert len(messages) == MAX_ISSUES + 1
+    assert messages[-1] == f"many.yaml:1:1: {5000 - MAX_ISSUES} more errors not shown"

@@ -30,6 +30,9 @@ from roomoperator.spec.models import ID_FORMATS, RoomSpec
 from roomoperator.spec.parsing import Mark, ParsedDocument, Path
 from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
 
+MAX_ISSUES = 100
+"""Most errors reported per document: enough to fix a file, not a megabyte of answer to a hostile one."""
+
 _REQUIRED = {
     ("spec", "roomId"): "RoomId is required",
     ("spec", "entities", "*", "id"): "Entity Id is required",
@@ -95,6 +98,9 @@ def validate_document(
             checked.errors.append(issue(path, message, key=at_key))
     checked.errors.extend(issue(path, message) for path, message in _cross_checks(data, base_dir))
     checked.errors.sort(key=lambda found: (found.line or 0, found.col or 0))
+    if len(checked.errors) > MAX_ISSUES:
+        hidden = len(checked.errors) - MAX_ISSUES
+        checked.errors[MAX_ISSUES:] = [issue((), f"{hidden} more errors not shown")]
     checked.warnings.extend(issue(path, message) for path, message in _warnings(data, base_dir))
     if not checked.errors:
         checked.spec = spec
