@@ -35,7 +35,8 @@ def machine() -> str:
         mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{mem}, {system}, Python {platform.python_version()}"
 
 
 def existing_sections() -> dict[str, str]:
@@ -58,7 +59,12 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"bench.{name}")
         sections[name] = f"{stamp}\n\n{module.run().strip()}"
-    body = ["# Benchmarks", "", "Written by `make bench` (`python -m bench`). Each section says when and where it ran.", ""]
+    body = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench`). Each section says when and where it ran.",
+        "",
+    ]
     for name in sorted(sections):
         body += [f"<!-- bench:{name} -->", sections[name], ""]
     OUT.write_text("\n".join(body))
