@@ -89,3 +89,15 @@ async def test_run_calls_back_when_rooms_are_woken() -> None:
     plan.wake("a")
     assert await asyncio.wait_for(seen.get(), 5) == "a"
     task.cancel()
+
+
+async def test_the_loop_stops_when_cancelled_while_being_woken() -> None:
+    for _ in range(50):
+        plan = Schedule(interval=60, jitter_percent=0, backoff_initial=1, backoff_max=1)
+        plan.after_run("a")
+        task = asyncio.create_task(plan.run(plan.after_run))
+        await asyncio.sleep(0)  # let the loop reach its wait
+        plan.wake("a")
+        task.cancel()
+        await asyncio.wait([task], timeout=2)
+        assert task.cancelled(), "the cancellation was swallowed and the loop kept running"

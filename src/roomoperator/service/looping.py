@@ -100,6 +100,8 @@ class Schedule:
             self._changed.clear()
             for room_id in self.pop_due():
                 on_due(room_id)
-            wait = self.seconds_until_next()
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow a cancellation
+            # that races with the event being set, and the loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                async with asyncio.timeout(self.seconds_until_next()):
+                    await self._changed.wait()
