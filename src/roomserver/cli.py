@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from roomserver.app import create_app
 from roomserver.auth import TokenConfigError
-from roomserver.server import RoomServer
+from roomserver.server import token_registry
 from roomserver.settings import MIB, ServerSettings
 
 
@@ -60,13 +60,18 @@ def serve(
             insecure_no_auth=insecure_no_auth,
             max_upload_bytes=max_upload_bytes,
         )
-        RoomServer(settings)  # fail fast on a bad tokens file, before binding
+        registry = token_registry(settings)  # fail fast on a bad tokens file, before binding
     except ValidationError as exc:
         typer.echo(f"roomserver: {'; '.join(str(e['msg']) for e in exc.errors())}", err=True)
         raise typer.Exit(2) from None
     except TokenConfigError as exc:
         typer.echo(f"roomserver: tokens: {exc}", err=True)
         raise typer.Exit(2) from None
+    if not settings.insecure_no_auth and not len(registry):
+        typer.echo(
+            "roomserver: warning: no tokens (--tokens, ROOMSERVER_TOKENS): every API call will be 401",
+            err=True,
+        )
     application = create_app(settings)
     config = uvicorn.Config(application, host=settings.host, port=settings.port, log_level="info")
     _Server(config, on_shutdown=application.state.roomserver.feed.close).run()

@@ -18,6 +18,15 @@ from roomserver.storage.blobs import BlobStore
 from roomserver.storage.database import Database
 
 
+def token_registry(settings: ServerSettings) -> TokenRegistry:
+    """The tokens of `--tokens` and `ROOMSERVER_TOKENS` (raises TokenConfigError when unreadable)."""
+    return TokenRegistry.load(
+        tokens_file=settings.tokens_file,
+        tokens_json=settings.tokens.get_secret_value() if settings.tokens else None,
+        insecure=settings.insecure_no_auth,
+    )
+
+
 def _lock_folder(path: Path) -> IO[bytes]:
     """Hold an exclusive lock on the data folder: a second server on it would empty the first's `tmp/`."""
     handle = path.open("ab")
@@ -34,11 +43,7 @@ class RoomServer:
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings
-        self.tokens = TokenRegistry.load(
-            tokens_file=settings.tokens_file,
-            tokens_json=settings.tokens.get_secret_value() if settings.tokens else None,
-            insecure=settings.insecure_no_auth,
-        )
+        self.tokens = token_registry(settings)
         self.db = Database(settings.data_dir / "roomserver.db")
         self.blobs = BlobStore(settings.data_dir)
         self.feed = EventFeed()

@@ -131,3 +131,12 @@ async def test_a_data_folder_serves_one_server_at_a_time(tmp_path: Path) -> None
                 pass
     async with second.router.lifespan_context(second):  # free again once the first has stopped
         assert (tmp_path / "roomserver.db").exists()
+
+
+def test_serve_warns_when_no_token_can_call_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[str] = []
+    monkeypatch.setattr("roomserver.cli._Server.run", lambda self: served.append(self.config.host))
+    result = CliRunner().invoke(app, ["serve", "--data", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "no tokens" in result.output
+    assert served == ["127.0.0.1"]
