@@ -136,7 +136,9 @@ async def test_close_drops_pending_items_and_refuses_new_ones() -> None:
     queue.submit("a", ("a", 1))
     queue.submit("a", ("a", 2))
     await rec.started.get()
+    assert queue.queued == 1
     await queue.close()
+    assert queue.queued == 0
     assert rec.ran == []
     assert rec.started.empty()
     refused = queue.submit("a", ("a", 3))

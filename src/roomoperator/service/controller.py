@@ -166,6 +166,8 @@ class Controller:
         self.rooms: dict[str, RoomView] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._phase_marks: dict[str, float] = {}
+        self._managed: set[str] = set()
+        self._stalled: set[str] = set()
         audit.observers.append(self._time_phase)
         self.seed_root = settings.seed_root.resolve()
 
@@ -187,6 +189,7 @@ class Controller:
                 conditions=record.conditions,
             )
             self.rooms[record.room_id] = view
+            self._update_gauges(view)
             if view.managed:
                 self.schedule.after_run(view.room_id)
         await self._resume()
@@ -304,7 +307,7 @@ class Controller:
         self.schedule.remove(room_id)
         await self.store.unmanage(room_id)
         await self._audit("room.unmanaged", room_id, str(uuid.uuid4()), actor=actor, type_="command")
-        self._update_gauges()
+        self._update_gauges(view)
         return True
 
     def on_room_event(self, room_id: str) -> None:
@@ -504,7 +507,7 @@ class Controller:
             )
         if view.managed:
             self.schedule.after_run(view.room_id, failures=view.failures)
-        self._update_gauges()
+        self._update_gauges(view)
         if view.stalled and ("Stalled", "True") not in _settled(before):
             await self._audit(
                 "room.stalled",
@@ -584,11 +587,14 @@ class Controller:
             )
         )
 
-    def _update_gauges(self) -> None:
-        managed = [view for view in self.rooms.values() if view.managed]
-        self.health.stalled_rooms = sum(1 for view in managed if view.stalled)
-        self.metrics.managed_rooms.set(len(managed))
-        self.metrics.stalled_rooms.set(self.health.stalled_rooms)
+    def _update_gauges(self, view: RoomView | None = None) -> None:
+        """Refresh the gauges, counting `view` anew (counts are kept per room, never recounted)."""
+        if view is not None:
+            (self._managed.add if view.managed else self._managed.discard)(view.room_id)
+            (self._stalled.add if view.managed and view.stalled else self._stalled.discard)(view.room_id)
+        self.health.stalled_rooms = len(self._stalled)
+        self.metrics.managed_rooms.set(len(self._managed))
+        self.metrics.stalled_rooms.set(len(self._stalled))
         self.metrics.queued.set(self.queue.queued)
         self.metrics.health.set(int(self.health.status))
 

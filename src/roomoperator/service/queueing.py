@@ -42,11 +42,8 @@ class RoomQueue(Generic[T]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self.active = 0
-
-    @property
-    def queued(self) -> int:
+        self.queued = 0
         """Rooms with a pending item."""
-        return sum(1 for slot in self._slots.values() if slot.pending is not None)
 
     def busy(self, room_id: str) -> bool:
         return room_id in self._slots
@@ -70,6 +67,7 @@ class RoomQueue(Generic[T]):
         if current is not None and not wins(current):
             return Submitted(started=False, kept=False)
         slot.pending = item
+        self.queued += current is None
         return Submitted(started=False, kept=True, superseded=current)
 
     async def _drain(self, room_id: str, item: T) -> None:
@@ -85,7 +83,9 @@ class RoomQueue(Generic[T]):
                     self.active -= 1
             slot = self._slots[room_id]
             next_item, slot.pending = slot.pending, None
-        del self._slots[room_id]
+            self.queued -= next_item is not None
+        if (slot := self._slots.pop(room_id)).pending is not None:  # dropped by close()
+            self.queued -= 1
 
     async def join(self) -> None:
         """Wait until every room is idle."""
@@ -102,3 +102,4 @@ class RoomQueue(Generic[T]):
         if tasks:
             await asyncio.wait(tasks, timeout=grace_seconds)
         self._slots.clear()
+        self.queued = 0
