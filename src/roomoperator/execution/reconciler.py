@@ -206,8 +206,12 @@ class Reconciler:
         spec, result = run.spec, run.result
         protected = protected_names(previous)
         _tell(progress, Phase.PLANNING)
-        seeds = await asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
-        observed, endpoints, read_at = await self._read(spec.room_id)
+        # Seed files are checked on a worker thread while the room state is read.
+        seeds_ready = asyncio.ensure_future(asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root))
+        try:
+            observed, endpoints, read_at = await self._read(spec.room_id)
+        finally:
+            seeds = await seeds_ready
         if not endpoints:
             result.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
         plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
