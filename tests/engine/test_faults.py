@@ -41,6 +41,18 @@ async def test_transient_failures_are_retried(roomserver: RoomServerHandle, seed
     assert proxy.count("POST", ARTIFACTS) == 3
 
 
+async def test_a_timed_out_write_is_retried(roomserver: RoomServerHandle, seeds: Path) -> None:
+    async with fault_proxy(roomserver.url) as (proxy, url):
+        proxy.inject("PUT", PUT_ENTITY, hang=True)
+        async with RoomServerClient(url, token=roomserver.token, timeout=0.5) as client:
+            result = await Reconciler(client, fast_settings()).reconcile(
+                room_spec(entities=[AGENT]), seed_root=seeds
+            )
+    assert result.success, result.warnings
+    assert result.applied == ["join:E-agent-1"]
+    assert proxy.count("PUT", PUT_ENTITY) == 2  # the hung call, then the retry
+
+
 async def test_permanent_failure_is_not_retried_and_others_go_on(
     roomserver: RoomServerHandle, seeds: Path
 ) -> None:

@@ -1,11 +1,13 @@
 """A fault-injecting HTTP proxy for tests: a real ASGI server on 127.0.0.1 in front of the real room server.
 
-Rules say which requests fail and how (a status with headers, e.g. 503, or 429 with `Retry-After`), for
-how many matching requests; everything else is forwarded unchanged. `hits` records every request seen.
+Rules say which requests fail and how (a status with headers, e.g. 503, or 429 with `Retry-After`; or no
+answer at all, `hang=True`, until the client times out), for how many matching requests; everything else
+is forwarded unchanged. `hits` records every request seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -29,11 +31,15 @@ class Fault:
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
+    hang: bool = False
 
 
 class FaultProxy:
+    """The proxy's rules and record; `app()` is what `fault_proxy` serves."""
+
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
+        self.released = asyncio.Event()  # hung requests answer once the proxy closes
         self.faults: list[Fault] = []
         self.hits: list[tuple[str, str, int]] = []
         self._client = httpx.AsyncClient(base_url=upstream, timeout=30)
@@ -46,8 +52,9 @@ class FaultProxy:
         status: int = 503,
         headers: dict[str, str] | None = None,
         times: int = 1,
+        hang: bool = False,
     ) -> Fault:
-        fault = Fault(method, path, status=status, headers=headers or {}, times=times)
+        fault = Fault(method, path, status=status, headers=headers or {}, times=times, hang=hang)
         self.faults.append(fault)
         return fault
 
@@ -69,7 +76,9 @@ class FaultProxy:
         method, path = request.method, request.url.path
         fault = self._match(method, path)
         if fault is not None:
-            self.hits.append((method, path, fault.status))
+            self.hits.append((method, path, 0 if fault.hang else fault.status))
+            if fault.hang:
+                await self.released.wait()
             body = {"error": "Injected", "code": "INJECTED_FAULT", "message": f"injected {fault.status}"}
             return JSONResponse(body, status_code=fault.status, headers=fault.headers)
         upstream = await self._client.request(
@@ -94,6 +103,9 @@ async def fault_proxy(upstream: str) -> AsyncIterator[tuple[FaultProxy, str]]:
     proxy = FaultProxy(upstream)
     try:
         async with serve_app(proxy.app()) as url:
-            yield proxy, url
+            try:
+                yield proxy, url
+            finally:
+                proxy.released.set()
     finally:
         await proxy.aclose()
