@@ -85,3 +85,28 @@ def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path
     assert "stopped the operator and the room server" in output
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{server_port}/health", timeout=2)
+
+
+async def test_audit_follow_prints_live_entries_of_one_room(operator: Operator) -> None:
+    roomop = Path(sys.executable).parent / "roomop"
+    command = [
+        "audit",
+        "--follow",
+        "--operator",
+        operator.url,
+        "--room",
+        "cli-2",
+        "--action",
+        "entity.joined",
+    ]
+    follower = await asyncio.create_subprocess_exec(str(roomop), *command, stdout=asyncio.subprocess.PIPE)
+    assert follower.stdout is not None
+    try:
+        # Entries made before the follower connects come with the stream's replay: no race to lose.
+        await operator.http.post("/apply", json=room_spec("cli-2"))
+        async with asyncio.timeout(20):
+            lines = [(await follower.stdout.readline()).decode() for _ in range(2)]
+        assert all(" cli-2 entity.joined by anonymous entityId=E-agent-" in line for line in lines)
+    finally:
+        follower.terminate()
+        await follower.wait()

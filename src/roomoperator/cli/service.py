@@ -246,15 +246,44 @@ def audit(
     room: Annotated[str | None, typer.Option(help="Only this room.")] = None,
     correlation_id: Annotated[str | None, typer.Option(help="Every entry of one run.")] = None,
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. entity.joined.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then print new entries as they happen.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
 ) -> None:
-    """Show audit entries of a running operator, oldest first."""
-    params = {"count": count, "roomId": room, "correlationId": correlation_id, "action": action}
-    body = _get(operator, "/audit", **{key: value for key, value in params.items() if value is not None})
+    """Show audit entries of a running operator, oldest first (`--follow` keeps streaming them)."""
+    filters = {"roomId": room, "correlationId": correlation_id, "action": action}
+    wanted = {key: value for key, value in filters.items() if value is not None}
+    if follow:
+        _follow(operator, wanted, as_json=as_json)
+        return
+    body = _get(operator, "/audit", count=count, **wanted)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
     for entry in body["entries"]:
-        details = " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
-        actor = f" by {entry['actor']}" if entry.get("actor") else ""
-        typer.echo(f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {details}".rstrip())
+        typer.echo(_audit_line(entry))
+
+
+def _audit_line(entry: dict[str, Any]) -> str:
+    details = " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
+    actor = f" by {entry['actor']}" if entry.get("actor") else ""
+    return f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {details}".rstrip()
+
+
+def _follow(operator: str, wanted: dict[str, str], *, as_json: bool) -> None:
+    """Print the operator's `GET /events` entries (the recent ones, then live) until Ctrl-C."""
+    try:
+        with httpx.stream(
+            "GET", f"{operator.rstrip('/')}/events", timeout=httpx.Timeout(10, read=None)
+        ) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                entry = json.loads(line.removeprefix("data: "))
+                if "action" in entry and all(entry.get(key) == value for key, value in wanted.items()):
+                    typer.echo(json.dumps(entry) if as_json else _audit_line(entry))
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach the operator at {operator}: {exc}") from None
+    except KeyboardInterrupt:
+        return
