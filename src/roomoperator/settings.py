@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -70,6 +70,8 @@ class ReconciliationSettings(BaseModel):
     max_cycles_until_converged: int = Field(default=10, ge=1)
     failure_backoff_initial_seconds: float = Field(default=1.0, gt=0)
     failure_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    rollback: Literal["never", "on-failure"] = "never"
+    """Default ROLLBACK mode for every room; a spec's own `spec.rollback: on-failure` also turns it on."""
 
 
 class FeatureSettings(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
@@ -97,38 +98,45 @@ async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerHa
     assert proxy.count("PUT", PUT_ENTITY) == 1  # the second join was never sent
 
 
-async def test_rollback_restores_what_the_run_changed(roomserver: RoomServerHandle, seeds: Path) -> None:
+@pytest.mark.parametrize("switch", ["spec", "settings"])
+async def test_rollback_restores_what_the_run_changed(
+    roomserver: RoomServerHandle, seeds: Path, switch: str
+) -> None:
     async with (
         fault_proxy(roomserver.url) as (proxy, url),
         RoomServerClient(url, token=roomserver.token) as client,
     ):
-        if True:
-            settings = fast_settings(guardrails=GuardrailSettings(change_threshold=1.0))
-            reconciler = Reconciler(client, settings, audit=(sink := ListSink()))
-            base = full_spec(artifacts=[PLAN, DATA])
-            assert (await reconciler.reconcile(base, seed_root=seeds)).success
-            before = await client.get_state("room-eng-1")
-            (seeds / "seeds" / "plan.md").write_text("# rewritten\n")
-            proxy.inject("PUT", r"/room/room-eng-1/entities/E-new-1", status=400, times=1)
-            target = full_spec(
-                entities=[{**AGENT, "displayName": "Changed"}, {"id": "E-new-1", "kind": "npc"}],
-                artifacts=[PLAN],
-                policies={"dmVisibilityDefault": "owner"},
-                rollback="on-failure",
-            )
-            result = await reconciler.reconcile(target, seed_root=seeds)
-            assert not result.success
-            assert result.phase is Phase.ROLLBACK
-            assert [f.target for f in result.failed] == ["E-new-1"]
-            assert "reconcile.rollback" in sink.actions
-            assert len(result.rolled_back) == 5  # the two policy changes were one call, undone by one
-            after = await client.get_state("room-eng-1")
-            assert [e.model_dump() for e in after.entities] == [e.model_dump() for e in before.entities]
-            assert after.policies == before.policies
-            assert [(a.name, a.sha256, a.type, a.tags) for a in after.artifacts] == [
-                (a.name, a.sha256, a.type, a.tags) for a in before.artifacts
-            ]
-            assert result.converged is False
+        settings = fast_settings(
+            guardrails=GuardrailSettings(change_threshold=1.0),
+            reconciliation=ReconciliationSettings(
+                rate_limit_per_second=10_000, rollback="on-failure" if switch == "settings" else "never"
+            ),
+        )
+        reconciler = Reconciler(client, settings, audit=(sink := ListSink()))
+        base = full_spec(artifacts=[PLAN, DATA])
+        assert (await reconciler.reconcile(base, seed_root=seeds)).success
+        before = await client.get_state("room-eng-1")
+        (seeds / "seeds" / "plan.md").write_text("# rewritten\n")
+        proxy.inject("PUT", r"/room/room-eng-1/entities/E-new-1", status=400, times=1)
+        target = full_spec(
+            entities=[{**AGENT, "displayName": "Changed"}, {"id": "E-new-1", "kind": "npc"}],
+            artifacts=[PLAN],
+            policies={"dmVisibilityDefault": "owner"},
+            rollback="on-failure" if switch == "spec" else "never",
+        )
+        result = await reconciler.reconcile(target, seed_root=seeds)
+        assert not result.success
+        assert result.phase is Phase.ROLLBACK
+        assert [f.target for f in result.failed] == ["E-new-1"]
+        assert "reconcile.rollback" in sink.actions
+        assert len(result.rolled_back) == 5  # the two policy changes were one call, undone by one
+        after = await client.get_state("room-eng-1")
+        assert [e.model_dump() for e in after.entities] == [e.model_dump() for e in before.entities]
+        assert after.policies == before.policies
+        assert [(a.name, a.sha256, a.type, a.tags) for a in after.artifacts] == [
+            (a.name, a.sha256, a.type, a.tags) for a in before.artifacts
+        ]
+        assert result.converged is False
 
 
 async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerHandle, seeds: Path) -> None:

@@ -83,6 +83,7 @@ async def test_invalid_specs_get_400_with_field_paths(operator: Operator) -> Non
         ({}, json.dumps(room_spec("x")).encode(), "roomId"),
         ({"Content-Type": "application/yaml"}, b"a: [\n", "INVALID_SPEC"),
         ({}, b"\xff\xfe", "not UTF-8"),
+        ({}, b"[" * 100_000, "JSON nested too deeply"),
     ]
     for headers, content, expected in cases:
         answer = await operator.http.post(

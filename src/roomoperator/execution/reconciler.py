@@ -130,7 +130,6 @@ class Reconciler:
         hash_cache: HashCache | None = None,
         retrier: Retrier | None = None,
         concurrency: int = 8,
-        rollback_on_failure: bool = False,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -139,7 +138,6 @@ class Reconciler:
         self.seed_files = SeedFiles(hash_cache=hash_cache) if hash_cache is not None else SHARED_SEED_FILES
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
-        self.rollback_on_failure = rollback_on_failure
 
     # ---- entry point ---------------------------------------------------------------------------------
 
@@ -249,7 +247,7 @@ class Reconciler:
         await self._audit(run, "reconcile.apply", applied=len(result.applied), failed=len(result.failed))
         if run.aborted is not None:
             raise run.aborted
-        if result.failed and (self.rollback_on_failure or spec.spec.rollback == "on-failure"):
+        if result.failed and ("on-failure" in (self.settings.reconciliation.rollback, spec.spec.rollback)):
             result.phase = Phase.ROLLBACK
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await self._rollback(run)

@@ -9,8 +9,10 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
@@ -104,11 +106,16 @@ async def read_spec(request: Request, parts: _Parts) -> RoomSpec:
             raise ApiError(
                 413, {"errors": [f"body: larger than {MAX_DOCUMENT_BYTES} bytes"], "code": "BODY_TOO_LARGE"}
             )
-    base_dir = parts.controller.seed_root
     if not raw.strip():
         raise ApiError.apply("INVALID_BODY", ["body: a RoomSpec is required"])
+    # Parsing and validating a large spec is CPU work: keep it off the event loop.
+    return await anyio.to_thread.run_sync(parse_spec, bytes(raw), media, parts.controller.seed_root)
+
+
+def parse_spec(raw: bytes, media: str, base_dir: Path) -> RoomSpec:
+    """Decode, parse and validate one `/apply` body; every failure is an `ApiError` naming the problem."""
     try:
-        text = bytes(raw).decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError.apply("INVALID_BODY", [f"body: not UTF-8 text (byte {exc.start})"]) from None
     try:
@@ -130,6 +137,8 @@ async def read_spec(request: Request, parts: _Parts) -> RoomSpec:
             raise ApiError.apply(
                 "INVALID_BODY", [f"body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]
             ) from None
+        except RecursionError:
+            raise ApiError.apply("INVALID_BODY", ["body: JSON nested too deeply"]) from None
         if isinstance(data, dict) and "spec" in data and not SPEC_KEYS & data.keys():
             data = data["spec"]
             if data is None:
