@@ -25,17 +25,28 @@ from tests.support.servers import free_port
 async def test_status_and_audit_commands_read_a_running_operator(operator: Operator) -> None:
     applied = await operator.http.post("/apply", json=room_spec("cli-1"))
     runner = CliRunner()
-    shown = await asyncio.to_thread(runner.invoke, app, ["status", "--operator", operator.url, "--json"])
+    shown = await asyncio.to_thread(
+        runner.invoke, app, ["status", "--operator", operator.url, "--output", "json"]
+    )
     assert shown.exit_code == 0, shown.output
     assert [room["roomId"] for room in json.loads(shown.output)["rooms"]] == ["cli-1"]
     table = await asyncio.to_thread(runner.invoke, app, ["status", "--operator", operator.url])
     assert "cli-1" in table.output
     cid = applied.json()["correlationId"]
     log = await asyncio.to_thread(
-        runner.invoke, app, ["audit", "--operator", operator.url, "--correlation-id", cid]
+        runner.invoke,
+        app,
+        ["audit", "--operator", operator.url, "--correlation-id", cid],
+        env={"COLUMNS": "160"},
     )
     assert log.exit_code == 0
-    assert "cli-1 entity.joined by anonymous entityId=E-agent-0" in log.output
+    rows = [line for line in log.output.splitlines() if "entityId=E-agent-0" in line]
+    assert len(rows) == 1, log.output
+    assert all(word in rows[0] for word in ("cli-1", "entity.joined", "anonymous", cid[:8])), log.output
+    raw = await asyncio.to_thread(
+        runner.invoke, app, ["audit", "--operator", operator.url, "--correlation-id", cid, "-o", "json"]
+    )
+    assert {entry["correlationId"] for entry in json.loads(raw.output)["entries"]} == {cid}
     down = await asyncio.to_thread(
         runner.invoke, app, ["status", "--operator", f"http://127.0.0.1:{free_port()}"]
     )

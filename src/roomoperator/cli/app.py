@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -10,3 +13,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result: `text` for people (tables, colour on a terminal), `json` for tools."""
+
+    text = "text"
+    json = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="text (for people) or json (for tools).")
+]

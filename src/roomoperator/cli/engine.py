@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from roomoperator.cli.app import app
+from roomoperator.cli.app import OutputFormat, OutputOption, app
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.execution.reconciler import Reconciler
 from roomoperator.execution.results import RunResult
@@ -31,11 +30,6 @@ from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
 
 EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="RoomSpec file (YAML or JSON).")]
@@ -49,7 +43,6 @@ TokenOption = Annotated[
         "--token", envvar="ROOM_AUTH_TOKEN", help="Bearer token for the room server.", show_default=False
     ),
 ]
-OutputOption = Annotated[OutputFormat, typer.Option("--output", "-o", help="text or json.")]
 
 
 def _load(file: Path, console: Console) -> list[LoadedSpec]:

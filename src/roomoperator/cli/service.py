@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from roomoperator.cli.app import app
+from roomoperator.cli.app import OutputFormat, OutputOption, app
 from roomoperator.service.auth import AuthConfigError
 from roomoperator.service.controller import Controller
 from roomoperator.service.launching import (
@@ -214,11 +214,11 @@ def _get(operator: str, path: str, **params: Any) -> Any:
 @app.command()
 def status(
     operator: OperatorUrl = "http://127.0.0.1:8080",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    output: OutputOption = OutputFormat.text,
 ) -> None:
     """Show the operator's health and every room's status."""
     body = _get(operator, "/status")
-    if as_json:
+    if output is OutputFormat.json:
         typer.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"RoomOperator {body['version']} ({body.get('healthStatus', body['health'])})")
@@ -249,11 +249,12 @@ def audit(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Then print new entries as they happen.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    output: OutputOption = OutputFormat.text,
 ) -> None:
     """Show audit entries of a running operator, oldest first (`--follow` keeps streaming them)."""
     filters = {"roomId": room, "correlationId": correlation_id, "action": action}
     wanted = {key: value for key, value in filters.items() if value is not None}
+    as_json = output is OutputFormat.json
     if follow:
         _follow(operator, wanted, as_json=as_json)
         return
@@ -261,14 +262,30 @@ def audit(
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
+    table = Table(title=f"Audit ({len(body['entries'])} entries, oldest first, UTC)")
+    for column in ("time", "room", "action", "actor"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("details", overflow="fold")
+    table.add_column("run", no_wrap=True)
     for entry in body["entries"]:
-        typer.echo(_audit_line(entry))
+        table.add_row(
+            entry["timestamp"][11:19],
+            entry["roomId"],
+            entry["action"],
+            entry.get("actor") or "-",
+            _details(entry),
+            entry["correlationId"][:8],
+        )
+    Console().print(table)
+
+
+def _details(entry: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
 
 
 def _audit_line(entry: dict[str, Any]) -> str:
-    details = " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
     actor = f" by {entry['actor']}" if entry.get("actor") else ""
-    return f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {details}".rstrip()
+    return f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {_details(entry)}".rstrip()
 
 
 def _follow(operator: str, wanted: dict[str, str], *, as_json: bool) -> None:

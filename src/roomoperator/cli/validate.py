@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from roomoperator.cli.app import app
+from roomoperator.cli.app import OutputFormat, OutputOption, app
 from roomoperator.spec.errors import SpecError, SpecIssue
 from roomoperator.spec.loading import LoadedSpec, load_file
 from roomoperator.spec.schema import json_schema
 
 
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 @app.command()
 def validate(
     files: Annotated[list[str], typer.Argument(help="RoomSpec files (YAML or JSON); '-' reads stdin.")],
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="text (for people) or json (for tools).")
-    ] = OutputFormat.text,
+    output: OutputOption = OutputFormat.text,
 ) -> None:
     """Check RoomSpec files and report every mistake at once.
 
