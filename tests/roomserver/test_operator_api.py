@@ -264,3 +264,26 @@ async def test_a_live_session_shows_as_connected_and_is_closed_by_a_kick(
     assert closed == ["E-agent-1"]
     app.state.roomserver.sessions.release(ROOM, "E-agent-1")
     assert app.state.roomserver.sessions.is_connected(ROOM, "E-agent-1") is False
+
+
+async def test_state_read_is_conditional_on_its_etag(app: FastAPI, client: httpx.AsyncClient) -> None:
+    await client.post(f"/room/{ROOM}/join", json=AGENT)
+    first = await client.get(f"/room/{ROOM}/state")
+    etag = first.headers["ETag"]
+    assert etag.startswith(f'"{first.json()["revision"]}-')
+    assert etag.endswith('"')
+    unchanged = await client.get(f"/room/{ROOM}/state", headers={"If-None-Match": f'"other", W/{etag}'})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["ETag"] == etag
+    # Presence is not a room event (the revision stays) but it changes the body, so the ETag too.
+    app.state.roomserver.sessions.bind(ROOM, "E-agent-1", lambda: None)
+    connected = await client.get(f"/room/{ROOM}/state", headers={"If-None-Match": etag})
+    assert connected.status_code == 200
+    assert connected.json()["entities"][0]["connected"] is True
+    assert connected.json()["revision"] == first.json()["revision"]
+    assert connected.headers["ETag"] != etag
+    await client.put(f"/room/{ROOM}/entities/E-agent-1", json={**AGENT, "capabilities": ["text.generate"]})
+    changed = await client.get(f"/room/{ROOM}/state", headers={"If-None-Match": connected.headers["ETag"]})
+    assert changed.status_code == 200
+    assert changed.json()["revision"] == first.json()["revision"] + 1

@@ -1,11 +1,17 @@
-"""The operator endpoints (integration guide): room state, roster, policies, and `whoami`."""
+"""The operator endpoints (integration guide): room state, roster, policies, and `whoami`.
+
+The state read is conditional: it carries an `ETag` (the room's revision plus a digest of the whole
+body, so presence and MCP provider changes, which are not room events, change it too) and answers
+`304 Not Modified` without a body when `If-None-Match` names the current one.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
 from roomserver.api.dependencies import ERRORS, Caller, EntityWriter, PolicyWriter, Reader, RoomId, Server
@@ -23,7 +29,9 @@ def _check_body_room(body: EntityBody, room_id: str) -> None:
 
 
 @router.get("/room/{roomId}/state", responses={200: {"model": RoomStateOut}})
-async def room_state(room_id: RoomId, server: Server, _: Reader) -> Response:
+async def room_state(
+    room_id: RoomId, server: Server, _: Reader, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
     """The whole room in one read. An undeclared room answers an empty state with status `init`."""
     snapshot = await server.db.run(repository.read_state, room_id)
     presence = {True: ',"connected":true}', False: ',"connected":false}'}
@@ -35,7 +43,11 @@ async def room_state(room_id: RoomId, server: Server, _: Reader) -> Response:
         f'"entities":[{entities}],"artifacts":[{",".join(snapshot.artifacts)}],'
         f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())}}}'
     )
-    return Response(body, media_type="application/json")
+    encoded = body.encode()
+    etag = f'"{snapshot.revision}-{hashlib.blake2b(encoded, digest_size=8).hexdigest()}"'
+    if if_none_match is not None and etag in (t.strip().removeprefix("W/") for t in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(encoded, media_type="application/json", headers={"ETag": etag})
 
 
 @router.post(
