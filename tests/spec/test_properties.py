@@ -27,6 +27,7 @@ from roomoperator.spec.models import (
     RoomSpec,
     RoomSpecBody,
 )
+from roomoperator.spec.parsing import parse_documents, parse_json
 from roomoperator.spec.schema import json_schema
 from tests.spec.documents import EXAMPLES, minimal
 
@@ -268,3 +269,35 @@ def test_valid_specs_round_trip_through_the_wire_form(spec: RoomSpec) -> None:
 @given(room_specs())
 def test_valid_specs_are_valid_under_the_json_schema(spec: RoomSpec) -> None:
     assert list(SCHEMA.iter_errors(spec.to_wire())) == []
+
+
+# JSON texts in the shapes that tell the stdlib and YAML parsers apart: escapes, spacing, line breaks.
+json_spacing = st.sampled_from(["", " ", "\n", "\r\n", "\t", "\n  ", " " * 40, "\u2028"])
+json_texts = st.tuples(
+    st.dictionaries(st.text(max_size=80), json_values, max_size=4),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(0, 2)),
+    json_spacing,
+    st.lists(st.tuples(st.integers(0, 200), json_spacing | YAML_BITS | st.text(max_size=3)), max_size=2),
+).map(
+    lambda drawn: _edit(
+        json.dumps(drawn[0], ensure_ascii=drawn[1], indent=drawn[2]).replace(": ", drawn[3] + ": "),
+        drawn[4],
+    )
+)
+
+
+def _edit(text: str, edits: list[tuple[int, str]]) -> str:
+    for at, insert in edits:
+        text = text[:at] + insert + text[at:]
+    return text
+
+
+@SETTINGS
+@given(json_texts)
+def test_the_fast_json_reading_agrees_with_the_yaml_path(text: str) -> None:
+    fast = parse_json(text)
+    if fast is None:
+        return
+    [document] = parse_documents(text)
+    assert repr(fast) == repr(document.data)  # repr: tells 0 from 0.0 and -0.0 from 0.0

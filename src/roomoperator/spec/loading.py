@@ -18,7 +18,7 @@ from ruamel.yaml.representer import SafeRepresenter
 
 from roomoperator.spec.errors import SpecError, SpecIssue
 from roomoperator.spec.models import RoomSpec
-from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES, ParseError, parse_documents
+from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES, ParseError, parse_documents, parse_json
 from roomoperator.spec.validation import validate_document
 
 STDIN = "-"
@@ -62,6 +62,12 @@ def load_file(path: Path | str) -> list[LoadedSpec]:
 
 def load_text(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> list[LoadedSpec]:
     """Every room of a YAML or JSON text (several `---` documents give several rooms)."""
+    data = parse_json(text)
+    if data is not None:
+        checked = validate_document(data, source=source, base_dir=base_dir)
+        if checked.spec is not None and not checked.warnings:
+            return [LoadedSpec(checked.spec, source, base_dir)]
+        # Something to report: the YAML path reads the text again and knows where everything is.
     try:
         documents = parse_documents(text)
     except ParseError as error:

@@ -10,12 +10,18 @@ recurse and does not expand aliases) and build dicts, lists and scalars ourselve
   thousand events (not after expanding it), and a recursive alias is refused;
 - duplicate keys and non-string keys are errors, and merge keys (`<<: *base`) work.
 
-JSON documents are YAML flow documents, so they go through the same path and get positions too.
+JSON documents are YAML flow documents, so they go through the same path and get positions too. That
+path is slow (ruamel.yaml's parser is pure Python), so `parse_json` first tries the stdlib `json` module
+on text that looks like a JSON object, and gives its data only where it is sure the YAML path would give
+the same data; callers that have something to report read the text again with `parse_documents`, which
+knows the positions.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import StringIO
@@ -35,6 +41,7 @@ from ruamel.yaml.events import (
     SequenceEndEvent,
 )
 from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import Reader
 from ruamel.yaml.resolver import VersionedResolver
 
 MAX_DOCUMENT_BYTES = 1 << 20
@@ -107,8 +114,84 @@ def parse_documents(text: str) -> list[ParsedDocument]:
         raise ParseError(str(error).strip().splitlines()[-1]) from error
 
 
+_JSON_MAX_KEY = 64
+"""Longest key `parse_json` takes: even fully `\\u`-escaped, it stays inside YAML's 1024-character limit
+on the text from a key to its colon (the YAML path refuses longer ones)."""
+_NOT_LIKE_YAML = re.compile(
+    r'"[ \r\n]*[\r\n][ \r\n]*:'  # a line break between a key and its colon: YAML refuses it
+    r'|"[ \r\n]{32,}:'  # a key far from its colon: YAML refuses it past 1024 characters
+    r"|[\t\x85\u2028\u2029]"  # tabs: YAML refuses some; line breaks to YAML, characters to JSON
+    r"|\\[uU][dD][89a-fA-F]"  # surrogate escapes: YAML needs them paired, JSON does not
+)
+
+
+class _NotSure(Exception):
+    """`parse_json` cannot vouch for its result: the YAML path decides."""
+
+
+def parse_json(text: str) -> dict[str, Any] | None:
+    """The data of a JSON object text, as `parse_documents` would give it, read by the fast stdlib parser;
+    None whenever the text is not such a JSON object or the two parsers might not agree (anything
+    unusual: duplicate keys, NaN, deep nesting, long keys, odd line breaks, surrogate escapes, characters
+    YAML refuses), so that every problem is still found, with its position, by `parse_documents`."""
+    if not text.lstrip(" \t\r\n").startswith("{") or len(text) > MAX_DOCUMENT_BYTES:
+        return None
+    if _NOT_LIKE_YAML.search(text) or Reader.NON_PRINTABLE.search(text):
+        return None
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_json_object,
+            parse_int=_json_number,
+            parse_float=_json_number,
+            parse_constant=_json_constant,
+        )
+    except (_NotSure, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not _within_limits(data):
+        return None
+    return data
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs) or any(len(key) > _JSON_MAX_KEY for key in mapping):
+        raise _NotSure
+    return mapping
+
+
+def _json_number(text: str) -> Any:
+    """A JSON number as the YAML path reads the same plain scalar."""
+    tag = str(_RESOLVER.resolve(ScalarNode, text, (True, False)))
+    try:
+        return _construct(tag, text)
+    except (ValueError, OverflowError, KeyError):
+        raise _NotSure from None
+
+
+def _json_constant(text: str) -> Any:
+    raise _NotSure  # NaN, Infinity, -Infinity: strings to YAML
+
+
+def _within_limits(data: dict[str, Any]) -> bool:
+    """Whether `data` is nested at most `MAX_DEPTH` deep and holds at most `MAX_NODES` values."""
+    total = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        items = value.values() if isinstance(value, dict) else value
+        total += 1 + len(items)
+        if depth > MAX_DEPTH or total > MAX_NODES:
+            return False
+        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return True
+
+
 def _mark(mark: Any) -> Mark:
     return (mark.line + 1, mark.column + 1)
+
+
+_RESOLVER = VersionedResolver(version=(1, 2))
 
 
 class _Builder:
@@ -116,7 +199,6 @@ class _Builder:
 
     def __init__(self, yaml: YAML) -> None:
         self._yaml = yaml
-        self._resolver = VersionedResolver(version=(1, 2))
         self._start_document(0)
 
     def build(self, text: str) -> Iterator[ParsedDocument]:
@@ -263,7 +345,7 @@ class _Builder:
             plain = bool(event.implicit and event.implicit[0]) and tag is None
             if not plain:
                 return value
-            tag = str(self._resolver.resolve(ScalarNode, value, (True, False)))
+            tag = str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
         if tag == _TAG + "merge" and event.tag is None:
             return _MERGE
         try:
