@@ -8,6 +8,7 @@ succeed later (connection errors, timeouts, 429, 5xx): only those are retried, h
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import httpx
@@ -79,16 +80,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def error_from_response(response: httpx.Response) -> RoomServerError:
+    """The error for a non-2xx httpx answer (see `error_from_answer`)."""
+    return error_from_answer(
+        response.status_code,
+        reason=response.reason_phrase,
+        body=response.content,
+        retry_after=response.headers.get("Retry-After"),
+    )
+
+
+def error_from_answer(
+    status: int, *, reason: str | None, body: bytes, retry_after: str | None
+) -> RoomServerError:
     """The error for a non-2xx answer, with the server's E1/E2 `code` and `message` when it sent them."""
-    status = response.status_code
-    code, message = f"HTTP_{status}", response.reason_phrase or f"status {status}"
+    code, message = f"HTTP_{status}", reason or f"status {status}"
     try:
-        body = response.json()
+        document = json.loads(body) if body else None
     except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = str(body.get("code") or body.get("error") or code)
-        message = str(body.get("message") or body.get("detail") or message)
+        document = None
+    if isinstance(document, dict):
+        code = str(document.get("code") or document.get("error") or code)
+        message = str(document.get("message") or document.get("detail") or message)
     by_status: dict[int, type[RoomServerError]] = {
         401: Unauthorized,
         403: Forbidden,
@@ -96,14 +108,18 @@ def error_from_response(response: httpx.Response) -> RoomServerError:
         409: Conflict,
     }
     if status == 429 or status >= 500:
-        return Transient(
-            status, code, message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
+        return Transient(status, code, message, retry_after=parse_retry_after(retry_after))
     return by_status.get(status, Rejected)(status, code, message)
 
 
 def error_from_transport(exc: httpx.TransportError, base_url: str) -> Unreachable:
     """The error for a call that got no answer."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-    detail = str(exc) or type(exc).__name__
+    return unreachable(
+        base_url, str(exc) or type(exc).__name__, timed_out=isinstance(exc, httpx.TimeoutException)
+    )
+
+
+def unreachable(base_url: str, detail: str, *, timed_out: bool) -> Unreachable:
+    """The room server gave no answer (`detail` says why)."""
+    kind = "timed out" if timed_out else "unreachable"
     return Unreachable(None, "ROOM_SERVER_UNREACHABLE", f"room server {base_url} {kind}: {detail}")

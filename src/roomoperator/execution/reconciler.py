@@ -7,8 +7,11 @@ re-reads and re-plans when the first read is older than the stale tolerance, the
 failures and rate-limited; one failure never stops the others. ROLLBACK (opt-in) undoes what the run
 made when items failed. VERIFY reads the room again and lists what still differs.
 
-A converged room costs one state read and no write (no VERIFY read either: the plan was empty). Run-level
-failures never raise: they come back as a `RunResult` with a `code`.
+A converged room costs one state read and no write (no VERIFY read either: the plan was empty). The
+client answers an unchanged room (`304`) with the very `ObservedRoom` it returned before; the last plan
+of each room is kept and reused while the observed room, the spec and the seed files are the same, so
+an unchanged room is neither parsed nor planned again. Run-level failures never raise: they come back
+as a `RunResult` with a `code`.
 """
 
 from __future__ import annotations
@@ -104,6 +107,35 @@ def _blocked_warning(change: Change) -> str:
     return f"Blocked {change.op} {change.name} ({change.blocked.code}): {change.blocked.message}"
 
 
+@dataclass(frozen=True)
+class _PlanMemo:
+    """The inputs of a room's last plan (the observed room and spec by identity) and the plan."""
+
+    observed: ObservedRoom
+    spec: RoomSpec
+    seeds: dict[str, LocalSeed]
+    endpoints: bool
+    protected: frozenset[str]
+    plan: Plan
+
+    def fits(
+        self,
+        spec: RoomSpec,
+        observed: ObservedRoom,
+        seeds: dict[str, LocalSeed],
+        *,
+        endpoints: bool,
+        protected: frozenset[str],
+    ) -> bool:
+        return (
+            observed is self.observed
+            and spec is self.spec
+            and endpoints == self.endpoints
+            and protected == self.protected
+            and seeds == self.seeds
+        )
+
+
 @dataclass
 class _Run:
     """Mutable bookkeeping of one run."""
@@ -138,6 +170,7 @@ class Reconciler:
         self.seed_files = SeedFiles(hash_cache=hash_cache) if hash_cache is not None else SHARED_SEED_FILES
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
+        self._plans: dict[str, _PlanMemo] = {}
 
     # ---- entry point ---------------------------------------------------------------------------------
 
@@ -284,7 +317,11 @@ class Reconciler:
         endpoints: bool,
         protected: frozenset[str],
     ) -> Plan:
-        return plan_room(
+        """The plan of `spec` against `observed`, reused from the room's last one when nothing changed."""
+        memo = self._plans.get(spec.room_id)
+        if memo is not None and memo.fits(spec, observed, seeds, endpoints=endpoints, protected=protected):
+            return memo.plan
+        plan = plan_room(
             spec,
             observed,
             seeds=seeds,
@@ -292,6 +329,8 @@ class Reconciler:
             operator_endpoints=endpoints,
             protected=protected,
         )
+        self._plans[spec.room_id] = _PlanMemo(observed, spec, seeds, endpoints, protected, plan)
+        return plan
 
     def _record_plan(self, run: _Run, plan: Plan) -> None:
         run.result.plan = plan_to_json(plan)

@@ -21,7 +21,7 @@ from roomoperator.service.auth import Authenticator
 from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError, handle_api_error
 from roomoperator.service.health import HealthMonitor
-from roomoperator.service.metrics import MeteredTransport, OperatorMetrics
+from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.routes import router
 from roomoperator.settings import OperatorSettings
 from roomoperator.store import Store
@@ -59,7 +59,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             settings.room_server.base_url,
             token=token,
             timeout=settings.room_server.timeout_seconds,
-            transport=MeteredTransport(metrics),
+            observer=metrics.observe_request,
         )
         audit = AuditLog(store, buffer=settings.events.subscriber_buffer)
         health = HealthMonitor()

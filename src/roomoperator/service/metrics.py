@@ -7,13 +7,10 @@ per-phase durations, room-server requests by outcome and their latency. No per-r
 
 from __future__ import annotations
 
-import time
-
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["CONTENT_TYPE_LATEST", "MeteredTransport", "OperatorMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "OperatorMetrics"]
 
 
 class OperatorMetrics:
@@ -65,30 +62,8 @@ class OperatorMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-
-def outcome_of(status: int) -> str:
-    """The `outcome` label of a room-server answer: its status class (`2xx`, `4xx`, `5xx`)."""
-    return f"{status // 100}xx"
-
-
-class MeteredTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that counts and times every room-server request into `metrics`."""
-
-    def __init__(self, metrics: OperatorMetrics, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self._metrics = metrics
-        self._inner = inner or httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TransportError:
-            self._metrics.server_requests.labels(outcome="error").inc()
-            raise
-        finally:
-            self._metrics.server_latency.observe(time.perf_counter() - started)
-        self._metrics.server_requests.labels(outcome=outcome_of(response.status_code)).inc()
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def observe_request(self, status: int | None, seconds: float) -> None:
+        """One room-server request: its outcome (`2xx`... by status class, `error` without an answer)."""
+        outcome = "error" if status is None else f"{status // 100}xx"
+        self.server_requests.labels(outcome=outcome).inc()
+        self.server_latency.observe(seconds)
