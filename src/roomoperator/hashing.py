@@ -97,18 +97,15 @@ class HashCache:
         """The digest of `path` (an absolute, resolved path), read only when the file changed since.
         `stat`, when the caller already has it, saves a system call."""
         stat = stat or os.stat(path)
+        cached = self.known(path, name=name, type_=type_, workspace=workspace, tags=tags, stat=stat)
+        if cached is not None:
+            return cached
         key = (
             str(path),
             stat.st_size,
             stat.st_mtime_ns,
             _fingerprint_prefix(name, type_, workspace, tags),
         )
-        with self._lock:
-            cached = self._entries.get(key)
-            if cached is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return cached
         result = digest_file(path, name=name, type_=type_, workspace=workspace, tags=tags)
         with self._lock:
             self.misses += 1
@@ -116,3 +113,15 @@ class HashCache:
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
         return result
+
+    def known(
+        self, path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str], stat: os.stat_result
+    ) -> SeedDigest | None:
+        """The cached digest of `path` as `stat` describes it, or None (never reads the file)."""
+        key = (str(path), stat.st_size, stat.st_mtime_ns, _fingerprint_prefix(name, type_, workspace, tags))
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+        return cached

@@ -196,3 +196,34 @@ async def test_reference_server_changes_are_blocked_never_reported_done(seeds: P
     assert [f.target for f in result.failed] == ["research-data"]
     assert any("has no operator endpoints" in w for w in result.warnings)
     assert result.converged is False
+
+
+async def test_an_unchanged_room_is_read_with_304_and_not_planned_again(
+    roomserver: RoomServerHandle, seeds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = r"/room/room-eng-1/state"
+    async with (
+        fault_proxy(roomserver.url) as (proxy, url),
+        RoomServerClient(url, token=roomserver.token) as client,
+    ):
+        reconciler = Reconciler(client, fast_settings())
+        spec = full_spec()
+        assert (await reconciler.reconcile(spec, seed_root=seeds)).converged is True
+
+        def unexpected(*args: object, **kwargs: object) -> None:
+            raise AssertionError("an unchanged room was planned again")
+
+        monkeypatch.setattr("roomoperator.execution.reconciler.plan_room", unexpected)
+        before = len(proxy.hits)
+        again = await reconciler.reconcile(spec, seed_root=seeds)
+        assert again.success
+        assert again.converged is True
+        assert again.requests == 1  # a 304 is still one state read
+        assert proxy.hits[before:] == [("GET", state, 304)]
+        monkeypatch.undo()
+        # Drift: the room changed, so the next read is a 200 and the run plans and repairs it.
+        await client.kick("room-eng-1", AGENT["id"])
+        repaired = await reconciler.reconcile(spec, seed_root=seeds)
+        assert repaired.applied == [f"join:{AGENT['id']}"]
+        assert repaired.converged is True
+    assert ("GET", state, 200) in proxy.hits[before + 1 :]

@@ -56,3 +56,19 @@ def test_resolution_and_digest_follow_changes(tmp_path: Path) -> None:
     assert moved.path == (folder / "two.txt").resolve()
     assert moved.digest is not None
     assert moved.digest.sha256 == hashlib.sha256(b"two").hexdigest()
+
+
+def test_known_seeds_answer_from_the_caches_only(tmp_path: Path) -> None:
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "one.txt").write_text("one")
+    files, spec = SeedFiles(), spec_with("one.txt")
+    assert files.known_seeds(spec, folder) is None  # never resolved nor read: the thread's job
+    assert files.hash_cache.misses == 0
+    assert files.known_seeds(spec, folder) is None
+    seeds = files.local_seeds(spec, folder)
+    assert files.known_seeds(spec, folder) == seeds
+    (folder / "one.txt").write_text("changed")
+    os.utime(folder / "one.txt", ns=(1, 1))
+    assert files.known_seeds(spec, folder) is None
+    assert files.local_seeds(spec, folder) != seeds

@@ -237,12 +237,20 @@ class Reconciler:
         spec, result = run.spec, run.result
         protected = protected_names(previous)
         _tell(progress, Phase.PLANNING)
-        # Seed files are checked on a worker thread while the room state is read.
-        seeds_ready = asyncio.ensure_future(asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root))
-        try:
+        # Unchanged seed files are known from the caches at the cost of a few stat calls; otherwise they
+        # are resolved and hashed on a worker thread while the room state is read.
+        known = self.seed_files.known_seeds(spec, seed_root)
+        if known is not None:
+            seeds = known
             observed, endpoints, read_at = await self._read(spec.room_id)
-        finally:
-            seeds = await seeds_ready
+        else:
+            seeds_ready = asyncio.ensure_future(
+                asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
+            )
+            try:
+                observed, endpoints, read_at = await self._read(spec.room_id)
+            finally:
+                seeds = await seeds_ready
         if not endpoints:
             result.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
         plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)

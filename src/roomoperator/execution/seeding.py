@@ -3,7 +3,8 @@
 Resolving a path (following symlinks, checking it stays inside the folder) and hashing it are the two
 costs of a no-op reconcile of a room with many artifacts. Both are cached: a resolution is reused while
 the `seedFrom` path's own lstat (inode, mtime, mode) is unchanged, a digest while the resolved file keeps
-its size and mtime (`hashing.HashCache`).
+its size and mtime (`hashing.HashCache`). `known_seeds` answers from those caches alone (a few stat
+calls, fit for the event loop) and gives up when a file would have to be resolved or read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed
 LstatKey = tuple[int, int, int]
 
 
+class _NotCached(Exception):
+    """`known_seeds` met a seed file that is not resolved or digested yet."""
+
+
 class SeedFiles:
     """Finds and digests the seed files of specs; safe to share between rooms and threads."""
 
@@ -30,25 +35,59 @@ class SeedFiles:
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
-    def _resolve(self, root: Path, seed_from: str) -> tuple[Path, os.stat_result | None]:
+    def _resolve(
+        self, root: Path, seed_from: str, *, cached_only: bool = False
+    ) -> tuple[Path, os.stat_result | None]:
         """The resolved path, and its stat when the lstat already is it (a regular file, not a link)."""
         with self._lock:
             cached = self._resolved.get((root, seed_from))
+        if cached is None and cached_only:
+            raise _NotCached
         joined = cached[0] if cached is not None else str(root / check_seed_path(seed_from))
         try:
             found = os.lstat(joined)
         except OSError:
+            if cached_only:
+                raise _NotCached from None
             return resolve_seed_path(root, seed_from), None  # missing: resolve (refusing escapes), no cache
         known = found if stat.S_ISREG(found.st_mode) else None
         signature = (found.st_ino, found.st_mtime_ns, found.st_mode)
         if cached is not None and cached[1] == signature:
             return cached[2], known
+        if cached_only:
+            raise _NotCached
         resolved = resolve_seed_path(root, seed_from)
         with self._lock:
             if len(self._resolved) >= self._max_entries:
                 self._resolved.clear()
             self._resolved[(root, seed_from)] = (joined, signature, resolved)
         return resolved, known
+
+    def known_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed] | None:
+        """What `local_seeds` would answer, when every seed file is resolved and digested already (and
+        still as it was); None when one needs resolving or reading."""
+        root = seed_root.resolve()
+        seeds: dict[str, LocalSeed] = {}
+        for artifact in spec.spec.artifacts:
+            if artifact.seed_from is None or artifact.name in seeds:
+                continue
+            try:
+                path, known = self._resolve(root, artifact.seed_from, cached_only=True)
+                found = known or os.stat(path)
+            except (_NotCached, OSError):
+                return None
+            digest = self.hash_cache.known(
+                path,
+                name=artifact.name,
+                type_=artifact.type,
+                workspace=artifact.workspace,
+                tags=artifact.tags,
+                stat=found,
+            )
+            if digest is None:
+                return None
+            seeds[artifact.name] = LocalSeed(path, digest)
+        return seeds
 
     def local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
         """For each artifact with `seedFrom`: its resolved file and digest, or the problem that blocks it."""
