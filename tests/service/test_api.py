@@ -141,7 +141,11 @@ async def test_status_health_metrics_and_404s(operator: Operator) -> None:
         "cyclesSinceConverged",
     ]  # fmt: skip
     assert room["lastReconcile"].endswith("Z")
-    assert (await operator.http.get("/status/rooms/lab-07")).json()["roomId"] == "lab-07"
+    assert list(status) == [
+        "version", "health", "healthStatus", "rooms", "queuedRequests", "activeReconciliations", "timestamp",
+    ]  # fmt: skip
+    assert status["timestamp"].endswith("Z")
+    assert list((await operator.http.get("/status/rooms/lab-07")).json()) == list(room)
     missing = await operator.http.get("/status/rooms/nope")
     assert (missing.status_code, missing.json()) == (404, {"error": "Room nope not found"})
     health = await operator.http.get("/health")
@@ -168,6 +172,11 @@ async def test_status_health_metrics_and_404s(operator: Operator) -> None:
     assert (await operator.http.delete("/rooms/nope")).status_code == 404
     assert (await operator.http.get("/audit", params={"count": "many"})).status_code == 400
     assert (await operator.http.get("/docs")).status_code == 200
+    # A room's status is serialised once per change: a change shows at once.
+    assert (await operator.http.delete("/rooms/lab-07")).status_code == 200
+    assert (await operator.http.get("/status/rooms/lab-07")).json()["managed"] is False
+    after = (await operator.http.get("/status")).json()
+    assert next(r for r in after["rooms"] if r["roomId"] == "lab-07")["managed"] is False
 
 
 async def test_audit_filters(operator: Operator) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
+from pydantic_core import to_json
 from structlog.contextvars import bound_contextvars
 
 from roomoperator.audit import AuditEntry, utcnow
@@ -68,7 +69,11 @@ class RunRequest:
 
 @dataclass
 class RoomView:
-    """The live status of one room (reference `RoomStatus`, plus conditions and management)."""
+    """The live status of one room (reference `RoomStatus`, plus conditions and management).
+
+    Its serialised status is kept until a field is assigned again (`status_bytes`), so `GET /status`
+    joins ready-made JSON instead of rebuilding every room. Fields are replaced, never mutated in place.
+    """
 
     room_id: str
     managed: bool = False
@@ -83,6 +88,18 @@ class RoomView:
     cycles_since_converged: int = 0
     failures: int = 0
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    _status: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "_status":
+            object.__setattr__(self, "_status", None)
+
+    def status_bytes(self) -> bytes:
+        """`status_json()` as JSON (UTC timestamps written `...Z`), serialised once per change."""
+        if self._status is None:
+            self._status = to_json(self.status_json())
+        return self._status
 
     @property
     def stalled(self) -> bool:

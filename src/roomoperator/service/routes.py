@@ -203,17 +203,18 @@ async def apply(
 async def status(request: Request) -> Response:
     parts = _Parts(request)
     health = parts.health.status
-    return reply(
+    # Assembled around the rooms' ready-made JSON (each re-serialised only after it changed).
+    head = to_json({"version": parts.settings.version, "health": int(health), "healthStatus": health.label})
+    tail = to_json(
         {
-            "version": parts.settings.version,
-            "health": int(health),
-            "healthStatus": health.label,
-            "rooms": [view.status_json() for view in parts.controller.rooms.values()],
             "queuedRequests": parts.controller.queue.queued,
             "activeReconciliations": parts.controller.queue.active,
             "timestamp": utcnow(),
         }
     )
+    rooms = b",".join(view.status_bytes() for view in parts.controller.rooms.values())
+    body = b"".join((head[:-1], b',"rooms":[', rooms, b"],", tail[1:]))
+    return Response(body, media_type="application/json")
 
 
 def _view(parts: _Parts, room_id: str) -> RoomView:
@@ -225,7 +226,7 @@ def _view(parts: _Parts, room_id: str) -> RoomView:
 
 @router.get("/status/rooms/{roomId}", summary="Status of one room")
 async def room_status(request: Request, roomId: str) -> Response:
-    return reply(_view(_Parts(request), roomId).status_json())
+    return Response(_view(_Parts(request), roomId).status_bytes(), media_type="application/json")
 
 
 @router.get("/health", summary="healthy, degraded or unhealthy (503)")
