@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jsonschema
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roomoperator.spec import LoadedSpec, SpecError, SpecIssue, dump_yaml, load_data, load_text
+from roomoperator.spec import LoadedSpec, SpecError, SpecIssue, dump_yaml, load_data, load_text, parsing
 from roomoperator.spec.models import (
     CAPABILITY_PATTERN,
     RESERVED_ARTIFACT_NAMES,
@@ -27,7 +28,7 @@ from roomoperator.spec.models import (
     RoomSpec,
     RoomSpecBody,
 )
-from roomoperator.spec.parsing import parse_documents, parse_json
+from roomoperator.spec.parsing import ParseError, parse_documents, parse_json
 from roomoperator.spec.schema import json_schema
 from tests.spec.documents import EXAMPLES, minimal
 
@@ -301,3 +302,32 @@ def test_the_fast_json_reading_agrees_with_the_yaml_path(text: str) -> None:
         return
     [document] = parse_documents(text)
     assert repr(fast) == repr(document.data)  # repr: tells 0 from 0.0 and -0.0 from 0.0
+
+
+def _parsed(text: str) -> object:
+    """What `parse_documents` makes of `text`: every document with its positions, or the error."""
+    try:
+        return [(repr(doc.data), doc.index, doc.values, doc.keys) for doc in parse_documents(text)]
+    except ParseError as error:
+        return error.message, error.mark
+
+
+edited_reference_text = st.lists(
+    st.tuples(st.integers(0, len(REFERENCE_TEXT)), st.integers(0, 8), YAML_BITS), max_size=4
+).map(lambda edits: _edit_reference(REFERENCE_TEXT, edits))
+
+
+def _edit_reference(text: str, edits: list[tuple[int, int, str]]) -> str:
+    for at, cut, insert in edits:
+        text = text[:at] + insert + text[at + cut :]
+    return text
+
+
+@pytest.mark.skipif(parsing.CParser is None, reason="ruamel.yaml.clibz is not installed")
+@SETTINGS
+@given(yaml_like_text | st.text(max_size=300) | edited_reference_text | json_texts)
+def test_libyaml_events_agree_with_ruamel_yaml(text: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "CParser", None)
+        pure = _parsed(text)
+    assert _parsed(text) == pure

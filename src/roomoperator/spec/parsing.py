@@ -10,11 +10,16 @@ recurse and does not expand aliases) and build dicts, lists and scalars ourselve
   thousand events (not after expanding it), and a recursive alias is refused;
 - duplicate keys and non-string keys are errors, and merge keys (`<<: *base`) work.
 
-JSON documents are YAML flow documents, so they go through the same path and get positions too. That
-path is slow (ruamel.yaml's parser is pure Python), so `parse_json` first tries the stdlib `json` module
-on text that looks like a JSON object, and gives its data only where it is sure the YAML path would give
-the same data; callers that have something to report read the text again with `parse_documents`, which
-knows the positions.
+JSON documents are YAML flow documents, so they go through the same path and get positions too.
+
+ruamel.yaml's parser is pure Python and does most of the work, so two fast paths come first:
+
+- `parse_json` reads text that looks like a JSON object with the stdlib `json` module, and gives its
+  data only where the YAML path would give the same; a caller with something to report (an error, a
+  warning) reads the text again with `parse_documents`, which knows the positions;
+- `parse_documents` takes its events from libyaml's C parser when ruamel.yaml.clibz is installed, except
+  for text holding what libyaml reads differently (`_LIBYAML_DIFFERS`), and asks the pure-Python parser
+  again whenever anything goes wrong, so every message (and every refusal) is ruamel.yaml's own.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
@@ -43,6 +48,11 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.reader import Reader
 from ruamel.yaml.resolver import VersionedResolver
+
+try:
+    from ruamel.yaml.cyaml import CParser  # type: ignore[attr-defined]
+except ImportError:  # ruamel.yaml.clibz is not built here: the pure-Python parser does it all
+    CParser = None
 
 MAX_DOCUMENT_BYTES = 1 << 20
 """Largest spec text accepted (1 MiB); a room with thousands of members fits in a tenth of it."""
@@ -104,8 +114,13 @@ def parse_documents(text: str) -> list[ParsedDocument]:
     """Every non-empty document of `text`, or ParseError for the first problem met."""
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ParseError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    if CParser is not None and not _LIBYAML_DIFFERS.search(text) and not Reader.NON_PRINTABLE.search(text):
+        try:
+            return list(_Builder().build(_c_events(text)))
+        except (YAMLError, ParseError, _Unsure):
+            pass  # the pure-Python parser has the messages (and the final say): ask it
     try:
-        return list(_Builder(YAML(typ="safe", pure=True)).build(text))
+        return list(_Builder().build(YAML(typ="safe", pure=True).parse(StringIO(text))))
     except MarkedYAMLError as error:
         message = " ".join(part for part in (error.context, error.problem) if part) or str(error)
         mark = error.problem_mark or error.context_mark
@@ -125,8 +140,8 @@ _NOT_LIKE_YAML = re.compile(
 )
 
 
-class _NotSure(Exception):
-    """`parse_json` cannot vouch for its result: the YAML path decides."""
+class _Unsure(Exception):
+    """A fast path cannot vouch for its result: the pure-Python YAML parser decides."""
 
 
 def parse_json(text: str) -> dict[str, Any] | None:
@@ -146,7 +161,7 @@ def parse_json(text: str) -> dict[str, Any] | None:
             parse_float=_json_number,
             parse_constant=_json_constant,
         )
-    except (_NotSure, ValueError, RecursionError):
+    except (_Unsure, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not _within_limits(data):
         return None
@@ -156,7 +171,7 @@ def parse_json(text: str) -> dict[str, Any] | None:
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     mapping = dict(pairs)
     if len(mapping) != len(pairs) or any(len(key) > _JSON_MAX_KEY for key in mapping):
-        raise _NotSure
+        raise _Unsure
     return mapping
 
 
@@ -166,11 +181,11 @@ def _json_number(text: str) -> Any:
     try:
         return _construct(tag, text)
     except (ValueError, OverflowError, KeyError):
-        raise _NotSure from None
+        raise _Unsure from None
 
 
 def _json_constant(text: str) -> Any:
-    raise _NotSure  # NaN, Infinity, -Infinity: strings to YAML
+    raise _Unsure  # NaN, Infinity, -Infinity: strings to YAML
 
 
 def _within_limits(data: dict[str, Any]) -> bool:
@@ -187,6 +202,28 @@ def _within_limits(data: dict[str, Any]) -> bool:
     return True
 
 
+_LIBYAML_DIFFERS = re.compile(
+    r"[\t\x85\u2028\u2029]"  # tabs, and the line breaks YAML 1.2 dropped
+    r"|[|>][-+1-9]{0,2}#"  # a comment right after a block scalar header: ruamel.yaml refuses it
+    r"|(?:^|[\r\n])\.\.\."  # document end markers: libyaml takes a second one in a row
+)
+"""What libyaml (YAML 1.1) reads unlike ruamel.yaml (found by tests/spec/test_properties.py)."""
+
+
+def _c_events(text: str) -> Iterator[Event]:
+    """The events of libyaml's parser (ruamel.yaml.clibz): the same as ruamel.yaml's, several times faster."""
+    assert CParser is not None
+    parser = CParser(text)
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, ScalarEvent) and not event.value and not event.style:
+                raise _Unsure  # an empty value: libyaml places it elsewhere on the line
+            yield event
+    finally:
+        parser.dispose()
+
+
 def _mark(mark: Any) -> Mark:
     return (mark.line + 1, mark.column + 1)
 
@@ -197,13 +234,12 @@ _RESOLVER = VersionedResolver(version=(1, 2))
 class _Builder:
     """Turns ruamel.yaml events into plain data, one document at a time, enforcing the limits."""
 
-    def __init__(self, yaml: YAML) -> None:
-        self._yaml = yaml
+    def __init__(self) -> None:
         self._start_document(0)
 
-    def build(self, text: str) -> Iterator[ParsedDocument]:
+    def build(self, events: Iterable[Event]) -> Iterator[ParsedDocument]:
         index = 0
-        for event in self._yaml.parse(StringIO(text)):
+        for event in events:
             if isinstance(event, DocumentStartEvent):
                 self._start_document(index)
             elif isinstance(event, DocumentEndEvent):
