@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from io import StringIO
 from typing import Any
 
@@ -177,7 +178,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _json_number(text: str) -> Any:
     """A JSON number as the YAML path reads the same plain scalar."""
-    tag = str(_RESOLVER.resolve(ScalarNode, text, (True, False)))
+    tag = _plain_tag(text)
     try:
         return _construct(tag, text)
     except (ValueError, OverflowError, KeyError):
@@ -229,6 +230,16 @@ def _mark(mark: Any) -> Mark:
 
 
 _RESOLVER = VersionedResolver(version=(1, 2))
+_RESOLVED_FIRST_CHARS = frozenset(_RESOLVER.versioned_resolver)
+"""The first characters of the plain scalars that YAML 1.2 may read as something else than a string."""
+
+
+@lru_cache(maxsize=4096)
+def _plain_tag(value: str) -> str:
+    """The tag YAML 1.2 gives a plain (unquoted, untagged) scalar; most are strings, known by their start."""
+    if None not in _RESOLVED_FIRST_CHARS and value[:1] not in _RESOLVED_FIRST_CHARS:
+        return _TAG + "str"
+    return str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
 
 
 class _Builder:
@@ -381,7 +392,7 @@ class _Builder:
             plain = bool(event.implicit and event.implicit[0]) and tag is None
             if not plain:
                 return value
-            tag = str(_RESOLVER.resolve(ScalarNode, value, (True, False)))
+            tag = _plain_tag(value)
         if tag == _TAG + "merge" and event.tag is None:
             return _MERGE
         try:
