@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from roomoperator.audit import AuditEntry, AuditSink
 from roomoperator.clients.errors import NotFound, RoomServerError, Unauthorized, Unreachable
@@ -30,7 +31,7 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.clients.wire import ObservedRoom
 from roomoperator.execution.applying import Applier, Done, Undo
 from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.results import ItemFailure, Phase, RunResult
+from roomoperator.execution.results import ItemFailure, Phase, ReconcileDiff, RunResult
 from roomoperator.execution.retrying import Retrier, RetryFailed
 from roomoperator.execution.seeding import SeedFiles
 from roomoperator.guardrails import check
@@ -109,13 +110,13 @@ def _blocked_warning(change: Change) -> str:
 
 @dataclass(frozen=True)
 class _PlanMemo:
-    """The inputs of a room's last plan (the observed room and spec by identity) and the plan."""
+    """The inputs of a room's last plan (the observed room and the specs by identity) and the plan."""
 
     observed: ObservedRoom
     spec: RoomSpec
     seeds: dict[str, LocalSeed]
     endpoints: bool
-    protected: frozenset[str]
+    previous: RoomSpec | None
     plan: Plan
 
     def fits(
@@ -125,13 +126,13 @@ class _PlanMemo:
         seeds: dict[str, LocalSeed],
         *,
         endpoints: bool,
-        protected: frozenset[str],
+        previous: RoomSpec | None,
     ) -> bool:
         return (
             observed is self.observed
             and spec is self.spec
+            and previous is self.previous
             and endpoints == self.endpoints
-            and protected == self.protected
             and seeds == self.seeds
         )
 
@@ -171,6 +172,7 @@ class Reconciler:
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
         self._plans: dict[str, _PlanMemo] = {}
+        self._rendered: dict[str, tuple[Plan, dict[str, Any], ReconcileDiff]] = {}
 
     # ---- entry point ---------------------------------------------------------------------------------
 
@@ -235,7 +237,6 @@ class Reconciler:
         previous: RoomSpec | None,
     ) -> None:
         spec, result = run.spec, run.result
-        protected = protected_names(previous)
         _tell(progress, Phase.PLANNING)
         # Unchanged seed files are known from the caches at the cost of a few stat calls; otherwise they
         # are resolved and hashed on a worker thread while the room state is read.
@@ -253,7 +254,7 @@ class Reconciler:
                 seeds = await seeds_ready
         if not endpoints:
             result.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
-        plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
+        plan = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
         self._record_plan(run, plan)
         await self._audit(run, "reconcile.planning", changes=len(plan.changes), revision=observed.revision)
         result.phase = Phase.PRE_CHECKS
@@ -277,7 +278,7 @@ class Reconciler:
         _tell(progress, Phase.APPLY, total=len(plan.actionable))
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
-            plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
+            plan = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
             result.warnings.append("Room state was stale when APPLY started: re-read and re-planned")
             self._record_plan(run, plan)
             checked = await self._pre_checks(run, plan, observed, confirm=confirm)
@@ -293,7 +294,7 @@ class Reconciler:
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await self._rollback(run)
         _tell(progress, Phase.VERIFY)
-        await self._verify(run, spec, seeds, endpoints=endpoints, protected=protected)
+        await self._verify(run, spec, seeds, endpoints=endpoints, previous=previous)
         if result.phase is not Phase.ROLLBACK:
             result.phase = Phase.VERIFY
 
@@ -323,11 +324,11 @@ class Reconciler:
         seeds: dict[str, LocalSeed],
         *,
         endpoints: bool,
-        protected: frozenset[str],
+        previous: RoomSpec | None,
     ) -> Plan:
         """The plan of `spec` against `observed`, reused from the room's last one when nothing changed."""
         memo = self._plans.get(spec.room_id)
-        if memo is not None and memo.fits(spec, observed, seeds, endpoints=endpoints, protected=protected):
+        if memo is not None and memo.fits(spec, observed, seeds, endpoints=endpoints, previous=previous):
             return memo.plan
         plan = plan_room(
             spec,
@@ -335,14 +336,18 @@ class Reconciler:
             seeds=seeds,
             resources=self.settings.features.resources,
             operator_endpoints=endpoints,
-            protected=protected,
+            protected=protected_names(previous),
         )
-        self._plans[spec.room_id] = _PlanMemo(observed, spec, seeds, endpoints, protected, plan)
+        self._plans[spec.room_id] = _PlanMemo(observed, spec, seeds, endpoints, previous, plan)
         return plan
 
     def _record_plan(self, run: _Run, plan: Plan) -> None:
-        run.result.plan = plan_to_json(plan)
-        run.result.diff = diff_lists(plan)
+        """Put the plan and its diff lists in the result; a room's last rendering is reused for an equal
+        plan (results are read, never changed, once made)."""
+        rendered = self._rendered.get(run.spec.room_id)
+        if rendered is None or rendered[0] != plan:
+            rendered = self._rendered[run.spec.room_id] = (plan, plan_to_json(plan), diff_lists(plan))
+        run.result.plan, run.result.diff = rendered[1], rendered[2]
 
     # ---- PRE_CHECKS ----------------------------------------------------------------------------------
 
@@ -544,7 +549,7 @@ class Reconciler:
         seeds: dict[str, LocalSeed],
         *,
         endpoints: bool,
-        protected: frozenset[str],
+        previous: RoomSpec | None,
     ) -> None:
         result = run.result
         try:
@@ -552,7 +557,7 @@ class Reconciler:
         except RunAborted as exc:
             result.warnings.append(f"Verification failed: {exc.message}")
         else:
-            remaining = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
+            remaining = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
             result.remaining = [_label(c) for c in remaining]
             result.converged = remaining.empty
         self._conclude(run)

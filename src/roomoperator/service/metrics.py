@@ -58,6 +58,7 @@ class OperatorMetrics:
         self.managed_rooms = Gauge("room_operator_managed_rooms", "Rooms under management", registry=r)
         self.stalled_rooms = Gauge("room_operator_stalled_rooms", "Managed rooms marked Stalled", registry=r)
         self.health = Gauge("room_operator_health", "0 healthy, 1 degraded, 2 unhealthy", registry=r)
+        self._by_outcome: dict[str, Counter] = {}  # `labels()` looks its child up under a lock
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -65,5 +66,8 @@ class OperatorMetrics:
     def observe_request(self, status: int | None, seconds: float) -> None:
         """One room-server request: its outcome (`2xx`... by status class, `error` without an answer)."""
         outcome = "error" if status is None else f"{status // 100}xx"
-        self.server_requests.labels(outcome=outcome).inc()
+        counter = self._by_outcome.get(outcome)
+        if counter is None:
+            counter = self._by_outcome[outcome] = self.server_requests.labels(outcome=outcome)
+        counter.inc()
         self.server_latency.observe(seconds)
