@@ -69,6 +69,8 @@ class ObservedRoom(WireModel):
     artifacts: tuple[ObservedArtifact, ...] = ()
     policies: ObservedPolicies = ObservedPolicies()
     resources: tuple[ObservedResource, ...] = ()
+    etag: str | None = Field(default=None, exclude=True)
+    """The `ETag` the server sent with this state (a header, not part of the body)."""
 
 
 class Identity(WireModel):

@@ -8,9 +8,9 @@ failures and rate-limited; one failure never stops the others. ROLLBACK (opt-in)
 made when items failed. VERIFY reads the room again and lists what still differs.
 
 A converged room costs one state read and no write (no VERIFY read either: the plan was empty). The
-client answers an unchanged room (`304`) with the very `ObservedRoom` it returned before; the last plan
-of each room is kept and reused while the observed room, the spec and the seed files are the same, so
-an unchanged room is neither parsed nor planned again. Run-level failures never raise: they come back
+client reads an unchanged room conditionally (`304`, the same `ETag`); the last plan of each room is
+kept and reused while the room's `ETag`, the spec and the seed files are the same, so an unchanged room
+is not planned again. Run-level failures never raise: they come back
 as a `RunResult` with a `code`.
 """
 
@@ -110,9 +110,10 @@ def _blocked_warning(change: Change) -> str:
 
 @dataclass(frozen=True)
 class _PlanMemo:
-    """The inputs of a room's last plan (the observed room and the specs by identity) and the plan."""
+    """The inputs of a room's last plan (the observed room by its `ETag`, the specs by identity) and
+    the plan."""
 
-    observed: ObservedRoom
+    etag: str
     spec: RoomSpec
     seeds: dict[str, LocalSeed]
     endpoints: bool
@@ -129,7 +130,7 @@ class _PlanMemo:
         previous: RoomSpec | None,
     ) -> bool:
         return (
-            observed is self.observed
+            observed.etag == self.etag
             and spec is self.spec
             and previous is self.previous
             and endpoints == self.endpoints
@@ -338,7 +339,10 @@ class Reconciler:
             operator_endpoints=endpoints,
             protected=protected_names(previous),
         )
-        self._plans[spec.room_id] = _PlanMemo(observed, spec, seeds, endpoints, previous, plan)
+        if observed.etag is not None:
+            self._plans[spec.room_id] = _PlanMemo(observed.etag, spec, seeds, endpoints, previous, plan)
+        else:
+            self._plans.pop(spec.room_id, None)
         return plan
 
     def _record_plan(self, run: _Run, plan: Plan) -> None:
