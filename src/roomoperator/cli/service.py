@@ -263,17 +263,17 @@ def audit(
         typer.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"Audit ({len(body['entries'])} entries, oldest first, UTC)")
-    for column in ("time", "room", "action", "actor"):
+    for column in ("time", "room", "action"):
         table.add_column(column, no_wrap=True)
-    table.add_column("details", overflow="fold")
+    table.add_column("details", overflow="fold", min_width=16)
     table.add_column("run", no_wrap=True)
     for entry in body["entries"]:
+        actor = f"by {entry['actor']} " if entry.get("actor") else ""
         table.add_row(
             entry["timestamp"][11:19],
             entry["roomId"],
             entry["action"],
-            entry.get("actor") or "-",
-            _details(entry),
+            actor + _details(entry),
             entry["correlationId"][:8],
         )
     Console().print(table)
