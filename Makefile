@@ -22,6 +22,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .roomop .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .roomop .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache

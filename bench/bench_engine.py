@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.reconciler import Reconciler
-from roomoperator.hashing import HashCache
+from roomoperator.engine.hashing import HashCache
+from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.reconciler import Reconciler
 from roomoperator.settings import GuardrailSettings, OperatorSettings, ReconciliationSettings
 from roomoperator.spec.models import RoomSpec
 
@@ -128,7 +128,7 @@ def _measure(command: list[str]) -> tuple[float, int, str]:
 HASH_CHILD = """
 import sys
 from pathlib import Path
-from roomoperator.hashing import digest_file
+from roomoperator.engine.hashing import digest_file
 d = digest_file(Path(sys.argv[1]), name="big", type_="dataset", workspace="shared", tags=["bench"])
 print(d.sha256)
 """
@@ -148,7 +148,8 @@ def _hashing(work: Path) -> list[str]:
     return [
         "| tool | what it computes | wall time | throughput | peak RSS |",
         "|---|---|---|---|---|",
-        "| `roomoperator.hashing.digest_file` | SHA-256 of the bytes + fingerprint (of base64), one pass"
+        "| `roomoperator.engine.hashing.digest_file` | SHA-256 of the bytes + fingerprint (of base64),"
+        " one pass"
         f" | {ours_s:.2f} s | {gib / ours_s * 1024:.0f} MiB/s | {ours_rss / 1024:.0f} MiB |",
         f"| `sha256sum` | SHA-256 of the bytes | {theirs_s:.2f} s | {gib / theirs_s * 1024:.0f} MiB/s"
         f" | {theirs_rss / 1024:.0f} MiB |",

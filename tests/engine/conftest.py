@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from roomoperator.audit import AuditEntry
+from roomoperator.model.audit import AuditEntry
 from roomoperator.settings import OperatorSettings, ReconciliationSettings, RetrySettings
 from roomoperator.spec.models import RoomSpec
 from tests.support.roomserver import RoomServerHandle, running_roomserver

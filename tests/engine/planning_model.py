@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomoperator.clients.wire import ObservedArtifact, ObservedEntity, ObservedRoom
-from roomoperator.planning.changes import Op, Plan
+from roomoperator.model.changes import Op, Plan
+from roomoperator.model.observed import ObservedArtifact, ObservedEntity, ObservedRoom
 
 
 def _entity(body: dict[str, Any]) -> ObservedEntity:

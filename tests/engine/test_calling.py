@@ -21,8 +21,8 @@ from roomoperator.clients.errors import (
     parse_retry_after,
 )
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.retrying import Retrier, RetryFailed, backoff_delay
+from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.retrying import Retrier, RetryFailed, backoff_delay
 from roomoperator.settings import RetrySettings
 
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.reconciler import Reconciler
+from roomoperator.engine.reconciler import Reconciler
 from roomoperator.settings import GuardrailSettings
 from roomoperator.spec.models import RoomSpec
 from tests.engine.conftest import fast_settings

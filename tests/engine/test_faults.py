@@ -10,10 +10,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from roomoperator.audit import AuditEntry
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.reconciler import Reconciler
-from roomoperator.execution.results import Phase
+from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.audit import AuditEntry
+from roomoperator.model.results import Phase
 from roomoperator.settings import GuardrailSettings, ReconciliationSettings
 from tests.engine.conftest import ListSink, fast_settings, room_spec
 from tests.engine.test_reconcile import AGENT, DATA, HUMAN, PLAN, full_spec
@@ -213,7 +213,7 @@ async def test_an_unchanged_room_is_read_with_304_and_not_planned_again(
         def unexpected(*args: object, **kwargs: object) -> None:
             raise AssertionError("an unchanged room was planned again")
 
-        monkeypatch.setattr("roomoperator.execution.reconciler.plan_room", unexpected)
+        monkeypatch.setattr("roomoperator.engine.reconciler.plan_room", unexpected)
         before = len(proxy.hits)
         again = await reconciler.reconcile(spec, seed_root=seeds)
         assert again.success

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomoperator import guardrails
-from roomoperator.clients.wire import ObservedRoom
-from roomoperator.planning.changes import Plan, Verdict
+from roomoperator.model.changes import Plan, Verdict
+from roomoperator.model.codes import GuardrailCode
+from roomoperator.model.observed import ObservedRoom
+from roomoperator.planning import guardrails
 from roomoperator.planning.planner import plan_room
 from roomoperator.settings import GuardrailSettings
 from roomoperator.spec.models import RoomSpec
@@ -62,7 +63,7 @@ def test_change_threshold_requires_confirm() -> None:
     verdict, _ = judge(10, 4, max_entities_kick_per_cycle=10)
     assert not verdict.passed
     assert any("X-Confirm:true" in v.message for v in verdict.violations)
-    assert [v.code for v in verdict.violations] == [guardrails.CHANGE_RATIO]
+    assert [v.code for v in verdict.violations] == [GuardrailCode.CHANGE_RATIO]
 
 
 def test_change_threshold_passes_with_confirm() -> None:
@@ -109,7 +110,7 @@ def test_empty_room_never_needs_confirm_for_additions() -> None:
 
 def test_emptying_a_room_needs_confirm() -> None:
     verdict, _ = judge(2, 0, change_threshold=1.0)
-    assert [v.code for v in verdict.violations] == [guardrails.EMPTY_ROOM]
+    assert [v.code for v in verdict.violations] == [GuardrailCode.EMPTY_ROOM]
     assert judge(2, 0, change_threshold=1.0, confirm=True)[0].passed
     assert judge(2, 0, change_threshold=1.0, allow_empty_room=True)[0].passed
 
@@ -143,7 +144,7 @@ def test_limits_hold_and_confirm_only_lifts_the_ratio(
     )
     kicks = present - kept
     codes = {v.code for v in verdict.violations}
-    assert (guardrails.KICK_LIMIT in codes) == (kicks > limit)
+    assert (GuardrailCode.KICK_LIMIT in codes) == (kicks > limit)
     ratio = kicks / present if present else 0.0
-    assert (guardrails.CHANGE_RATIO in codes) == (ratio > threshold and not confirm)
+    assert (GuardrailCode.CHANGE_RATIO in codes) == (ratio > threshold and not confirm)
     assert len(plan.changes) == kicks

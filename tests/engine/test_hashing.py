@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomoperator import hashing
-from roomoperator.hashing import HashCache, digest_file, fingerprint
+from roomoperator.engine import hashing
+from roomoperator.engine.hashing import HashCache, digest_file, fingerprint
 
 SEEDS = (
     Path(__file__).resolve().parents[2] / "examples" / "specs" / "seeds"

@@ -8,12 +8,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomoperator.clients.wire import ObservedRoom
-from roomoperator.hashing import SeedDigest
-from roomoperator.planning.changes import BlockCode, Op
+from roomoperator.cli.rendering import plan_summary
+from roomoperator.model.changes import Op
+from roomoperator.model.codes import BlockCode
+from roomoperator.model.observed import ObservedRoom
+from roomoperator.model.seeds import LocalSeed, SeedDigest
 from roomoperator.planning.difflists import diff_lists
-from roomoperator.planning.planner import LocalSeed, dependency_order, plan_room, protected_names
-from roomoperator.planning.rendering import FORMAT_VERSION, plan_summary, plan_to_json
+from roomoperator.planning.ordering import dependency_order
+from roomoperator.planning.planjson import FORMAT_VERSION, plan_to_json
+from roomoperator.planning.planner import plan_room, protected_names
 from roomoperator.spec.models import RoomSpec
 from tests.engine.planning_model import apply_plan
 

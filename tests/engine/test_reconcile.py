@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.reconciler import Reconciler
-from roomoperator.execution.results import Phase
+from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.results import Phase
 from roomoperator.settings import FeatureSettings, GuardrailSettings
 from tests.engine.conftest import ListSink, fast_settings, room_spec
 from tests.support.roomserver import RoomServerHandle, running_roomserver

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from roomoperator.execution.seeding import SeedFiles
+from roomoperator.engine.seeding import SeedFiles
 from roomoperator.spec.models import RoomSpec
 from tests.engine.conftest import room_spec
 

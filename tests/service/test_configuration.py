@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.requests import Request
 
+from roomoperator.model.codes import RunCode
 from roomoperator.service.auth import ANONYMOUS, AuthConfigError, Authenticator, is_loopback
 from roomoperator.service.errors import ApiError
 from roomoperator.service.health import Health, HealthMonitor
@@ -64,12 +65,12 @@ def test_health_moves_between_states() -> None:
     monitor.observe_probe(ok=True, started=time.perf_counter() - 2)
     assert monitor.status is Health.DEGRADED
     assert monitor.checks()["roomServer"]["status"] == "degraded"
-    monitor.observe_run("ROOM_SERVER_UNREACHABLE", ["connection refused"])
+    monitor.observe_run(RunCode.ROOM_SERVER_UNREACHABLE, ["connection refused"])
     assert monitor.status is Health.UNHEALTHY
     assert monitor.checks()["roomServer"]["lastError"] == "connection refused"
     monitor.observe_probe(ok=True, started=time.perf_counter())
     assert monitor.status is Health.HEALTHY
-    monitor.observe_run("UNAUTHORIZED", [])
+    monitor.observe_run(RunCode.UNAUTHORIZED, [])
     assert monitor.status is Health.UNHEALTHY
     monitor.observe_run(None, [])
     assert monitor.status is Health.HEALTHY

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from roomoperator.audit import AuditEntry, utcnow
+from roomoperator.model.audit import AuditEntry, utcnow
 from roomoperator.store import RunRecord, Store, StoreError, normalise_url
 
 SPEC = {

@@ -21,10 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
+from roomoperator.cli.rendering import plan_summary, plan_table
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.reconciler import Reconciler
-from roomoperator.execution.results import RunResult
-from roomoperator.planning.rendering import plan_summary, plan_table
+from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.codes import RunCode
+from roomoperator.model.results import RunResult
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
@@ -119,7 +120,8 @@ def plan(
             _print_plan(console, result)
             _print_problems(console, result)
     codes = [
-        EXIT_ERROR if r.code not in (None, "GUARDRAILS_EXCEEDED") else _exit_code_of_plan(r) for r in results
+        EXIT_ERROR if r.code not in (None, RunCode.GUARDRAILS_EXCEEDED) else _exit_code_of_plan(r)
+        for r in results
     ]
     raise typer.Exit(max(codes, default=EXIT_NO_CHANGES))
 

@@ -38,7 +38,7 @@ from roomoperator.clients.errors import (
     error_from_transport,
     unreachable,
 )
-from roomoperator.clients.wire import Identity, ObservedPolicies, ObservedRoom
+from roomoperator.model.observed import Identity, ObservedPolicies, ObservedRoom
 
 JsonBody = dict[str, Any]
 RequestObserver = Callable[[int | None, float], None]

@@ -8,8 +8,8 @@ that need a write, `toPromote` only those not yet promoted, `blocked` everything
 
 from __future__ import annotations
 
-from roomoperator.execution.results import ReconcileDiff
-from roomoperator.planning.changes import Op, Plan
+from roomoperator.model.changes import Op, Plan
+from roomoperator.model.results import ReconcileDiff
 
 
 def diff_lists(plan: Plan) -> ReconcileDiff:

@@ -7,27 +7,18 @@ resources (spec order). After a successful apply, planning again gives an empty 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from roomoperator.clients.wire import ObservedArtifact, ObservedEntity, ObservedRoom
-from roomoperator.hashing import SeedDigest
-from roomoperator.planning.changes import BlockCode, Change, Op, Plan
+from roomoperator.model.changes import Change, Op, Plan
+from roomoperator.model.codes import BlockCode
+from roomoperator.model.observed import ObservedArtifact, ObservedEntity, ObservedRoom
+from roomoperator.model.seeds import LocalSeed, SeedDigest
+from roomoperator.planning.ordering import dependency_order
 from roomoperator.spec.models import ArtifactSpec, EntitySpec, ResourceSpec, RoomSpec
 
 POLICY_KEYS = ("dmVisibilityDefault", "allowResourceCreation", "maxArtifactsPerEntity")
 UNSUPPORTED = "the room server has no operator endpoints (reference .NET server): {what} cannot be made"
-
-
-@dataclass(frozen=True)
-class LocalSeed:
-    """A spec artifact's seed file: its resolved path and digest, or why it cannot be read."""
-
-    path: Path | None
-    digest: SeedDigest | None = None
-    problem: str | None = None
 
 
 def entity_body(entity: EntitySpec | ObservedEntity) -> dict[str, Any]:
@@ -120,30 +111,6 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
                 kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
             changes.append(kick)
     return changes
-
-
-def dependency_order(artifacts: Iterable[ArtifactSpec]) -> list[ArtifactSpec]:
-    """Artifacts with every `dependsOn` target before its dependents; otherwise spec order (stable)."""
-    by_name: dict[str, ArtifactSpec] = {}
-    for artifact in artifacts:
-        by_name.setdefault(artifact.name, artifact)
-    ordered: list[ArtifactSpec] = []
-    visiting: set[str] = set()
-    done: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in done or name in visiting or name not in by_name:
-            return
-        visiting.add(name)
-        for dependency in by_name[name].depends_on:
-            visit(dependency)
-        visiting.discard(name)
-        done.add(name)
-        ordered.append(by_name[name])
-
-    for name in by_name:
-        visit(name)
-    return ordered
 
 
 def _seed_after(artifact: ArtifactSpec, digest: SeedDigest) -> dict[str, Any]:

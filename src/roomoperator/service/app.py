@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 
 from roomoperator.clients.events import RoomEventFollower
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.reconciler import Reconciler
+from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.reconciler import Reconciler
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
 from roomoperator.service.controller import Controller

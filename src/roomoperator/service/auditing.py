@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from roomoperator.audit import AuditEntry
+from roomoperator.model.audit import AuditEntry
 from roomoperator.store import Store
 
 

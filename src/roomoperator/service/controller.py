@@ -20,9 +20,10 @@ import structlog
 from pydantic_core import to_json
 from structlog.contextvars import bound_contextvars
 
-from roomoperator.audit import AuditEntry, utcnow
-from roomoperator.execution.reconciler import Reconciler
-from roomoperator.execution.results import Phase, RunResult
+from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.audit import AuditEntry, utcnow
+from roomoperator.model.codes import RunCode
+from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.looping import Schedule
@@ -440,7 +441,7 @@ class Controller:
                 room_id=request.room_id,
                 spec_version=spec.metadata.version,
                 phase=Phase.PLANNING,
-                code="INTERNAL_ERROR",
+                code=RunCode.INTERNAL_ERROR,
                 errors=[f"{type(exc).__name__}: {exc}"],
                 started_at=utcnow(),
             )
@@ -471,7 +472,7 @@ class Controller:
         view.is_reconciling, view.current_phase = False, None
         view.last_reconcile, view.last_result = utcnow(), body
         (self.metrics.successes if result.success else self.metrics.failures).inc()
-        if result.code == "GUARDRAILS_EXCEEDED":
+        if result.code is RunCode.GUARDRAILS_EXCEEDED:
             self.metrics.guardrail_refusals.inc()
         if request.trigger in ("loop", "event") and changed:
             self.metrics.drift.inc()

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from roomoperator.audit import utcnow
+from roomoperator.model.audit import utcnow
+from roomoperator.model.codes import RunCode
 
 SLOW_SECONDS = 1.0
 
@@ -45,15 +46,15 @@ class HealthMonitor:
         if ok:
             self.last_error = None
 
-    def observe_run(self, code: str | None, errors: list[str]) -> None:
+    def observe_run(self, code: RunCode | None, errors: list[str]) -> None:
         """A run's failure code tells whether the room server answered and accepted our token."""
-        if code == "ROOM_SERVER_UNREACHABLE":
+        if code is RunCode.ROOM_SERVER_UNREACHABLE:
             self.reachable = False
             self.last_error = errors[0] if errors else code
-        elif code in ("UNAUTHORIZED", "FORBIDDEN"):
+        elif code is RunCode.UNAUTHORIZED:
             self.authorized = False
             self.last_error = errors[0] if errors else code
-        elif code is None or code not in ("ROOM_SERVER_ERROR",):
+        elif code is not RunCode.ROOM_SERVER_ERROR:
             self.reachable = True
             self.authorized = True
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_json
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from roomoperator.audit import utcnow
 from roomoperator.clients.errors import RoomServerError
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.execution.results import Phase, RunResult
+from roomoperator.model.audit import utcnow
+from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
 from roomoperator.service.controller import Controller, RoomView

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from roomoperator.audit import AuditEntry, utcnow
+from roomoperator.model.audit import AuditEntry, utcnow
 from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
 from roomoperator.store.tables import AuditRow, RoomRow, RunRow, SpecVersionRow
 

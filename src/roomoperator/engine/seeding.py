@@ -14,8 +14,8 @@ import stat
 import threading
 from pathlib import Path
 
-from roomoperator.hashing import HashCache
-from roomoperator.planning.planner import LocalSeed
+from roomoperator.engine.hashing import HashCache
+from roomoperator.model.seeds import LocalSeed
 from roomoperator.spec.models import RoomSpec
 from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
 

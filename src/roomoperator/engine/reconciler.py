@@ -25,21 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roomoperator.audit import AuditEntry, AuditSink
 from roomoperator.clients.errors import NotFound, RoomServerError, Unauthorized, Unreachable
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.clients.wire import ObservedRoom
-from roomoperator.execution.applying import Applier, Done, Undo
-from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.results import ItemFailure, Phase, ReconcileDiff, RunResult
-from roomoperator.execution.retrying import Retrier, RetryFailed
-from roomoperator.execution.seeding import SeedFiles
-from roomoperator.guardrails import check
-from roomoperator.hashing import HashCache
-from roomoperator.planning.changes import BlockCode, Change, Kind, Op, Plan
+from roomoperator.engine.applying import Applier, Done, Undo
+from roomoperator.engine.hashing import HashCache
+from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.retrying import Retrier, RetryFailed
+from roomoperator.engine.seeding import SeedFiles
+from roomoperator.model.audit import AuditEntry, AuditSink
+from roomoperator.model.changes import Change, Kind, Op, Plan
+from roomoperator.model.codes import BlockCode, RunCode
+from roomoperator.model.observed import ObservedRoom
+from roomoperator.model.results import ItemFailure, Phase, ReconcileDiff, RunResult
+from roomoperator.model.seeds import LocalSeed
 from roomoperator.planning.difflists import diff_lists
-from roomoperator.planning.planner import LocalSeed, dependency_order, plan_room, protected_names
-from roomoperator.planning.rendering import plan_to_json
+from roomoperator.planning.guardrails import check
+from roomoperator.planning.ordering import apply_groups
+from roomoperator.planning.planjson import plan_to_json
+from roomoperator.planning.planner import plan_room, protected_names
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
 
@@ -87,14 +90,14 @@ def _tell(progress: Progress | None, phase: Phase, *, total: int = 0) -> None:
 class RunAborted(Exception):
     """A run-level failure: the run stops and reports `code`."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: RunCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
 
 
 def _unauthorized(error: RoomServerError) -> RunAborted:
-    return RunAborted("UNAUTHORIZED", f"Room server refused the operator's token: {error.message}")
+    return RunAborted(RunCode.UNAUTHORIZED, f"Room server refused the operator's token: {error.message}")
 
 
 def _label(change: Change) -> str:
@@ -313,9 +316,9 @@ class Reconciler:
         except Unauthorized as exc:
             raise _unauthorized(exc) from exc
         except Unreachable as exc:
-            raise RunAborted("ROOM_SERVER_UNREACHABLE", exc.message) from exc
+            raise RunAborted(RunCode.ROOM_SERVER_UNREACHABLE, exc.message) from exc
         except RoomServerError as exc:
-            raise RunAborted("ROOM_SERVER_ERROR", f"Reading room {room_id} failed: {exc}") from exc
+            raise RunAborted(RunCode.ROOM_SERVER_ERROR, f"Reading room {room_id} failed: {exc}") from exc
         return observed, True, time.monotonic()
 
     def _plan(
@@ -367,7 +370,7 @@ class Reconciler:
         self._record_plan(run, plan)
         if not verdict.passed:
             result.success = False
-            result.code = "GUARDRAILS_EXCEEDED"
+            result.code = RunCode.GUARDRAILS_EXCEEDED
             result.errors = [v.message for v in verdict.violations]
             result.warnings.extend(verdict.warnings)
             await self._audit(
@@ -392,7 +395,7 @@ class Reconciler:
             )
             return plan
         except RoomServerError as exc:
-            raise RunAborted("ROOM_SERVER_ERROR", f"Reading the token's scopes failed: {exc}") from exc
+            raise RunAborted(RunCode.ROOM_SERVER_ERROR, f"Reading the token's scopes failed: {exc}") from exc
         changes = tuple(
             c.block(BlockCode.MISSING_SCOPE, f"token {identity.name!r} lacks scope {c.scope}")
             if c.blocked is None and c.scope not in identity.scopes
@@ -424,30 +427,9 @@ class Reconciler:
             result.warnings.append(NOT_CONVERGED)
         result.success = not result.failed
         result.partial_success = bool(result.failed or result.remaining)
-        result.code = "ITEMS_FAILED" if result.failed else None
+        result.code = RunCode.ITEMS_FAILED if result.failed else None
 
     # ---- APPLY ---------------------------------------------------------------------------------------
-
-    def _groups(self, spec: RoomSpec, plan: Plan) -> list[list[list[Change]]]:
-        """Apply order: groups run one after another; the items of a group run concurrently; the changes
-        of an item (an artifact's seed then promote) run in order."""
-        actionable = plan.actionable
-        entities = [[c] for c in actionable if c.kind is Kind.ENTITY]
-        level: dict[str, int] = {}
-        for artifact in dependency_order(spec.spec.artifacts):
-            level[artifact.name] = 1 + max((level.get(d, -1) for d in artifact.depends_on), default=-1)
-        by_level: dict[int, dict[str, list[Change]]] = {}
-        deletes: list[list[Change]] = []
-        for change in actionable:
-            if change.op is Op.DELETE_ARTIFACT:
-                deletes.append([change])
-            elif change.kind is Kind.ARTIFACT:
-                by_level.setdefault(level.get(change.name, 0), {}).setdefault(change.name, []).append(change)
-        artifacts = [list(items.values()) for _, items in sorted(by_level.items())]
-        policies = [c for c in actionable if c.kind is Kind.POLICY]
-        resources = [[c] for c in actionable if c.kind is Kind.RESOURCE]
-        groups = [entities, *artifacts, deletes, [policies] if policies else [], resources]
-        return [g for g in groups if g]
 
     async def _apply(
         self, run: _Run, plan: Plan, observed: ObservedRoom, *, progress: Progress | None
@@ -479,7 +461,7 @@ class Reconciler:
                             done += 1
                         return
 
-        for group in self._groups(run.spec, plan):
+        for group in apply_groups(run.spec, plan):
             if run.aborted is not None:
                 break
             async with asyncio.TaskGroup() as tasks:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.clients.wire import ObservedArtifact, ObservedRoom
-from roomoperator.execution.ratelimit import RateLimiter
-from roomoperator.execution.retrying import Retrier
-from roomoperator.planning.changes import Change, Op
+from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.retrying import Retrier
+from roomoperator.model.changes import Change, Op
+from roomoperator.model.observed import ObservedArtifact, ObservedRoom
 from roomoperator.planning.planner import entity_body
 
 T = TypeVar("T")

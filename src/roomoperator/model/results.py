@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from roomoperator.model.codes import RunCode
+
 
 class Phase(StrEnum):
     PLANNING = "PLANNING"
@@ -60,7 +62,7 @@ class RunResult(WireModel):
     diff: ReconcileDiff | None = None
     warnings: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
-    code: str | None = None
+    code: RunCode | None = None
     duration: float = 0.0
     started_at: dt.datetime
     finished_at: dt.datetime | None = None

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from roomoperator.clients.wire import ObservedRoom
-from roomoperator.planning.changes import Op, Plan, Verdict, Violation
+from roomoperator.model.changes import Op, Plan, Verdict, Violation
+from roomoperator.model.codes import GuardrailCode
+from roomoperator.model.observed import ObservedRoom
 from roomoperator.settings import GuardrailSettings
-
-KICK_LIMIT = "KICK_LIMIT_EXCEEDED"
-DELETE_LIMIT = "DELETE_LIMIT_EXCEEDED"
-CHANGE_RATIO = "CHANGE_RATIO_NEEDS_CONFIRM"
-EMPTY_ROOM = "EMPTY_ROOM_NEEDS_CONFIRM"
 
 
 def percent(ratio: float) -> str:
@@ -37,10 +33,14 @@ def check(plan: Plan, observed: ObservedRoom, *, settings: GuardrailSettings, co
     warnings: list[str] = []
     max_kicks, max_deletes = settings.max_entities_kick_per_cycle, settings.max_artifacts_delete_per_cycle
     if kicks > max_kicks:
-        violations.append(Violation(KICK_LIMIT, f"Kick count ({kicks}) exceeds limit ({max_kicks})"))
+        violations.append(
+            Violation(GuardrailCode.KICK_LIMIT, f"Kick count ({kicks}) exceeds limit ({max_kicks})")
+        )
     if deletes > max_deletes:
         violations.append(
-            Violation(DELETE_LIMIT, f"Artifact delete count ({deletes}) exceeds limit ({max_deletes})")
+            Violation(
+                GuardrailCode.DELETE_LIMIT, f"Artifact delete count ({deletes}) exceeds limit ({max_deletes})"
+            )
         )
     ratio = (kicks + deletes) / present if present else 0.0
     if ratio > settings.change_threshold:
@@ -49,7 +49,7 @@ def check(plan: Plan, observed: ObservedRoom, *, settings: GuardrailSettings, co
             message = (
                 f"Change ratio ({shown}) exceeds threshold ({threshold}). X-Confirm:true header required."
             )
-            violations.append(Violation(CHANGE_RATIO, message))
+            violations.append(Violation(GuardrailCode.CHANGE_RATIO, message))
         elif confirm:
             warnings.append(f"High change ratio ({shown}) detected but confirmed")
         else:
@@ -62,5 +62,7 @@ def check(plan: Plan, observed: ObservedRoom, *, settings: GuardrailSettings, co
         if confirm:
             warnings.append(f"{message} Confirmed.")
         else:
-            violations.append(Violation(EMPTY_ROOM, f"{message} X-Confirm:true header required."))
+            violations.append(
+                Violation(GuardrailCode.EMPTY_ROOM, f"{message} X-Confirm:true header required.")
+            )
     return Verdict(violations=tuple(violations), warnings=tuple(warnings))

@@ -1,20 +1,18 @@
-"""Plans for people and for programs: a rich table (`roomop plan`) and the versioned JSON plan format
-(`roomop plan --output json`, `RunResult.plan`; documented in `docs/plan-format.md`).
+"""Rich rendering for the terminal: plan tables and summaries drawn from the JSON plan format.
+
+Every `roomop` command that shows a plan or a result to a person goes through here; `--output json`
+prints the JSON itself instead.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from roomoperator.planning.changes import Change, Op, Plan
-from roomoperator.planning.difflists import diff_lists
-
-FORMAT_VERSION = "1.0"
+from roomoperator.model.changes import Op
 
 STYLE_OF: dict[Op, str] = {
     Op.JOIN: "green",
@@ -27,45 +25,6 @@ STYLE_OF: dict[Op, str] = {
     Op.KICK: "red",
     Op.DELETE_ARTIFACT: "red",
 }
-
-
-def change_to_json(change: Change) -> dict[str, Any]:
-    blocked = change.blocked
-    return {
-        "op": str(change.op),
-        "kind": str(change.kind),
-        "name": change.name,
-        "reason": change.reason,
-        "scope": change.scope,
-        "before": change.before,
-        "after": change.after,
-        "blocked": None
-        if blocked is None
-        else {"code": str(blocked.code), "message": blocked.message, "fatal": blocked.fatal},
-    }
-
-
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """The plan in format `FORMAT_VERSION`: summary, changes in apply order, guardrails, reference diff."""
-    counts = Counter(str(c.op) for c in plan.actionable)
-    return {
-        "formatVersion": FORMAT_VERSION,
-        "roomId": plan.room_id,
-        "spec": {"name": plan.spec_name, "version": plan.spec_version},
-        "observedRevision": plan.observed_revision,
-        "summary": {
-            **{str(op): counts.get(str(op), 0) for op in Op},
-            "blocked": len(plan.blocked),
-            "total": len(plan.changes),
-        },
-        "changes": [change_to_json(c) for c in plan],
-        "guardrails": {
-            "passed": plan.verdict.passed,
-            "violations": [{"code": v.code, "message": v.message} for v in plan.verdict.violations],
-            "warnings": list(plan.verdict.warnings),
-        },
-        "diff": diff_lists(plan).model_dump(by_alias=True),
-    }
 
 
 def _detail(change: dict[str, Any]) -> str:

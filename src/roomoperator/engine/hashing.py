@@ -16,23 +16,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+
+from roomoperator.model.seeds import SeedDigest
 
 # A multiple of 3, so that every chunk but the last base64-encodes without padding.
 CHUNK_SIZE = 3 * 256 * 1024
 
 # Content hashing runs here while the caller's thread builds the fingerprint (threads start on first use).
 _HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-hash")
-
-
-@dataclass(frozen=True)
-class SeedDigest:
-    """What the engine knows about one local seed file."""
-
-    sha256: str
-    fingerprint: str
-    size: int
 
 
 def _fingerprint_prefix(name: str, type_: str, workspace: str, tags: Sequence[str]) -> bytes:

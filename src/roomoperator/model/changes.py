@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from roomoperator.model.codes import BlockCode, GuardrailCode
+
 
 class Op(StrEnum):
     JOIN = "join"
@@ -54,16 +56,6 @@ SCOPE_OF: dict[Kind, str] = {
 }
 
 REMOVALS = frozenset({Op.KICK, Op.DELETE_ARTIFACT})
-
-
-class BlockCode(StrEnum):
-    SEED_FILE_MISSING = "SEED_FILE_MISSING"
-    UNSUPPORTED = "UNSUPPORTED_BY_SERVER"
-    PENDING = "PENDING"
-    PROTECTED = "PROTECTED"
-    MISSING_SCOPE = "MISSING_SCOPE"
-    DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
-    NO_ENDPOINT = "RESOURCE_WITHOUT_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -108,7 +100,7 @@ class Change:
 class Violation:
     """One guardrail refusal: a machine-readable code and the reference's message text."""
 
-    code: str
+    code: GuardrailCode
     message: str
 
 

@@ -1,0 +1,64 @@
+"""Every machine-readable code the operator produces, as enums: one place to read the vocabulary.
+
+`RunCode` is a run's `code` (`RunResult.code`, the `/apply` answer, conditions); `GuardrailCode` names a
+guardrail refusal; `BlockCode` says why a planned change will not be made; `ApiCode` is the `code` of an
+operator API error body; `ExitCode` is what the `roomop` commands exit with (Terraform's convention).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class RunCode(StrEnum):
+    """Why a run was refused or failed (None on a run that succeeded)."""
+
+    GUARDRAILS_EXCEEDED = "GUARDRAILS_EXCEEDED"
+    ITEMS_FAILED = "ITEMS_FAILED"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    ROOM_SERVER_UNREACHABLE = "ROOM_SERVER_UNREACHABLE"
+    ROOM_SERVER_ERROR = "ROOM_SERVER_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class GuardrailCode(StrEnum):
+    """One guardrail's refusal of a plan."""
+
+    KICK_LIMIT = "KICK_LIMIT_EXCEEDED"
+    DELETE_LIMIT = "DELETE_LIMIT_EXCEEDED"
+    CHANGE_RATIO = "CHANGE_RATIO_NEEDS_CONFIRM"
+    EMPTY_ROOM = "EMPTY_ROOM_NEEDS_CONFIRM"
+
+
+class BlockCode(StrEnum):
+    """Why one planned change will not be made."""
+
+    SEED_FILE_MISSING = "SEED_FILE_MISSING"
+    UNSUPPORTED = "UNSUPPORTED_BY_SERVER"
+    PENDING = "PENDING"
+    PROTECTED = "PROTECTED"
+    MISSING_SCOPE = "MISSING_SCOPE"
+    DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
+    NO_ENDPOINT = "RESOURCE_WITHOUT_ENDPOINT"
+
+
+class ApiCode(StrEnum):
+    """The `code` of an error body of the operator's HTTP API."""
+
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_BODY = "INVALID_BODY"
+    INVALID_SPEC = "INVALID_SPEC"
+    BODY_TOO_LARGE = "BODY_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    SPEC_UPGRADE_REJECTED = "SPEC_UPGRADE_REJECTED"
+    NOT_FOUND = "NOT_FOUND"
+
+
+class ExitCode(IntEnum):
+    """`roomop` exit codes: 0 success (plan: nothing to do), 1 any error, 2 changes (plan, or apply with
+    `--detailed-exitcode`)."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2

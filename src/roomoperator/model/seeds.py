@@ -1,0 +1,28 @@
+"""What the engine knows of a spec's seed files: the digests of a file's content, and where it was found.
+
+The engine computes these (`engine/hashing.py`, `engine/seeding.py`); the planner compares them with the
+artifacts the room server reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SeedDigest:
+    """One local seed file: its content SHA-256, the reference fingerprint, its size in bytes."""
+
+    sha256: str
+    fingerprint: str
+    size: int
+
+
+@dataclass(frozen=True)
+class LocalSeed:
+    """A spec artifact's seed file: its resolved path and digest, or why it cannot be read."""
+
+    path: Path | None
+    digest: SeedDigest | None = None
+    problem: str | None = None
