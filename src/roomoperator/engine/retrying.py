@@ -3,8 +3,8 @@
 Retried: `RoomServerError.transient` (connection errors, timeouts, 429, 5xx); a 429/503 `Retry-After` is
 honoured (waited in full). Never retried: 400, 401, 403, 404, 409, 422. `max_attempts` counts retries after
 the first call (the reference's meaning), and the whole item gives up once the next wait would pass
-`max_total_seconds`. Delays: `min(initial * 2**(n-1), max) * (1 + jitter * U[0,1))` for retry n (1-based),
-the integration guide's formula (the reference ran Polly's decorrelated jitter instead).
+`max_total_seconds`. Delays follow `model/backoff.py` (the integration guide's formula; the reference ran
+Polly's decorrelated jitter instead).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from roomoperator.clients.errors import RoomServerError
+from roomoperator.model.backoff import Backoff
 from roomoperator.settings import RetrySettings
 
 T = TypeVar("T")
@@ -25,8 +26,8 @@ T = TypeVar("T")
 
 def backoff_delay(retry: int, settings: RetrySettings, *, uniform: float) -> float:
     """Seconds to wait before retry number `retry` (1-based), with `uniform` drawn from [0, 1)."""
-    base = min(settings.initial_delay_ms * 2.0 ** (retry - 1), float(settings.max_delay_ms)) / 1000
-    return base * (1 + settings.jitter_factor * uniform)
+    backoff = Backoff(settings.initial_delay_ms / 1000, settings.max_delay_ms / 1000, settings.jitter_factor)
+    return backoff.delay(retry, uniform=uniform)
 
 
 def is_transient(exc: BaseException) -> bool:
