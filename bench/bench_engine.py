@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from roomoperator.clients.roomserver import RoomServerClient
-from roomoperator.engine.hashing import HashCache
+from roomoperator.engine.caches import EngineCaches
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.settings import GuardrailSettings, OperatorSettings, ReconciliationSettings
@@ -85,7 +85,7 @@ async def _rooms(url: str, work: Path) -> list[str]:
         httpx.AsyncClient(base_url=url, timeout=120) as raw,
     ):
         reconciler = Reconciler(
-            client, settings, rate_limiter=RateLimiter(1e6, burst=10_000), hash_cache=HashCache()
+            client, settings, rate_limiter=RateLimiter(1e6, burst=10_000), caches=EngineCaches()
         )
         for n in SIZES:
             seeds = work / f"spec-{n}"

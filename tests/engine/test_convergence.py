@@ -72,7 +72,7 @@ async def converge(url: str, token: str, folder: Path, before: dict[str, Any], a
         assert result.success, result.warnings
         assert result.converged, result.remaining
         again = await reconciler.reconcile(as_spec(room_id, after, 2), seed_root=folder)
-        assert (again.requests, again.applied, again.converged) == (1, [], True)
+        assert (again.requests, again.applied, again.converged) == (1, (), True)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

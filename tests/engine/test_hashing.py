@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from roomoperator.engine import hashing
 from roomoperator.engine.hashing import HashCache, digest_file, fingerprint
+from roomoperator.model.seeds import SeedLabels
 
 SEEDS = (
     Path(__file__).resolve().parents[2] / "examples" / "specs" / "seeds"
@@ -83,16 +84,16 @@ def test_cache_reuses_until_the_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "seed.txt"
     path.write_bytes(b"one")
     cache = HashCache()
-    first = cache.digest(path, name="n", type_="t", workspace="w", tags=[])
-    again = cache.digest(path, name="n", type_="t", workspace="w", tags=[])
+    first = cache.digest(path, SeedLabels("n", "t", "w"))
+    again = cache.digest(path, SeedLabels("n", "t", "w"))
     assert again == first
     assert (cache.hits, cache.misses) == (1, 1)
     path.write_bytes(b"two!")
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
-    changed = cache.digest(path, name="n", type_="t", workspace="w", tags=[])
+    changed = cache.digest(path, SeedLabels("n", "t", "w"))
     assert changed.sha256 == hashlib.sha256(b"two!").hexdigest()
     assert cache.misses == 2
-    renamed = cache.digest(path, name="other", type_="t", workspace="w", tags=[])
+    renamed = cache.digest(path, SeedLabels("other", "t", "w"))
     assert renamed.fingerprint != changed.fingerprint
 
 
@@ -100,6 +101,6 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
     cache = HashCache(max_entries=2)
     for i in range(3):
         (tmp_path / f"f{i}").write_bytes(b"x")
-        cache.digest(tmp_path / f"f{i}", name="n", type_="t", workspace="w", tags=[])
-    cache.digest(tmp_path / "f0", name="n", type_="t", workspace="w", tags=[])
+        cache.digest(tmp_path / f"f{i}", SeedLabels("n", "t", "w"))
+    cache.digest(tmp_path / "f0", SeedLabels("n", "t", "w"))
     assert cache.misses == 4

@@ -62,7 +62,7 @@ async def test_converge_from_empty_then_one_read_and_no_write(
             ("VERIFY", 0, 0),
         ]
         assert reports[-2] == ("APPLY", 7, 7)
-        assert first.success, first.errors + first.warnings
+        assert first.success, (first.errors, first.warnings)
         assert first.converged is True
         assert first.phase is Phase.VERIFY
         assert sorted(first.applied) == sorted(
@@ -102,7 +102,7 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert again.success
         assert again.converged is True
         assert again.requests == 1
-        assert again.applied == []
+        assert again.applied == ()
         assert again.plan is not None
         assert again.plan["changes"] == []
         assert (await client.get_state("room-eng-1")).revision == state.revision
@@ -131,7 +131,7 @@ async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds
 
         (seeds / "seeds" / "plan.md").write_text("# Plan v2\n")
         reseeded = await reconciler.reconcile(changed, seed_root=seeds)
-        assert reseeded.applied == ["reseed:project-plan", "promote:project-plan"]
+        assert reseeded.applied == ("reseed:project-plan", "promote:project-plan",)
         latest = next(a for a in (await client.get_state("room-eng-1")).artifacts if a.name == "project-plan")
         assert (latest.version, latest.promoted) == (2, True)
 
@@ -149,10 +149,10 @@ async def test_guardrails_refuse_and_leave_the_room_untouched(
         assert not result.success
         assert result.code == "GUARDRAILS_EXCEEDED"
         assert result.phase is Phase.PRE_CHECKS
-        assert result.errors == [
+        assert result.errors == (
             "Kick count (7) exceeds limit (5)",
             "Change ratio (70%) exceeds threshold (50%). X-Confirm:true header required.",
-        ]
+        )
         assert result.plan is not None
         assert result.plan["guardrails"]["passed"] is False
         assert sink.actions[-1] == "reconcile.guardrail_refused"
@@ -179,7 +179,7 @@ async def test_protected_items_are_never_removed(roomserver: RoomServerHandle, s
         assert result.success
         assert result.converged is False
         assert result.partial_success
-        assert result.remaining == ["kick:E-agent-1"]
+        assert result.remaining == ("kick:E-agent-1",)
         assert result.diff is not None
         assert result.diff.blocked == ["E-agent-1"]
         assert [e.id for e in (await client.get_state("room-eng-1")).entities] == ["E-agent-1", "E-human-1"]
@@ -245,12 +245,12 @@ async def test_resources_load_providers_and_stay_pending_until_connected(
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         reconciler = Reconciler(client, fast_settings(features=FeatureSettings(resources=True)))
         result = await reconciler.reconcile(spec, seed_root=seeds)
-        assert result.applied == ["ensure-resource:analysis-tool"]
+        assert result.applied == ("ensure-resource:analysis-tool",)
         status = await client.mcp_status()
         assert "analysis-tool" in str(status)
         assert result.converged is False  # the provider is not connected: PENDING, never reported done
         again = await reconciler.reconcile(spec, seed_root=seeds)
-        assert again.applied == []
+        assert again.applied == ()
         assert again.plan is not None
         assert [c["blocked"]["code"] for c in again.plan["changes"]] == ["PENDING"]
         off = await Reconciler(client, fast_settings()).reconcile(spec, seed_root=seeds)
@@ -268,6 +268,6 @@ async def test_delete_limit_against_the_server(roomserver: RoomServerHandle, see
         result = await reconciler.reconcile(full_spec(artifacts=[]), seed_root=seeds)
         assert (result.code, result.errors) == (
             "GUARDRAILS_EXCEEDED",
-            ["Artifact delete count (2) exceeds limit (1)"],
+            ("Artifact delete count (2) exceeds limit (1)",),
         )
         assert len((await client.get_state("room-eng-1")).artifacts) == 2

@@ -4,27 +4,32 @@ The room server compares artifacts by the SHA-256 of their bytes; the reference 
 composite fingerprint, `sha256("name|type|workspace|tag1,tag2|" + base64(content))` (lower-case hex,
 `operator.md` §7.1), which we keep for audit entries and plan output. Both digests come from one read of
 the file in fixed-size chunks, so a seed is never held whole in memory. `HashCache` remembers digests by
-(path, size, mtime_ns) so that an unchanged seed is not read again on the next reconcile.
+(path, size, mtime_ns, labels) in `caches.seed_digests`, so an unchanged seed is not read again on the
+next reconcile.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from roomoperator.model.seeds import SeedDigest
+from roomoperator.engine.caches import Cache, SeedDigestKey
+from roomoperator.model.seeds import SeedDigest, SeedLabels
 
 # A multiple of 3, so that every chunk but the last base64-encodes without padding.
 CHUNK_SIZE = 3 * 256 * 1024
 
-# Content hashing runs here while the caller's thread builds the fingerprint (threads start on first use).
-_HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-hash")
+
+@functools.cache
+def _helpers() -> ThreadPoolExecutor:
+    """Where content hashing runs while the caller's thread builds the fingerprint: made on the first
+    file of more than one chunk, then shared by every digest of the process (threads start on use)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-hash")
 
 
 def _fingerprint_prefix(name: str, type_: str, workspace: str, tags: Sequence[str]) -> bytes:
@@ -55,7 +60,7 @@ def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequ
             size += len(chunk)
             if pending is not None:
                 pending.result()
-            pending = _HELPERS.submit(content.update, chunk)
+            pending = _helpers().submit(content.update, chunk)
             block = memoryview(carry + chunk if carry else chunk)
             whole = len(block) - len(block) % 3
             composite.update(base64.b64encode(block[:whole]))
@@ -67,53 +72,39 @@ def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequ
 
 
 class HashCache:
-    """Digests of seed files, reused while a file keeps its path, size and mtime_ns (thread-safe, LRU)."""
+    """Digests of seed files, reused while a file keeps its path, size and mtime_ns (`seed_digests`)."""
 
-    def __init__(self, *, max_entries: int = 100_000) -> None:
-        self._entries: OrderedDict[tuple[str, int, int, bytes], SeedDigest] = OrderedDict()
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+    def __init__(
+        self, *, cache: Cache[SeedDigestKey, SeedDigest] | None = None, max_entries: int = 100_000
+    ) -> None:
+        self._cache = cache if cache is not None else Cache("seed_digests", max_entries=max_entries)
 
-    def digest(
-        self,
-        path: Path,
-        *,
-        name: str,
-        type_: str,
-        workspace: str,
-        tags: Sequence[str],
-        stat: os.stat_result | None = None,
-    ) -> SeedDigest:
+    @property
+    def hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def misses(self) -> int:
+        """Look-ups that found nothing: with `digest`, the files that were read."""
+        return self._cache.misses
+
+    def digest(self, path: Path, labels: SeedLabels, *, stat: os.stat_result | None = None) -> SeedDigest:
         """The digest of `path` (an absolute, resolved path), read only when the file changed since.
         `stat`, when the caller already has it, saves a system call."""
         stat = stat or os.stat(path)
-        cached = self.known(path, name=name, type_=type_, workspace=workspace, tags=tags, stat=stat)
+        cached = self.known(path, labels, stat=stat)
         if cached is not None:
             return cached
-        key = (
-            str(path),
-            stat.st_size,
-            stat.st_mtime_ns,
-            _fingerprint_prefix(name, type_, workspace, tags),
+        result = digest_file(
+            path, name=labels.name, type_=labels.type, workspace=labels.workspace, tags=labels.tags
         )
-        result = digest_file(path, name=name, type_=type_, workspace=workspace, tags=tags)
-        with self._lock:
-            self.misses += 1
-            self._entries[key] = result
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+        self._cache.put(_key(path, stat, labels), result)
         return result
 
-    def known(
-        self, path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str], stat: os.stat_result
-    ) -> SeedDigest | None:
+    def known(self, path: Path, labels: SeedLabels, *, stat: os.stat_result) -> SeedDigest | None:
         """The cached digest of `path` as `stat` describes it, or None (never reads the file)."""
-        key = (str(path), stat.st_size, stat.st_mtime_ns, _fingerprint_prefix(name, type_, workspace, tags))
-        with self._lock:
-            cached = self._entries.get(key)
-            if cached is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-        return cached
+        return self._cache.get(_key(path, stat, labels))
+
+
+def _key(path: Path, stat: os.stat_result, labels: SeedLabels) -> SeedDigestKey:
+    return (str(path), stat.st_size, stat.st_mtime_ns, labels)

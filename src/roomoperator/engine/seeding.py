@@ -1,49 +1,61 @@
 """Local seed files of a spec: where each `seedFrom` points (confined to the spec's folder) and its digest.
 
 Resolving a path (following symlinks, checking it stays inside the folder) and hashing it are the two
-costs of a no-op reconcile of a room with many artifacts. Both are cached: a resolution is reused while
-the `seedFrom` path's own lstat (inode, mtime, mode) is unchanged, a digest while the resolved file keeps
-its size and mtime (`hashing.HashCache`). `known_seeds` answers from those caches alone (a few stat
-calls, fit for the event loop) and gives up when a file would have to be resolved or read.
+costs of a no-op reconcile of a room with many artifacts. Both are cached (`engine/caches.py`): a
+resolution is reused while the `seedFrom` path's own lstat (inode, mtime, mode) is unchanged, a digest
+while the resolved file keeps its size and mtime. `known_seeds` answers from those caches alone (a few
+stat calls, fit for the event loop) and gives up when a file would have to be resolved or read;
+`local_seeds` does the work (on a worker thread).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+from roomoperator.engine.caches import Cache, EngineCaches, ResolvedSeed
 from roomoperator.engine.hashing import HashCache
-from roomoperator.model.seeds import LocalSeed
-from roomoperator.spec.models import RoomSpec
+from roomoperator.model.seeds import LocalSeed, SeedLabels
+from roomoperator.spec.models import ArtifactSpec, RoomSpec
 from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
-
-LstatKey = tuple[int, int, int]
 
 
 class _NotCached(Exception):
     """`known_seeds` met a seed file that is not resolved or digested yet."""
 
 
+def labels_of(artifact: ArtifactSpec) -> SeedLabels:
+    return SeedLabels(artifact.name, artifact.type, artifact.workspace, tuple(artifact.tags))
+
+
+def _seeded(spec: RoomSpec) -> Iterator[tuple[ArtifactSpec, str]]:
+    """Each artifact with a `seedFrom` (the first of a repeated name) and its `seedFrom`."""
+    seen: set[str] = set()
+    for artifact in spec.spec.artifacts:
+        if artifact.seed_from is not None and artifact.name not in seen:
+            seen.add(artifact.name)
+            yield artifact, artifact.seed_from
+
+
 class SeedFiles:
     """Finds and digests the seed files of specs; safe to share between rooms and threads."""
 
-    def __init__(self, *, hash_cache: HashCache | None = None, max_entries: int = 100_000) -> None:
-        self.hash_cache = hash_cache or HashCache()
-        self._resolved: dict[tuple[Path, str], tuple[str, LstatKey, Path]] = {}
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
+    def __init__(self, *, caches: EngineCaches | None = None, hash_cache: HashCache | None = None) -> None:
+        caches = caches or EngineCaches()
+        self.hash_cache = hash_cache or HashCache(cache=caches.seed_digests)
+        self._resolved: Cache[tuple[str, str], ResolvedSeed] = caches.seed_paths
 
     def _resolve(
         self, root: Path, seed_from: str, *, cached_only: bool = False
     ) -> tuple[Path, os.stat_result | None]:
         """The resolved path, and its stat when the lstat already is it (a regular file, not a link)."""
-        with self._lock:
-            cached = self._resolved.get((root, seed_from))
+        key = (str(root), seed_from)
+        cached = self._resolved.get(key)
         if cached is None and cached_only:
             raise _NotCached
-        joined = cached[0] if cached is not None else str(root / check_seed_path(seed_from))
+        joined = cached.joined if cached is not None else str(root / check_seed_path(seed_from))
         try:
             found = os.lstat(joined)
         except OSError:
@@ -52,15 +64,12 @@ class SeedFiles:
             return resolve_seed_path(root, seed_from), None  # missing: resolve (refusing escapes), no cache
         known = found if stat.S_ISREG(found.st_mode) else None
         signature = (found.st_ino, found.st_mtime_ns, found.st_mode)
-        if cached is not None and cached[1] == signature:
-            return cached[2], known
+        if cached is not None and cached.signature == signature:
+            return cached.resolved, known
         if cached_only:
             raise _NotCached
         resolved = resolve_seed_path(root, seed_from)
-        with self._lock:
-            if len(self._resolved) >= self._max_entries:
-                self._resolved.clear()
-            self._resolved[(root, seed_from)] = (joined, signature, resolved)
+        self._resolved.put(key, ResolvedSeed(joined, signature, resolved))
         return resolved, known
 
     def known_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed] | None:
@@ -68,22 +77,13 @@ class SeedFiles:
         still as it was); None when one needs resolving or reading."""
         root = seed_root.resolve()
         seeds: dict[str, LocalSeed] = {}
-        for artifact in spec.spec.artifacts:
-            if artifact.seed_from is None or artifact.name in seeds:
-                continue
+        for artifact, seed_from in _seeded(spec):
             try:
-                path, known = self._resolve(root, artifact.seed_from, cached_only=True)
+                path, known = self._resolve(root, seed_from, cached_only=True)
                 found = known or os.stat(path)
             except (_NotCached, OSError):
                 return None
-            digest = self.hash_cache.known(
-                path,
-                name=artifact.name,
-                type_=artifact.type,
-                workspace=artifact.workspace,
-                tags=artifact.tags,
-                stat=found,
-            )
+            digest = self.hash_cache.known(path, labels_of(artifact), stat=found)
             if digest is None:
                 return None
             seeds[artifact.name] = LocalSeed(path, digest)
@@ -92,31 +92,19 @@ class SeedFiles:
     def local_seeds(self, spec: RoomSpec, seed_root: Path) -> dict[str, LocalSeed]:
         """For each artifact with `seedFrom`: its resolved file and digest, or the problem that blocks it."""
         root = seed_root.resolve()
-        seeds: dict[str, LocalSeed] = {}
-        for artifact in spec.spec.artifacts:
-            if artifact.seed_from is None or artifact.name in seeds:
-                continue
-            try:
-                path, known = self._resolve(root, artifact.seed_from)
-            except SeedPathError as exc:
-                seeds[artifact.name] = LocalSeed(
-                    None, problem=f"Seed file refused: {artifact.seed_from}: {exc}"
-                )
-                continue
-            try:
-                digest = self.hash_cache.digest(
-                    path,
-                    name=artifact.name,
-                    type_=artifact.type,
-                    workspace=artifact.workspace,
-                    tags=artifact.tags,
-                    stat=known,
-                )
-            except FileNotFoundError:
-                seeds[artifact.name] = LocalSeed(path, problem=f"Seed file not found: {path}")
-            except OSError as exc:
-                problem = f"Seed file not readable: {path}: {exc.strerror or exc}"
-                seeds[artifact.name] = LocalSeed(path, problem=problem)
-            else:
-                seeds[artifact.name] = LocalSeed(path, digest)
-        return seeds
+        return {
+            artifact.name: self._local_seed(root, artifact, seed_from)
+            for artifact, seed_from in _seeded(spec)
+        }
+
+    def _local_seed(self, root: Path, artifact: ArtifactSpec, seed_from: str) -> LocalSeed:
+        try:
+            path, known = self._resolve(root, seed_from)
+        except SeedPathError as exc:
+            return LocalSeed(None, problem=f"Seed file refused: {seed_from}: {exc}")
+        try:
+            return LocalSeed(path, self.hash_cache.digest(path, labels_of(artifact), stat=known))
+        except FileNotFoundError:
+            return LocalSeed(path, problem=f"Seed file not found: {path}")
+        except OSError as exc:
+            return LocalSeed(path, problem=f"Seed file not readable: {path}: {exc.strerror or exc}")

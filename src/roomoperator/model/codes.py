@@ -15,6 +15,8 @@ class RunCode(StrEnum):
 
     GUARDRAILS_EXCEEDED = "GUARDRAILS_EXCEEDED"
     ITEMS_FAILED = "ITEMS_FAILED"
+    PLAN_CHANGED = "PLAN_CHANGED"
+    """The plan made at APPLY differs from the one the caller confirmed: nothing was written."""
     UNAUTHORIZED = "UNAUTHORIZED"
     ROOM_SERVER_UNREACHABLE = "ROOM_SERVER_UNREACHABLE"
     ROOM_SERVER_ERROR = "ROOM_SERVER_ERROR"

@@ -43,6 +43,8 @@ class ReconcileDiff(WireModel):
 class ItemFailure(WireModel):
     """One change that APPLY could not make, and why."""
 
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
     op: str
     target: str
     message: str
@@ -50,7 +52,12 @@ class ItemFailure(WireModel):
 
 
 class RunResult(WireModel):
-    """Everything one reconcile run did; `code` is machine-readable when the run was refused or failed."""
+    """Everything one reconcile run did; `code` is machine-readable when the run was refused or failed.
+
+    Built once when the run ends (the engine keeps a draft while it runs) and frozen from then on.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     success: bool
     partial_success: bool = False
@@ -60,16 +67,16 @@ class RunResult(WireModel):
     phase: Phase
     dry_run: bool = False
     diff: ReconcileDiff | None = None
-    warnings: list[str] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
     code: RunCode | None = None
     duration: float = 0.0
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
     plan: dict[str, Any] | None = None
-    applied: list[str] = Field(default_factory=list)
-    failed: list[ItemFailure] = Field(default_factory=list)
+    applied: tuple[str, ...] = ()
+    failed: tuple[ItemFailure, ...] = ()
     converged: bool | None = None
-    remaining: list[str] = Field(default_factory=list)
-    rolled_back: list[str] = Field(default_factory=list)
+    remaining: tuple[str, ...] = ()
+    rolled_back: tuple[str, ...] = ()
     requests: int = 0

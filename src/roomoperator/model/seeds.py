@@ -11,6 +11,16 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class SeedLabels:
+    """The artifact labels a seed's reference fingerprint covers besides its bytes."""
+
+    name: str
+    type: str
+    workspace: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SeedDigest:
     """One local seed file: its content SHA-256, the reference fingerprint, its size in bytes."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -46,7 +47,7 @@ class HealthMonitor:
         if ok:
             self.last_error = None
 
-    def observe_run(self, code: RunCode | None, errors: list[str]) -> None:
+    def observe_run(self, code: RunCode | None, errors: Sequence[str]) -> None:
         """A run's failure code tells whether the room server answered and accepted our token."""
         if code is RunCode.ROOM_SERVER_UNREACHABLE:
             self.reachable = False

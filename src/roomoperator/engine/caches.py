@@ -1,0 +1,151 @@
+"""Every cache of the engine, in one place, under one policy: named, bounded, thread-safe, and each with
+its key and the rule that makes an entry stale written next to it.
+
+A converged room must cost one conditional state read and no planning, hashing or path resolution, so the
+engine remembers the inputs and outputs of those steps. The policy for every cache:
+
+- an entry is looked up by a key that names everything its value was computed from, or is checked by a
+  validity predicate given at look-up (`get(key, valid=...)`); a stale entry is dropped, never served;
+- each cache is bounded (least recently used entries go first), so a long-lived operator never grows
+  without limit;
+- hits and misses are counted (tests and benchmarks read them).
+
+| cache | key | stale when |
+|---|---|---|
+| `seed_paths` | (spec folder, `seedFrom`) | the `seedFrom` path's lstat (inode, mtime, mode) changed |
+| `seed_digests` | (resolved path, size, mtime_ns, labels) | never: a changed file has another key |
+| `plans` | room id | the room's ETag, the spec, the previous spec, the seeds or the server kind changed |
+| `renderings` | room id | the plan is not equal to the one rendered |
+
+Outside the engine, two caches follow the same rules in their own layer: the room-server client keeps
+each room's last state body by `ETag` (`clients/roomserver.py`), and the service keeps each room's
+serialised status until the room's view changes (`service/`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from cachetools import LRUCache
+
+from roomoperator.model.changes import Plan
+from roomoperator.model.results import ReconcileDiff
+from roomoperator.model.seeds import LocalSeed, SeedDigest, SeedLabels
+from roomoperator.spec.models import RoomSpec
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+def _always(_: object) -> bool:
+    return True
+
+
+class Cache(Generic[K, V]):
+    """A named, bounded (LRU), thread-safe map that counts its hits and misses."""
+
+    def __init__(self, name: str, *, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.name = name
+        self._entries: LRUCache[K, V] = LRUCache(maxsize=max_entries)
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K, *, valid: Callable[[V], bool] = _always) -> V | None:
+        """The entry for `key` when there is one and `valid(entry)`; a stale entry is dropped."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not valid(entry):
+                del self._entries[key]
+                entry = None
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return entry
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._entries[key] = value
+
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+SeedDigestKey = tuple[str, int, int, SeedLabels]
+LstatSignature = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ResolvedSeed:
+    """A `seedFrom` path as joined to its folder, the lstat it had, and where it leads (links followed)."""
+
+    joined: str
+    signature: LstatSignature
+    resolved: Path
+
+
+@dataclass(frozen=True)
+class PlanMemo:
+    """The inputs of a room's last plan (the observed room by its ETag, the specs by identity) and the
+    plan made from them."""
+
+    etag: str
+    spec: RoomSpec
+    seeds: dict[str, LocalSeed]
+    endpoints: bool
+    previous: RoomSpec | None
+    plan: Plan
+
+    def fits(
+        self,
+        spec: RoomSpec,
+        etag: str | None,
+        seeds: dict[str, LocalSeed],
+        *,
+        endpoints: bool,
+        previous: RoomSpec | None,
+    ) -> bool:
+        return (
+            etag == self.etag
+            and spec is self.spec
+            and previous is self.previous
+            and endpoints == self.endpoints
+            and seeds == self.seeds
+        )
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """A plan, its JSON form and its reference diff lists (results share them; nobody changes them)."""
+
+    plan: Plan
+    json: dict[str, Any]
+    diff: ReconcileDiff
+
+
+@dataclass
+class EngineCaches:
+    """The engine's caches (see the table above); one set per engine, shared by every room it runs."""
+
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    seed_paths: Cache[tuple[str, str], ResolvedSeed] = field(init=False)
+    seed_digests: Cache[SeedDigestKey, SeedDigest] = field(init=False)
+    plans: Cache[str, PlanMemo] = field(init=False)
+    renderings: Cache[str, Rendering] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.seed_paths = Cache("seed_paths", max_entries=self.max_entries)
+        self.seed_digests = Cache("seed_digests", max_entries=self.max_entries)
+        self.plans = Cache("plans", max_entries=self.max_entries)
+        self.renderings = Cache("renderings", max_entries=self.max_entries)

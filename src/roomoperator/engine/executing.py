@@ -1,0 +1,139 @@
+"""The APPLY and ROLLBACK phases of a run: the plan's changes made group by group, then undone if asked.
+
+Groups come from `planning.ordering.apply_groups` and run one after another; the items of a group run
+concurrently (at most `concurrency` at once); the changes of one item (an artifact's seed, then its
+promote) run in order, and a failed change fails what waits for it. One failure never stops the other
+items; a refused token (401) stops the run after the items in flight. Each change made is audited with
+the action below; ROLLBACK undoes what the run made, newest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from roomoperator.clients.errors import Unauthorized
+from roomoperator.engine.applying import Applier, Done
+from roomoperator.engine.outcome import RunAborted, RunDraft, blocked_warning, label
+from roomoperator.engine.retrying import RetryFailed
+from roomoperator.model.changes import Change, Kind, Op, Plan
+from roomoperator.model.codes import RunCode
+from roomoperator.model.results import Phase
+from roomoperator.planning.ordering import apply_groups
+
+Progress = Callable[[str, int, int], None]
+
+AUDIT_ACTION: dict[Op, str] = {
+    Op.JOIN: "entity.joined",
+    Op.UPDATE: "entity.updated",
+    Op.KICK: "entity.kicked",
+    Op.SEED: "artifact.seeded",
+    Op.RESEED: "artifact.seeded",
+    Op.PROMOTE: "artifact.promoted",
+    Op.DELETE_ARTIFACT: "artifact.deleted",
+    Op.SET_POLICY: "policy.applied",
+    Op.ENSURE_RESOURCE: "resource.ensured",
+}
+
+
+def unauthorized(error: Exception) -> RunAborted:
+    message = getattr(error, "message", str(error))
+    return RunAborted(RunCode.UNAUTHORIZED, f"Room server refused the operator's token: {message}")
+
+
+async def fail_fatal_blocks(run: RunDraft, plan: Plan) -> None:
+    """Blocked changes whose spec says `onMissingDependency: fail` fail the run."""
+    for change in plan.blocked:
+        if change.blocked is not None and change.blocked.fatal:
+            await run.fail(change, blocked_warning(change), attempts=0)
+
+
+def _audit_detail(change: Change, made: Done) -> dict[str, object]:
+    if change.kind is Kind.ENTITY:
+        return {"entityId": change.name, "attempts": made.attempts}
+    if change.kind is Kind.POLICY:
+        return {"policyName": change.name, "value": change.after, "previous": change.before}
+    if change.kind is Kind.RESOURCE:
+        return {"resourceName": change.name, "attempts": made.attempts}
+    return {"artifactName": change.name, **made.detail, "attempts": made.attempts}
+
+
+class Execution:
+    """Makes one plan's changes for one run."""
+
+    def __init__(self, run: RunDraft, applier: Applier, *, concurrency: int, progress: Progress | None):
+        self.run = run
+        self.applier = applier
+        self.progress = progress
+        self._gate = asyncio.Semaphore(concurrency)
+        self._done = 0
+        self._total = 0
+
+    async def apply(self, plan: Plan) -> None:
+        self._total = len(plan.actionable)
+        await fail_fatal_blocks(self.run, plan)
+        for group in apply_groups(self.run.spec, plan):
+            if self.run.aborted is not None:
+                break
+            async with asyncio.TaskGroup() as tasks:
+                for item in group:
+                    tasks.create_task(self._item(item))
+
+    def _count(self, made: int) -> None:
+        self._done += made
+        if self.progress is not None:
+            self.progress(Phase.APPLY, self._done, self._total)
+
+    async def _item(self, item: list[Change]) -> None:
+        async with self._gate:
+            if item[0].kind is Kind.POLICY:  # every policy change in one call
+                await self._make(item)
+                self._count(len(item))
+                return
+            for position, change in enumerate(item):
+                if self.run.aborted is not None:
+                    return
+                made = await self._make([change])
+                self._count(1)
+                if not made:  # what follows (a promote) waits for this change
+                    for waiting in item[position + 1 :]:
+                        await self.run.fail(waiting, f"its {change.op} failed", attempts=0)
+                        self._count(1)
+                    return
+
+    async def _make(self, batch: list[Change]) -> bool:
+        """Make one change, or every policy change in one call; True when made."""
+        first = batch[0]
+        try:
+            made = await (
+                self.applier.apply_policies(batch) if first.kind is Kind.POLICY else self.applier.apply(first)
+            )
+        except RetryFailed as failure:
+            if isinstance(failure.error, Unauthorized):
+                self.run.aborted = unauthorized(failure.error)
+            for change in batch:
+                await self.run.fail(change, str(failure.error), attempts=failure.attempts)
+            return False
+        self.run.undos.append(made.undo)
+        for change in batch:
+            self.run.applied.append(label(change))
+            await self.run.audit(AUDIT_ACTION[change.op], **_audit_detail(change, made))
+        return True
+
+
+async def roll_back(run: RunDraft) -> None:
+    """Undo what the run made, newest first; what cannot be undone is said in a warning."""
+    undone = failed = 0
+    for undo in reversed(run.undos):
+        if undo.run is None:
+            run.warnings.append(f"Rollback: {undo.description}")
+            continue
+        try:
+            await undo.run()
+        except RetryFailed as failure:
+            failed += 1
+            run.warnings.append(f"Rollback failed to {undo.description}: {failure.error}")
+        else:
+            undone += 1
+            run.rolled_back.append(undo.description)
+    await run.audit("reconcile.rollback", undone=undone, failed=failed)

@@ -1,0 +1,152 @@
+"""A run's outcome while it is made: the engine's mutable draft, frozen into a `RunResult` once, at the end.
+
+The draft also owns what every phase says about the run: the audit entries it records (through the
+engine's `AuditSink`), the reference's warning texts for failed items, and how success, partial success
+and the run's code follow from what was applied, failed and left over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from roomoperator.engine.applying import Undo
+from roomoperator.model.audit import AuditEntry, AuditSink
+from roomoperator.model.changes import Change, Op
+from roomoperator.model.codes import BlockCode, RunCode
+from roomoperator.model.results import ItemFailure, Phase, ReconcileDiff, RunResult
+from roomoperator.spec.models import RoomSpec
+
+# Reference warning texts per op, for an item that could not be made.
+FAILURE_TEXT: dict[Op, str] = {
+    Op.JOIN: "Failed to join entity {name}: {error}",
+    Op.UPDATE: "Failed to update entity {name}: {error}",
+    Op.KICK: "Failed to kick entity {name}: {error}",
+    Op.SEED: "Failed to seed artifact {name}: {error}",
+    Op.RESEED: "Failed to seed artifact {name}: {error}",
+    Op.PROMOTE: "Failed to promote artifact {name}: {error}",
+    Op.DELETE_ARTIFACT: "Failed to delete artifact {name}: {error}",
+    Op.SET_POLICY: "Failed to apply policy: {error}",
+    Op.ENSURE_RESOURCE: "Failed to ensure resource {name}: {error}",
+}
+NOT_CONVERGED = "State not fully converged after reconciliation"
+
+
+class RunAborted(Exception):
+    """A run-level failure: the run stops and reports `code`."""
+
+    def __init__(self, code: RunCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def label(change: Change) -> str:
+    """`op:name`, as results list applied and remaining changes."""
+    return f"{change.op}:{change.name}"
+
+
+def blocked_warning(change: Change) -> str:
+    assert change.blocked is not None
+    if change.blocked.code is BlockCode.SEED_FILE_MISSING and change.op in (Op.SEED, Op.RESEED):
+        return change.blocked.message
+    return f"Blocked {change.op} {change.name} ({change.blocked.code}): {change.blocked.message}"
+
+
+def _metadata_text(value: object) -> str:
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass
+class RunDraft:
+    """The bookkeeping of one run, in the shape of `RunResult`, until `freeze`."""
+
+    spec: RoomSpec
+    correlation_id: str
+    actor: str | None
+    dry_run: bool
+    operator_version: str
+    audit_sink: AuditSink | None
+    phase: Phase = Phase.PLANNING
+    success: bool = False
+    partial_success: bool = False
+    code: RunCode | None = None
+    plan: dict[str, Any] | None = None
+    diff: ReconcileDiff | None = None
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    failed: list[ItemFailure] = field(default_factory=list)
+    converged: bool | None = None
+    remaining: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    undos: list[Undo] = field(default_factory=list)
+    aborted: RunAborted | None = None
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = field(default_factory=time.perf_counter)
+
+    def warn(self, *texts: str) -> None:
+        """Add warnings not given yet (a re-plan repeats the same ones)."""
+        self.warnings.extend(t for t in texts if t not in self.warnings)
+
+    def refuse(self, code: RunCode, errors: list[str]) -> None:
+        self.success, self.code, self.errors = False, code, errors
+
+    def conclude(self) -> None:
+        """success: nothing failed; partialSuccess: the run finished but the room is not fully converged."""
+        if self.remaining:
+            self.warn(NOT_CONVERGED)
+        self.success = not self.failed
+        self.partial_success = bool(self.failed or self.remaining)
+        self.code = RunCode.ITEMS_FAILED if self.failed else None
+
+    async def fail(self, change: Change, message: str, *, attempts: int) -> None:
+        self.failed.append(
+            ItemFailure(op=str(change.op), target=change.name, message=message, attempts=attempts)
+        )
+        self.warnings.append(FAILURE_TEXT[change.op].format(name=change.name, error=message))
+        await self.audit("item.failed", op=change.op, target=change.name, error=message, attempts=attempts)
+
+    async def audit(self, action: str, **metadata: object) -> None:
+        if self.audit_sink is None:
+            return
+        await self.audit_sink.record(
+            AuditEntry(
+                type="event",
+                action=action,
+                correlation_id=self.correlation_id,
+                operator_version=self.operator_version,
+                spec_version=self.spec.metadata.version,
+                room_id=self.spec.room_id,
+                actor=self.actor,
+                metadata={key: _metadata_text(value) for key, value in metadata.items()},
+            )
+        )
+
+    def freeze(self, *, requests: int) -> RunResult:
+        """The run's `RunResult`, made once, with its duration and request count."""
+        return RunResult(
+            success=self.success,
+            partial_success=self.partial_success,
+            correlation_id=self.correlation_id,
+            room_id=self.spec.room_id,
+            spec_version=self.spec.metadata.version,
+            phase=self.phase,
+            dry_run=self.dry_run,
+            diff=self.diff,
+            warnings=tuple(self.warnings),
+            errors=tuple(self.errors),
+            code=self.code,
+            duration=time.perf_counter() - self.started,
+            started_at=self.started_at,
+            finished_at=dt.datetime.now(dt.UTC),
+            plan=self.plan,
+            applied=tuple(self.applied),
+            failed=tuple(self.failed),
+            converged=self.converged,
+            remaining=tuple(self.remaining),
+            rolled_back=tuple(self.rolled_back),
+            requests=requests,
+        )
