@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from roomoperator.model.changes import Op, Plan
+from roomoperator.model.changes import Op, Plan, payload_json
 from roomoperator.model.observed import ObservedArtifact, ObservedEntity, ObservedRoom
 
 
@@ -19,30 +19,30 @@ def apply_plan(plan: Plan, observed: ObservedRoom) -> ObservedRoom:
     policies = observed.policies.model_dump(by_alias=True)
     for change in plan.actionable:
         if change.op is Op.JOIN:
-            entities[change.name] = _entity(change.after)
+            entities[change.name] = _entity(payload_json(change.after))
         elif change.op is Op.UPDATE:
             body = entities[change.name].model_dump(by_alias=True)
-            entities[change.name] = ObservedEntity.model_validate({**body, **change.after})
+            entities[change.name] = ObservedEntity.model_validate({**body, **payload_json(change.after)})
         elif change.op is Op.KICK:
             del entities[change.name]
         elif change.op in (Op.SEED, Op.RESEED):
             old = artifacts.get(change.name)
             artifacts[change.name] = ObservedArtifact(
                 name=change.name,
-                type=change.after["type"],
-                workspace=change.after["workspace"],
-                tags=tuple(change.after["tags"]),
-                sha256=change.after["sha256"],
-                size=change.after["size"],
+                type=payload_json(change.after)["type"],
+                workspace=payload_json(change.after)["workspace"],
+                tags=tuple(payload_json(change.after)["tags"]),
+                sha256=payload_json(change.after)["sha256"],
+                size=payload_json(change.after)["size"],
                 version=(old.version + 1) if old else 1,
-                fingerprint=change.after["fingerprint"],
+                fingerprint=payload_json(change.after)["fingerprint"],
             )
         elif change.op is Op.PROMOTE:
             artifacts[change.name] = artifacts[change.name].model_copy(update={"promoted": True})
         elif change.op is Op.DELETE_ARTIFACT:
             del artifacts[change.name]
         elif change.op is Op.SET_POLICY:
-            policies[change.name] = change.after
+            policies[change.name] = payload_json(change.after)
     return ObservedRoom.model_validate(
         {
             "roomId": observed.room_id,

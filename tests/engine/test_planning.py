@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roomoperator.cli.rendering import plan_summary
-from roomoperator.model.changes import Op
+from roomoperator.model.changes import Fields, Op, payload_json
 from roomoperator.model.codes import BlockCode
 from roomoperator.model.observed import ObservedRoom
 from roomoperator.model.seeds import LocalSeed, SeedDigest
@@ -69,7 +69,7 @@ def test_empty_room_gets_joins_seeds_and_promotes_in_order() -> None:
         (Op.SET_POLICY, "dmVisibilityDefault"),
     ]
     join = plan.changes[0]
-    assert join.after["policy"] == {
+    assert payload_json(join.after)["policy"] == {
         "allow_commands_from": "any",
         "sandbox_mode": False,
         "env_whitelist": [],
@@ -95,8 +95,8 @@ def test_update_lists_only_differing_fields() -> None:
     plan = plan_room(make_spec(entities=[AGENT]), room(entities=[observed]), seeds={})
     (change,) = plan.changes
     assert change.op is Op.UPDATE
-    assert change.before == {"displayName": "Old", "capabilities": ["read_artifacts", "x"]}
-    assert change.after == {"displayName": "Agent", "capabilities": ["read_artifacts"]}
+    assert change.before == Fields({"displayName": "Old", "capabilities": ["read_artifacts", "x"]})
+    assert change.after == Fields({"displayName": "Agent", "capabilities": ["read_artifacts"]})
     assert diff_lists(plan).to_ensure == ["E-agent-1"]
 
 
@@ -123,7 +123,7 @@ def test_reseed_on_content_or_metadata_change_and_promote_of_new_version() -> No
     observed = room(artifacts=[{**OBSERVED_DOC, "promoted": True}])
     content = plan_room(spec, observed, seeds={"doc": seed(sha="b" * 64)})
     assert (content.changes[0].op, content.changes[0].reason) == (Op.RESEED, "content differs")
-    assert content.changes[0].before["version"] == 2
+    assert payload_json(content.changes[0].before)["version"] == 2
     assert content.changes[1].op is Op.PROMOTE
     tags = plan_room(make_spec(artifacts=[{**DOC, "tags": ["u"]}]), observed, seeds={"doc": seed()})
     assert [(c.op, c.reason) for c in tags] == [(Op.RESEED, "differs: tags")]
@@ -180,7 +180,10 @@ def test_resources_behind_the_flag() -> None:
     spec = make_spec(resources=[resource])
     assert plan_room(spec, room(), seeds={}).empty
     (ensure,) = plan_room(spec, room(), seeds={}, resources=True).changes
-    assert (ensure.op, ensure.after) == (Op.ENSURE_RESOURCE, {"id": "tool", "url": "http://127.0.0.1:9/mcp"})
+    assert (ensure.op, payload_json(ensure.after)) == (
+        Op.ENSURE_RESOURCE,
+        {"id": "tool", "url": "http://127.0.0.1:9/mcp"},
+    )
     pending = room(
         resources=[{"name": "tool", "status": "connecting", "config": {"endpoint": "http://127.0.0.1:9/mcp"}}]
     )

@@ -17,11 +17,24 @@ from typing import Any, TypeVar
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier
-from roomoperator.model.changes import Change, Op
+from roomoperator.model.changes import Change, EntityBody, Fields, Op, PolicyValue, Provider, SeedContent
 from roomoperator.model.observed import ObservedArtifact, ObservedRoom
-from roomoperator.planning.planner import entity_body
 
 T = TypeVar("T")
+P = TypeVar("P")
+
+
+def _payload(value: object, kind: type[P]) -> P:
+    """A change's payload as the type its op carries (the planner's contract; anything else is a bug)."""
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__} payload, got {type(value).__name__}")
+    return value
+
+
+def _policy_value(value: object) -> PolicyValue:
+    if not isinstance(value, str | int | bool):
+        raise TypeError(f"expected a policy value, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,9 @@ class Applier:
     async def apply_policies(self, changes: Sequence[Change]) -> Done:
         """One `PUT /rooms/{roomId}/policies` with only the differing values."""
         tally: list[int] = []
-        wanted = {c.name: c.after for c in changes}
+        wanted = {c.name: _policy_value(c.after) for c in changes}
         await self._write(lambda: self.client.put_policies(self.room_id, wanted), tally=tally)
-        previous = {c.name: c.before for c in changes}
+        previous = {c.name: _policy_value(c.before) for c in changes}
 
         async def restore() -> None:
             await self._write(lambda: self.client.put_policies(self.room_id, previous))
@@ -88,14 +101,16 @@ class Applier:
     async def _dispatch(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
         room, name, client = self.room_id, change.name, self.client
         if change.op is Op.JOIN:
-            created = await self._write(lambda: client.put_entity(room, name, change.after), tally=tally)
+            body = _payload(change.after, EntityBody).to_json()
+            created = await self._write(lambda: client.put_entity(room, name, body), tally=tally)
             return self._undo_join(name, created), {}
         if change.op is Op.UPDATE:
-            current = entity_body(self._entities[name])
-            await self._write(lambda: client.put_entity(room, name, {**current, **change.after}), tally=tally)
+            current = EntityBody.of(self._entities[name]).to_json()
+            wanted = {**current, **_payload(change.after, Fields).values}
+            await self._write(lambda: client.put_entity(room, name, wanted), tally=tally)
             return Undo(f"restore entity {name}", lambda: self._put_entity(name, current)), {}
         if change.op is Op.KICK:
-            old = entity_body(self._entities[name])
+            old = EntityBody.of(self._entities[name]).to_json()
             await self._write(lambda: client.kick(room, name), tally=tally)
             return Undo(f"declare entity {name} again", lambda: self._put_entity(name, old)), {}
         if change.op in (Op.SEED, Op.RESEED):
@@ -108,7 +123,8 @@ class Applier:
             previous = self._artifacts[name]
             return Undo(f"restore artifact {name} v{previous.version}", lambda: self._restore(previous)), {}
         if change.op is Op.ENSURE_RESOURCE:
-            await self._write(lambda: client.mcp_load([change.after]), tally=tally)
+            provider = _payload(change.after, Provider).to_json()
+            await self._write(lambda: client.mcp_load([provider]), tally=tally)
             return Undo(f"provider {name} stays loaded", None), {}
         raise ValueError(f"no single-change call for {change.op}")  # set-policy goes through apply_policies
 
@@ -125,22 +141,22 @@ class Applier:
         await self._write(lambda: self.client.put_entity(self.room_id, entity_id, body))
 
     async def _seed(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
-        after, source = change.after, change.source
+        after, source = _payload(change.after, SeedContent), change.source
         if source is None:
             raise ValueError(f"{change.op} {change.name} has no seed file")
         await self._write(
             lambda: self.client.seed_artifact(
                 self.room_id,
                 name=change.name,
-                type_=after["type"],
-                workspace=after["workspace"],
-                tags=after["tags"],
-                fingerprint=after["fingerprint"],
+                type_=after.type,
+                workspace=after.workspace,
+                tags=after.tags,
+                fingerprint=after.fingerprint,
                 source=source,
             ),
             tally=tally,
         )
-        detail = {"artifactName": change.name, "hash": after["fingerprint"], "sha256": after["sha256"]}
+        detail = {"artifactName": change.name, "hash": after.fingerprint, "sha256": after.sha256}
         previous = self._artifacts.get(change.name)
         if previous is None:
 

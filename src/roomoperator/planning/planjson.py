@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from roomoperator.model.changes import Change, Op, Plan
+from roomoperator.model.changes import Change, Op, Plan, payload_json
 from roomoperator.planning.difflists import diff_lists
 
 FORMAT_VERSION = "1.0"
@@ -22,8 +22,8 @@ def change_to_json(change: Change) -> dict[str, Any]:
         "name": change.name,
         "reason": change.reason,
         "scope": change.scope,
-        "before": change.before,
-        "after": change.after,
+        "before": payload_json(change.before),
+        "after": payload_json(change.after),
         "blocked": None
         if blocked is None
         else {"code": str(blocked.code), "message": blocked.message, "fatal": blocked.fatal},

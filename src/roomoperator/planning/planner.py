@@ -8,9 +8,17 @@ resources (spec order). After a successful apply, planning again gives an empty 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
 
-from roomoperator.model.changes import Change, Op, Plan
+from roomoperator.model.changes import (
+    Change,
+    EntityBody,
+    Fields,
+    Op,
+    Plan,
+    Provider,
+    SeedContent,
+    SeedSource,
+)
 from roomoperator.model.codes import BlockCode
 from roomoperator.model.observed import ObservedArtifact, ObservedEntity, ObservedRoom
 from roomoperator.model.seeds import LocalSeed, SeedDigest
@@ -19,24 +27,6 @@ from roomoperator.spec.models import ArtifactSpec, EntitySpec, ResourceSpec, Roo
 
 POLICY_KEYS = ("dmVisibilityDefault", "allowResourceCreation", "maxArtifactsPerEntity")
 UNSUPPORTED = "the room server has no operator endpoints (reference .NET server): {what} cannot be made"
-
-
-def entity_body(entity: EntitySpec | ObservedEntity) -> dict[str, Any]:
-    """The contract's EntityBody that declares `entity` (from the spec, or as observed, to restore it)."""
-    return {
-        "entityId": entity.id,
-        "kind": entity.kind,
-        "displayName": entity.display_name,
-        "visibility": entity.visibility,
-        "ownerUserId": entity.owner_user_id,
-        "capabilities": list(entity.capabilities),
-        "policy": {
-            "allow_commands_from": entity.policy.allow_commands_from,
-            "sandbox_mode": entity.policy.sandbox_mode,
-            "env_whitelist": list(entity.policy.env_whitelist),
-            "scopes": list(entity.policy.scopes),
-        },
-    }
 
 
 def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
@@ -55,23 +45,6 @@ def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
     )
 
 
-def _comparable(body: dict[str, Any]) -> dict[str, Any]:
-    """Fields compared for updates; list-valued fields are sets (the server may reorder them)."""
-    policy = body["policy"]
-    return {
-        "kind": body["kind"],
-        "displayName": body["displayName"],
-        "visibility": body["visibility"],
-        "ownerUserId": body["ownerUserId"],
-        "capabilities": sorted(set(body["capabilities"])),
-        "policy": {
-            **policy,
-            "env_whitelist": sorted(set(policy["env_whitelist"])),
-            "scopes": sorted(set(policy["scopes"])),
-        },
-    }
-
-
 def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collection[str]) -> list[Change]:
     present = {e.id: e for e in observed.entities}
     changes: list[Change] = []
@@ -82,12 +55,14 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
         current = present.get(entity.id)
         if current is None:
             changes.append(
-                Change(Op.JOIN, entity.id, "declared in the spec, not in the room", after=entity_body(entity))
+                Change(
+                    Op.JOIN, entity.id, "declared in the spec, not in the room", after=EntityBody.of(entity)
+                )
             )
             continue
         if _same(entity, current):
             continue
-        have, want = _comparable(entity_body(current)), _comparable(entity_body(entity))
+        have, want = EntityBody.of(current).comparable(), EntityBody.of(entity).comparable()
         differing = [key for key in want if have[key] != want[key]]
         if differing:
             changes.append(
@@ -95,8 +70,8 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
                     Op.UPDATE,
                     entity.id,
                     f"differs: {', '.join(differing)}",
-                    before={key: have[key] for key in differing},
-                    after={key: want[key] for key in differing},
+                    before=Fields({key: have[key] for key in differing}),
+                    after=Fields({key: want[key] for key in differing}),
                 )
             )
     for current in observed.entities:
@@ -105,7 +80,7 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
                 Op.KICK,
                 current.id,
                 "in the room, not declared in the spec",
-                before=entity_body(current),
+                before=EntityBody.of(current),
             )
             if current.id in protected:
                 kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
@@ -113,16 +88,16 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
     return changes
 
 
-def _seed_after(artifact: ArtifactSpec, digest: SeedDigest) -> dict[str, Any]:
-    return {
-        "type": artifact.type,
-        "workspace": artifact.workspace,
-        "tags": list(artifact.tags),
-        "sha256": digest.sha256,
-        "size": digest.size,
-        "fingerprint": digest.fingerprint,
-        "seedFrom": artifact.seed_from,
-    }
+def _seed_after(artifact: ArtifactSpec, seed_from: str, digest: SeedDigest) -> SeedContent:
+    return SeedContent(
+        type=artifact.type,
+        workspace=artifact.workspace,
+        tags=tuple(artifact.tags),
+        sha256=digest.sha256,
+        size=digest.size,
+        fingerprint=digest.fingerprint,
+        seed_from=seed_from,
+    )
 
 
 def _artifact_content_changes(
@@ -134,7 +109,7 @@ def _artifact_content_changes(
         op = Op.SEED if current is None else Op.RESEED
         problem = (seed.problem if seed else None) or f"Seed file not found: {artifact.seed_from}"
         return Change(
-            op, artifact.name, "content cannot be compared", after={"seedFrom": artifact.seed_from}
+            op, artifact.name, "content cannot be compared", after=SeedSource(artifact.seed_from)
         ).block(BlockCode.SEED_FILE_MISSING, problem)
     digest = seed.digest
     if (
@@ -144,7 +119,7 @@ def _artifact_content_changes(
         == (artifact.type, artifact.workspace, artifact.tags)
     ):
         return None
-    after = _seed_after(artifact, digest)
+    after = _seed_after(artifact, artifact.seed_from, digest)
     if current is None:
         return Change(
             Op.SEED, artifact.name, "declared with seedFrom, not in the room", after=after, source=seed.path
@@ -155,15 +130,18 @@ def _artifact_content_changes(
         "tags": list(current.tags),
         "sha256": current.sha256,
     }
-    differing = [key for key in have if have[key] != after[key]]
+    wanted = after.to_json()
+    differing = [key for key in have if have[key] != wanted[key]]
     if not differing:
         return None
     reason = "content differs" if differing == ["sha256"] else f"differs: {', '.join(differing)}"
-    before = {
-        **{key: have[key] for key in differing},
-        "version": current.version,
-        "fingerprint": current.fingerprint,
-    }
+    before = Fields(
+        {
+            **{key: have[key] for key in differing},
+            "version": current.version,
+            "fingerprint": current.fingerprint,
+        }
+    )
     return Change(Op.RESEED, artifact.name, reason, before=before, after=after, source=seed.path)
 
 
@@ -184,7 +162,7 @@ def _artifact_changes(
                 Op.PROMOTE,
                 artifact.name,
                 "promoteAfterSeed: the new version must be promoted",
-                after={"promoted": True},
+                after=Fields({"promoted": True}),
             )
             if content.blocked is not None:
                 promote = promote.block(
@@ -197,19 +175,21 @@ def _artifact_changes(
                     Op.PROMOTE,
                     artifact.name,
                     "promoteAfterSeed: the latest version is not promoted",
-                    before={"promoted": False, "version": current.version},
-                    after={"promoted": True},
+                    before=Fields({"promoted": False, "version": current.version}),
+                    after=Fields({"promoted": True}),
                 )
             )
     declared = {a.name for a in spec.spec.artifacts}
     for current in observed.artifacts:
         if current.name not in declared:
-            before = {
-                "type": current.type,
-                "workspace": current.workspace,
-                "version": current.version,
-                "sha256": current.sha256,
-            }
+            before = Fields(
+                {
+                    "type": current.type,
+                    "workspace": current.workspace,
+                    "version": current.version,
+                    "sha256": current.sha256,
+                }
+            )
             delete = Change(
                 Op.DELETE_ARTIFACT, current.name, "in the room, not declared in the spec", before=before
             )
@@ -237,15 +217,13 @@ def _policy_changes(spec: RoomSpec, observed: ObservedRoom) -> list[Change]:
     ]
 
 
-def provider_of(resource: ResourceSpec) -> dict[str, Any]:
+def provider_of(resource: ResourceSpec) -> Provider:
     """The MCP provider (`POST /admin/mcp/load`) a resource maps to."""
-    provider: dict[str, Any] = {
-        "id": resource.name,
-        "url": resource.config.get("endpoint") or resource.config.get("url"),
-    }
-    if "visibility" in resource.config:
-        provider["visibility"] = resource.config["visibility"]
-    return provider
+    return Provider(
+        id=resource.name,
+        url=resource.config.get("endpoint") or resource.config.get("url"),
+        visibility=resource.config.get("visibility"),
+    )
 
 
 def _resource_changes(spec: RoomSpec, observed: ObservedRoom, planned: list[Change]) -> list[Change]:
@@ -260,7 +238,7 @@ def _resource_changes(spec: RoomSpec, observed: ObservedRoom, planned: list[Chan
         provider = provider_of(resource)
         current = present.get(resource.name)
         missing = [d for d in resource.depends_on if d not in available]
-        if current is not None and current.config.get("endpoint") == provider["url"]:
+        if current is not None and current.config.get("endpoint") == provider.url:
             if current.status != "connected":
                 change = Change(
                     Op.ENSURE_RESOURCE, resource.name, f"provider is {current.status}", after=provider
@@ -272,11 +250,13 @@ def _resource_changes(spec: RoomSpec, observed: ObservedRoom, planned: list[Chan
                 )
             continue
         before = (
-            None if current is None else {"url": current.config.get("endpoint"), "status": current.status}
+            None
+            if current is None
+            else Fields({"url": current.config.get("endpoint"), "status": current.status})
         )
         reason = "not loaded on the room server" if current is None else "endpoint differs"
         change = Change(Op.ENSURE_RESOURCE, resource.name, reason, before=before, after=provider)
-        if not provider["url"]:
+        if not provider.url:
             message = f"resource {resource.name} has no config.endpoint: no MCP provider URL to load"
             change = change.block(BlockCode.NO_ENDPOINT, message, fatal=True)
         elif missing:
