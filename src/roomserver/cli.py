@@ -11,8 +11,8 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from roomcontract.tokens import TokenConfigError
 from roomserver.app import create_app
-from roomserver.auth import TokenConfigError
 from roomserver.server import token_registry
 from roomserver.settings import MIB, ServerSettings
 

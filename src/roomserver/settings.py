@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from roomcontract.network import is_loopback
+
 MIB = 1024 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ServerSettings(BaseSettings):

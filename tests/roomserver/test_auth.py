@@ -9,7 +9,9 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from roomserver.auth import ALL_SCOPES, TokenConfigError, TokenRegistry, hash_token, parse_tokens
+from roomcontract.scopes import ALL_SCOPES
+from roomcontract.tokens import TokenConfigError, hash_token, parse_tokens
+from roomserver.auth import TokenRegistry
 from roomserver.errors import RoomServerError
 from roomserver.settings import ServerSettings
 from tests.support.roomserver import running_roomserver

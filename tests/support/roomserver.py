@@ -23,17 +23,12 @@ from typing import Any
 
 import httpx
 
+from roomcontract.scopes import ALL_SCOPES
 from roomserver.app import create_app
 from roomserver.settings import ServerSettings
 from tests.support.servers import free_port, serve_app
 
-FULL_SCOPES: tuple[str, ...] = (
-    "room:read",
-    "room:entities:write",
-    "room:artifacts:write",
-    "room:policies:write",
-    "room:admin",
-)
+FULL_SCOPES: tuple[str, ...] = ALL_SCOPES
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The room server compares artifacts by the SHA-256 of their bytes; the reference operator recorded a
 composite fingerprint, `sha256("name|type|workspace|tag1,tag2|" + base64(content))` (lower-case hex,
-`operator.md` §7.1), which we keep for audit entries and plan output. Both digests come from one read of
+`docs/contract.md`), which we keep for audit entries and plan output. Both digests come from one read of
 the file in fixed-size chunks, so a seed is never held whole in memory. `HashCache` remembers digests by
 (path, size, mtime_ns, labels) in `caches.seed_digests`, so an unchanged seed is not read again on the
 next reconcile.

@@ -149,7 +149,7 @@ class Reconciler:
         await run.audit("reconcile.planning", changes=len(plan.changes), revision=observed.revision)
         run.phase = Phase.PRE_CHECKS
         _tell(progress, Phase.PRE_CHECKS)
-        checked = await self._pre_checks(run, plan, observed, confirm=confirm)
+        checked = await self._pre_checks(run, plan, observed, confirm=confirm, expect=expect)
         if checked is None:
             return
         plan = checked
@@ -161,14 +161,10 @@ class Reconciler:
             plan = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
             run.warnings.append("Room state was stale when APPLY started: re-read and re-planned")
             self._record_plan(run, plan)
-            checked = await self._pre_checks(run, plan, observed, confirm=confirm)
+            checked = await self._pre_checks(run, plan, observed, confirm=confirm, expect=expect)
             if checked is None:
                 return
             plan = checked
-        if expect is not None and run.plan is not None and run.plan["changes"] != expect.get("changes"):
-            run.refuse(RunCode.PLAN_CHANGED, [PLAN_CHANGED])
-            await run.audit("reconcile.plan_changed", changes=len(plan.changes))
-            return
         if not plan.actionable:
             await self._finish_without_writes(run, plan)
             return
@@ -262,11 +258,24 @@ class Reconciler:
     # ---- PRE_CHECKS ----------------------------------------------------------------------------------
 
     async def _pre_checks(
-        self, run: RunDraft, plan: Plan, observed: ObservedRoom, *, confirm: bool
+        self,
+        run: RunDraft,
+        plan: Plan,
+        observed: ObservedRoom,
+        *,
+        confirm: bool,
+        expect: Mapping[str, Any] | None,
     ) -> Plan | None:
-        """Scope checks and guardrails; None when the guardrails refuse the plan."""
+        """Scope checks, the confirmed plan, guardrails; None when the run must stop here."""
         if plan.actionable:
             plan = await self._check_scopes(run, plan)
+        if expect is not None:
+            self._record_plan(run, plan)
+            if run.plan is not None and run.plan["changes"] != expect.get("changes"):
+                # The plan the caller confirmed is not this one: say so before judging the new one.
+                run.refuse(RunCode.PLAN_CHANGED, [PLAN_CHANGED])
+                await run.audit("reconcile.plan_changed", changes=len(plan.changes))
+                return None
         verdict = check(plan, observed, settings=self.settings.guardrails, confirm=confirm)
         plan = plan.with_verdict(verdict)
         self._record_plan(run, plan)

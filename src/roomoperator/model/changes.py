@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from roomcontract import scopes
 from roomoperator.model.codes import BlockCode, GuardrailCode
 
 
@@ -52,10 +53,10 @@ KIND_OF: dict[Op, Kind] = {
 
 # The room-server scope each change needs (docs/contract.md, "Scopes per operator change").
 SCOPE_OF: dict[Kind, str] = {
-    Kind.ENTITY: "room:entities:write",
-    Kind.ARTIFACT: "room:artifacts:write",
-    Kind.POLICY: "room:policies:write",
-    Kind.RESOURCE: "room:admin",
+    Kind.ENTITY: scopes.ENTITIES_WRITE,
+    Kind.ARTIFACT: scopes.ARTIFACTS_WRITE,
+    Kind.POLICY: scopes.POLICIES_WRITE,
+    Kind.RESOURCE: scopes.ADMIN,
 }
 
 REMOVALS = frozenset({Op.KICK, Op.DELETE_ARTIFACT})

@@ -1,6 +1,6 @@
 """Guardrails: the pure safety judgement of a plan before anything is written (reference `Guardrails`).
 
-The reference's three checks, with its message texts (`operator.md` §5, Appendix C), counted on the real
+The reference's three checks, with its message texts (`docs/compatibility.md`), counted on the real
 plan (blocked removals do not count): kicks per cycle, artifact deletes per cycle, and a removal ratio
 above `change_threshold` that needs confirmation (`X-Confirm: true`, `--confirm`) when
 `require_confirm_header` is on. Added: emptying a non-empty room needs confirmation unless

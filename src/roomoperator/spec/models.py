@@ -14,19 +14,20 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from roomcontract import identifiers as patterns
 from roomoperator.spec.seeds import check_seed_path
 
-# Identifier formats, one rule on both sides of the wire (docs/contract.md "Identifiers").
-ROOM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
-ENTITY_ID_PATTERN = r"^E-[A-Za-z0-9_-]{2,64}$"
-CAPABILITY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
-ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-WORKSPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-TAG_PATTERN = r"^[A-Za-z0-9._:/-]{1,64}$"
+# Identifier formats: one rule on both sides of the wire, the shared contract's (`roomcontract.identifiers`).
+ROOM_ID_PATTERN = patterns.ROOM_ID
+ENTITY_ID_PATTERN = patterns.ENTITY_ID
+CAPABILITY_PATTERN = patterns.CAPABILITY
+ARTIFACT_NAME_PATTERN = patterns.ARTIFACT_NAME
+WORKSPACE_PATTERN = patterns.WORKSPACE_LABEL
+TAG_PATTERN = patterns.TAG
 RESOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 PROVIDER_URL_PATTERN = r"^(wss?|https?)://\S+$"
 NON_BLANK_PATTERN = r"\S"
-RESERVED_ARTIFACT_NAMES = frozenset({"manifest.json"})
+RESERVED_ARTIFACT_NAMES = patterns.RESERVED_ARTIFACT_NAMES
 
 ID_FORMATS: dict[str, str] = {
     ROOM_ID_PATTERN: "a room id: 3-64 letters, digits, '-' or '_', starting with a letter or digit",

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from roomcontract.scopes import Scope
 from roomserver.api.schemas import ErrorOut
-from roomserver.auth import Principal, Scope
+from roomserver.auth import Principal
 from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_room_id
 from roomserver.errors import RoomServerError

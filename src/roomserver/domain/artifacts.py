@@ -85,7 +85,7 @@ class Manifest:
         return f"/rooms/{self.room_id}/entities/{self.owner}/artifacts/{self.name}"
 
     def to_wire(self) -> dict[str, Any]:
-        """The reference manifest (§2.3) plus `workspace` label, `tags`, `promoted`, `fingerprint`."""
+        """The reference manifest plus `workspace` label, `tags`, `promoted`, `fingerprint`."""
         return {
             "name": self.name,
             "type": self.type,

@@ -1,20 +1,22 @@
-"""Identifier rules shared by every route (docs/contract.md "Identifiers"): one regex and checker each."""
+"""Identifier rules of every route: the shared contract's patterns (`roomcontract.identifiers`), compiled,
+and a checker each that answers the reference's error codes."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
 
+from roomcontract import identifiers as patterns
 from roomserver.errors import artifact_error, bad_request
 
-ROOM_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
-ENTITY_ID: Final = re.compile(r"^E-[A-Za-z0-9_-]{2,64}$")
-CAPABILITY: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
-ARTIFACT_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-WORKSPACE_LABEL: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-TAG: Final = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
-SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
-RESERVED_NAMES: Final = frozenset({"manifest.json"})
+ROOM_ID: Final = re.compile(patterns.ROOM_ID)
+ENTITY_ID: Final = re.compile(patterns.ENTITY_ID)
+CAPABILITY: Final = re.compile(patterns.CAPABILITY)
+ARTIFACT_NAME: Final = re.compile(patterns.ARTIFACT_NAME)
+WORKSPACE_LABEL: Final = re.compile(patterns.WORKSPACE_LABEL)
+TAG: Final = re.compile(patterns.TAG)
+SHA256_HEX: Final = re.compile(patterns.SHA256_HEX)
+RESERVED_NAMES: Final = patterns.RESERVED_ARTIFACT_NAMES
 
 
 def check_room_id(room_id: str) -> str:
@@ -30,7 +32,7 @@ def check_entity_id(entity_id: str, *, field: str = "entityId") -> str:
 
 
 def check_artifact_name(name: str) -> str:
-    """The reference's InvalidArtifactName errors, plus reserved names and `.tmp` (reference §10.8)."""
+    """The reference's InvalidArtifactName errors, plus reserved names and `.tmp`."""
     if not name.strip():
         raise artifact_error(400, "InvalidArtifactName", "Name is required")
     if ".." in name or "/" in name or "\\" in name:

@@ -1,4 +1,4 @@
-"""MCP providers known to the server, with the reference's status shape (§6).
+"""MCP providers known to the server, with the reference's status shape (`docs/roomserver.md`).
 
 No provider client exists yet (it arrives with the hub issue), so a loaded provider stays `idle`: the
 registry answers `/status/mcp` and the room state's `resources` correctly, with zero or more providers.

@@ -1,0 +1,19 @@
+"""Identifier patterns of rooms, entities, artifacts and labels (`docs/contract.md`, "Identifiers").
+
+Regular-expression sources, so that each side can use them where it needs them: the spec's JSON Schema
+and validation in the operator, the routes and the storage in the room server.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ROOM_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
+ENTITY_ID: Final = r"^E-[A-Za-z0-9_-]{2,64}$"
+CAPABILITY: Final = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
+ARTIFACT_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+WORKSPACE_LABEL: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+TAG: Final = r"^[A-Za-z0-9._:/-]{1,64}$"
+SHA256_HEX: Final = r"^[0-9a-f]{64}$"
+RESERVED_ARTIFACT_NAMES: Final = frozenset({"manifest.json"})
+"""Artifact names the room server keeps for itself."""
