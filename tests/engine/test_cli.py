@@ -1,4 +1,5 @@
-"""`roomop plan` / `roomop apply` as a user runs them (a subprocess) against the real room server."""
+"""`roomop plan` / `roomop apply` as a user runs them (a subprocess, or typer's runner in a worker thread)
+against the real room server: output, Terraform-like exit codes, and apply-what-you-confirmed."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from roomoperator.cli import app
+from roomoperator.cli import engine as cli_engine
 from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.engine.reconciler import Reconciler
+from tests.engine.conftest import fast_settings, room_spec
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port
 
@@ -66,7 +72,16 @@ async def test_plan_apply_plan(roomserver: RoomServerHandle, tmp_path: Path) -> 
     assert "pass --yes" in unattended.output
 
     code, out, _ = await roomop(
-        "apply", "-f", str(spec), *server, "--yes", "--output", "json", "--token", roomserver.token
+        "apply",
+        "-f",
+        str(spec),
+        *server,
+        "--yes",
+        "-o",
+        "json",
+        "--detailed-exitcode",
+        "--token",
+        roomserver.token,
     )
     assert code == 2, out
     result = json.loads(out)
@@ -76,9 +91,9 @@ async def test_plan_apply_plan(roomserver: RoomServerHandle, tmp_path: Path) -> 
     assert again.exit_code == 0, again.output
     assert "No changes" in again.output
     noop = await asyncio.to_thread(
-        invoke, "apply", "-f", str(spec), *server, "--yes", "--token", roomserver.token
+        invoke, "apply", "-f", str(spec), *server, "--yes", "--detailed-exitcode", "--token", roomserver.token
     )
-    assert noop.exit_code == 0
+    assert noop.exit_code == 0, noop.output
 
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         state = await client.get_state("ai-lab-01")
@@ -97,14 +112,22 @@ async def test_errors_exit_1(roomserver: RoomServerHandle, tmp_path: Path) -> No
     assert json.loads(unreachable.output)["code"] == "ROOM_SERVER_UNREACHABLE"
     broken = tmp_path / "broken.yaml"
     broken.write_text("apiVersion: v1\nkind: RoomSpec\nmetadata: {name: x, version: 1}\nspec: {roomId: r}\n")
-    invalid = await asyncio.to_thread(invoke, "plan", "-f", str(broken), "--server", roomserver.url)
-    assert invalid.exit_code == 1
-    assert "roomId" in invalid.stderr
+    for command in ("plan", "apply"):
+        invalid = await asyncio.to_thread(invoke, command, "-f", str(broken), "--server", roomserver.url)
+        assert invalid.exit_code == 1
+        assert "spec.roomId" in invalid.stderr
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("nonsense: 1\n")
+    misconfigured = await asyncio.to_thread(
+        invoke, "plan", "-f", str(EXAMPLE), "--server", down, env={"ROOMOP_CONFIG": str(settings)}
+    )
+    assert misconfigured.exit_code == 1
+    assert "configuration error" in misconfigured.stderr
 
 
-def invoke(*args: str) -> Result:
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     """The CLI in this process (its own event loop, in a worker thread): quicker than a subprocess."""
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "ROOM_AUTH_TOKEN": ""})
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "ROOM_AUTH_TOKEN": "", **(env or {})})
 
 
 async def test_dry_run_and_confirm(roomserver: RoomServerHandle, tmp_path: Path, seeds: Path) -> None:
@@ -115,10 +138,12 @@ async def test_dry_run_and_confirm(roomserver: RoomServerHandle, tmp_path: Path,
     common = ("-f", str(spec), "--server", roomserver.url, "--token", roomserver.token)
 
     dry = await asyncio.to_thread(invoke, "apply", *common, "--dry-run", "-o", "json")
-    assert dry.exit_code == 2, dry.output
+    assert dry.exit_code == 0, dry.output
     assert json.loads(dry.output)["phase"] == "PRE_CHECKS"
+    detailed = await asyncio.to_thread(invoke, "apply", *common, "--dry-run", "--detailed-exitcode")
+    assert detailed.exit_code == 2, detailed.output
     applied = await asyncio.to_thread(invoke, "apply", *common, "--yes")
-    assert applied.exit_code == 2, applied.output
+    assert applied.exit_code == 0, applied.output
     assert "4 applied, 0 failed: the room is converged." in applied.output
 
     spec.write_text(json.dumps({**body, "spec": {"roomId": "room-cli-1", "entities": crowd[:1]}}))
@@ -126,7 +151,103 @@ async def test_dry_run_and_confirm(roomserver: RoomServerHandle, tmp_path: Path,
     assert refused.exit_code == 1
     assert "Change ratio (75%) exceeds threshold (50%). X-Confirm:true header required." in refused.output
     planned = await asyncio.to_thread(invoke, "plan", *common)
-    assert planned.exit_code == 2  # plan shows the refusal but is not an error
-    confirmed = await asyncio.to_thread(invoke, "apply", *common, "--yes", "--confirm")
+    assert planned.exit_code == 1  # a plan the guardrails refuse cannot be applied as it is
+    assert "3 to apply (3 kick)" in planned.output
+    assert "Change ratio (75%) exceeds threshold (50%)" in planned.output
+    assert (await asyncio.to_thread(invoke, "plan", *common, "--confirm")).exit_code == 2
+    confirmed = await asyncio.to_thread(invoke, "apply", *common, "--yes", "--confirm", "--detailed-exitcode")
     assert confirmed.exit_code == 2, confirmed.output
     assert "High change ratio (75%) detected but confirmed" in confirmed.output
+
+
+def rooms_file(path: Path, *rooms: dict[str, Any]) -> Path:
+    """A spec file declaring several rooms (YAML documents, each written as JSON)."""
+    path.write_text("---\n".join(json.dumps(room) + "\n" for room in rooms))
+    return path
+
+
+def room(room_id: str, entities: list[dict[str, Any]], **body: Any) -> dict[str, Any]:
+    metadata = {"name": "cli", "version": 1}
+    return {
+        "apiVersion": "v1",
+        "kind": "RoomSpec",
+        "metadata": metadata,
+        "spec": {"roomId": room_id, "entities": entities, **body},
+    }
+
+
+CROWD = [{"id": f"E-member-{i}", "kind": "human"} for i in range(4)]
+
+
+async def test_one_failing_room_makes_the_whole_command_fail(
+    roomserver: RoomServerHandle, tmp_path: Path
+) -> None:
+    common = ("--server", roomserver.url, "--token", roomserver.token)
+    full = rooms_file(tmp_path / "full.yaml", room("room-cli-a", CROWD))
+    assert (await asyncio.to_thread(invoke, "apply", "-f", str(full), *common, "--yes")).exit_code == 0
+    # room-cli-a: the guardrails refuse 3 kicks of 4; room-cli-b: one entity to join
+    refused = rooms_file(
+        tmp_path / "refused.yaml", room("room-cli-a", CROWD[:1]), room("room-cli-b", CROWD[:1])
+    )
+    planned = await asyncio.to_thread(invoke, "plan", "-f", str(refused), *common)
+    assert planned.exit_code == 1, planned.output
+    assert "Plan for room room-cli-a" in planned.output
+    assert "Plan for room room-cli-b" in planned.output
+    applied = await asyncio.to_thread(
+        invoke, "apply", "-f", str(refused), *common, "--yes", "--detailed-exitcode"
+    )
+    assert applied.exit_code == 1, applied.output
+    async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+        assert (await client.get_state("room-cli-b")).entities == ()  # a refused plan applies nothing
+
+    # room-cli-c plans (its resource is blocked, fatally) but fails at APPLY; room-cli-b changes
+    broken = room("room-cli-c", CROWD[:1], resources=[{"name": "tool", "type": "mcp-tool"}])
+    mixed = rooms_file(tmp_path / "mixed.yaml", broken, room("room-cli-b", CROWD[:1]))
+    features = {"ROOMOP_FEATURES__RESOURCES": "true"}
+    planned = await asyncio.to_thread(invoke, "plan", "-f", str(mixed), *common, env=features)
+    assert planned.exit_code == 2, planned.output
+    applied = await asyncio.to_thread(
+        invoke, "apply", "-f", str(mixed), *common, "--yes", "--detailed-exitcode", "-o", "json", env=features
+    )
+    assert applied.exit_code == 1, applied.output
+    results = json.loads(applied.output)
+    assert [(r["roomId"], r["success"], r["code"]) for r in results] == [
+        ("room-cli-c", False, "ITEMS_FAILED"),
+        ("room-cli-b", True, None),
+    ]
+    assert results[1]["applied"] == ["join:E-member-0"]
+
+
+async def test_apply_applies_the_plan_that_was_confirmed(
+    roomserver: RoomServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = rooms_file(tmp_path / "room.yaml", room("room-cli-1", CROWD[:2]))
+    test_loop = asyncio.get_running_loop()
+
+    async def change_the_room() -> int:
+        async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+            reconciler = Reconciler(client, fast_settings())
+            assert (
+                await reconciler.reconcile(room_spec("room-cli-1", entities=CROWD[:1]), seed_root=tmp_path)
+            ).success
+            return (await client.get_state("room-cli-1")).revision
+
+    revisions: list[int] = []
+
+    def someone_changes_the_room_while_asked(*, err: bool) -> None:
+        assert not err
+        revisions.append(asyncio.run_coroutine_threadsafe(change_the_room(), test_loop).result())
+
+    monkeypatch.setattr(cli_engine, "ask_to_apply", someone_changes_the_room_while_asked)
+    applied = await asyncio.to_thread(
+        invoke, "apply", "-f", str(spec), "--server", roomserver.url, "--token", roomserver.token
+    )
+    assert applied.exit_code == 1, applied.output
+    shown, _, after = applied.output.partition("changed since its plan was shown")
+    assert "2 to apply (2 join)" in shown
+    assert "1 to apply (1 join)" in after
+    assert "E-member-0" not in after
+    assert "roomop apply` again" in after
+    async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+        state = await client.get_state("room-cli-1")
+    assert (state.revision, [e.id for e in state.entities]) == (revisions[0], ["E-member-0"])

@@ -1,9 +1,14 @@
-"""`roomop plan` and `roomop apply`: the one-shot, terraform-like path through the reconcile engine.
+"""`roomop plan` and `roomop apply`: the one-shot, Terraform-like path through the reconcile engine.
 
-Exit codes (like `terraform plan -detailed-exitcode`): 0 nothing to do, 2 changes (planned, or applied),
-1 error (bad spec, room server unreachable or refusing the token, guardrails refusing, items failing).
-`--output json` prints the versioned plan (`plan`) or the run result (`apply`), documented in
-`docs/plan-format.md`.
+`apply` reads the spec file once and uses one client in one event loop: it plans every room (a dry run),
+shows the plans, asks once (unless `--yes`), then applies each room with the plan the user confirmed
+as the engine's `expect`. A room that changed in between is not written: the engine answers
+`PLAN_CHANGED` with the new plan, which is shown instead.
+
+Exit codes (`ExitCode`, Terraform's convention): `plan` 0 nothing to do, 2 changes, 1 error; `apply` 0
+success, 1 error, and with `--detailed-exitcode` 2 when it changed something. Any failed room makes the
+whole command 1. Tables and messages for people come from `cli/rendering.py`; `--output json` prints the
+versioned plan (`plan`) or the run result (`apply`), documented in `docs/plan-format.md`.
 """
 
 from __future__ import annotations
@@ -11,27 +16,28 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
-from roomoperator.cli.rendering import plan_summary, plan_table
+from roomoperator.cli.rendering import print_applied, print_plan_changed, print_planned, print_spec_issues
 from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.engine.reconciler import Progress as PhaseProgress
 from roomoperator.engine.reconciler import Reconciler
-from roomoperator.model.codes import RunCode
+from roomoperator.model.codes import ExitCode, RunCode
 from roomoperator.model.results import RunResult
-from roomoperator.settings import OperatorSettings
+from roomoperator.settings import OperatorSettings, SettingsError, load_settings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
-
-EXIT_NO_CHANGES, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-
 
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="RoomSpec file (YAML or JSON).")]
 ServerOption = Annotated[
@@ -44,62 +50,133 @@ TokenOption = Annotated[
         "--token", envvar="ROOM_AUTH_TOKEN", help="Bearer token for the room server.", show_default=False
     ),
 ]
+ConfirmOption = Annotated[
+    bool, typer.Option("--confirm", help="Confirm removals beyond the guardrails (X-Confirm).")
+]
 
 
-def _load(file: Path, console: Console) -> list[LoadedSpec]:
+@dataclass(frozen=True)
+class Room:
+    """One room of the spec file and the folder its seed files resolve against."""
+
+    loaded: LoadedSpec
+    seed_root: Path
+
+
+def _rooms(file: Path) -> list[Room]:
     try:
-        return load_file(file)
+        loaded = load_file(file)
     except SpecError as error:
-        console.print(f"[red]{escape(str(error))}[/red]")
-        raise typer.Exit(EXIT_ERROR) from error
+        print_spec_issues(Console(stderr=True, highlight=False, soft_wrap=True), error.issues)
+        raise typer.Exit(ExitCode.ERROR) from error
+    return [Room(room, room.base_dir or file.resolve().parent) for room in loaded]
 
 
-def _client(settings: OperatorSettings, server: str | None, token: str | None) -> RoomServerClient:
+def _settings() -> OperatorSettings:
+    try:
+        return load_settings()
+    except (SettingsError, ValidationError) as error:
+        Console(stderr=True).print(f"[red]configuration error:[/red] {escape(str(error))}")
+        raise typer.Exit(ExitCode.ERROR) from error
+
+
+@asynccontextmanager
+async def _reconciler(server: str | None, token: str | None) -> AsyncIterator[Reconciler]:
+    """One client and one reconciler for the whole command."""
+    settings = _settings()
     secret = settings.room_server.token
-    return RoomServerClient(
+    async with RoomServerClient(
         server or settings.room_server.base_url,
         token=token or (secret.get_secret_value() if secret else None),
         timeout=settings.room_server.timeout_seconds,
-    )
+    ) as client:
+        yield Reconciler(client, settings)
 
 
-def _seed_root(loaded: LoadedSpec, file: Path) -> Path:
-    return loaded.base_dir or file.resolve().parent
+async def plan_rooms(reconciler: Reconciler, rooms: Sequence[Room], *, confirm: bool) -> list[RunResult]:
+    """The dry run of every room: its plan, the scope checks and the guardrails' verdict; nothing written."""
+    return [
+        await reconciler.reconcile(room.loaded.spec, seed_root=room.seed_root, dry_run=True, confirm=confirm)
+        for room in rooms
+    ]
 
 
-def _exit_code(result: RunResult) -> int:
-    if not result.success:
-        return EXIT_ERROR
-    changes = (result.plan or {}).get("changes", [])
-    return EXIT_CHANGES if changes else EXIT_NO_CHANGES
+async def apply_room(
+    reconciler: Reconciler, room: Room, confirmed: RunResult, *, confirm: bool, console: Console | None
+) -> RunResult:
+    """Apply exactly the plan of `confirmed` (the room's dry run that the user saw); with a `console`
+    that is a terminal, a progress bar follows the phases and the changes made."""
+    with ExitStack() as stack:
+        advance = None
+        if console is not None and console.is_terminal:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+            bar = stack.enter_context(Progress(*columns, console=console, transient=True))
+            advance = _progress_of(bar, room.loaded.spec.room_id)
+        return await reconciler.reconcile(
+            room.loaded.spec,
+            seed_root=room.seed_root,
+            confirm=confirm,
+            actor="cli",
+            expect=confirmed.plan,
+            progress=advance,
+        )
 
 
-def _print_problems(console: Console, result: RunResult) -> None:
-    for error in result.errors:
-        console.print(f"[red]error:[/red] {escape(error)}")
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+def _progress_of(bar: Progress, room_id: str) -> PhaseProgress:
+    task = bar.add_task(f"room {room_id}", total=None)
+
+    def advance(phase: str, done: int, total: int) -> None:
+        bar.update(task, description=f"room {room_id}: {phase.lower()}", completed=done, total=total)
+
+    return advance
 
 
-def _print_plan(console: Console, result: RunResult) -> None:
-    if result.plan is None:
-        return
-    if result.plan["changes"]:
-        console.print(plan_table(result.plan))
-    console.print(plan_summary(result.plan))
+def _has_changes(result: RunResult) -> bool:
+    return bool(result.plan and result.plan["changes"])
+
+
+def _plan_exit_code(results: Sequence[RunResult]) -> ExitCode:
+    """1 when any room failed to plan or its plan is refused, else 2 when any room has changes, else 0."""
+    if not all(result.success for result in results):
+        return ExitCode.ERROR
+    return ExitCode.CHANGES if any(_has_changes(result) for result in results) else ExitCode.OK
+
+
+def _apply_exit_code(results: Sequence[RunResult], *, detailed: bool) -> ExitCode:
+    """1 when any room failed; with `detailed`, 2 when any room was changed (or, for a dry run, would be)."""
+    if not all(result.success for result in results):
+        return ExitCode.ERROR
+    changed = any(result.applied or (result.dry_run and _has_changes(result)) for result in results)
+    return ExitCode.CHANGES if detailed and changed else ExitCode.OK
+
+
+def ask_to_apply(*, err: bool) -> None:
+    """Ask once before applying the plans shown; refuse when nobody can answer (stdin is not a terminal)."""
+    if not sys.stdin.isatty():
+        Console(stderr=err).print(
+            "[red]error:[/red] stdin is not a terminal, so nobody can confirm these changes:"
+            " pass --yes to apply the plan shown without asking"
+        )
+        raise typer.Exit(ExitCode.ERROR)
+    typer.confirm("Apply these changes?", abort=True, err=err)
+
+
+def _echo_json(bodies: Sequence[Any]) -> None:
+    typer.echo(json.dumps(bodies[0] if len(bodies) == 1 else list(bodies), indent=2))
+
+
+def _run_bodies(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    return [result.model_dump(mode="json", by_alias=True) for result in results]
+
+
+def _error_body(result: RunResult) -> dict[str, Any]:
+    return {"roomId": result.room_id, "code": result.code, "errors": result.errors}
 
 
 async def _plan(file: Path, server: str | None, token: str | None, *, confirm: bool) -> list[RunResult]:
-    settings = OperatorSettings()
-    results = []
-    async with _client(settings, server, token) as client:
-        reconciler = Reconciler(client, settings)
-        for loaded in _load(file, Console(stderr=True)):
-            seed_root = _seed_root(loaded, file)
-            results.append(
-                await reconciler.reconcile(loaded.spec, seed_root=seed_root, dry_run=True, confirm=confirm)
-            )
-    return results
+    rooms = _rooms(file)
+    async with _reconciler(server, token) as reconciler:
+        return await plan_rooms(reconciler, rooms, confirm=confirm)
 
 
 @app.command()
@@ -107,78 +184,60 @@ def plan(
     file: FileOption,
     server: ServerOption = None,
     token: TokenOption = None,
+    confirm: ConfirmOption = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Show what `apply` would change. Exit 0: nothing to do, 2: changes, 1: error."""
-    results = asyncio.run(_plan(file, server, token, confirm=False))
-    console = Console()
+    """Show what `apply` would change. Exit 0: nothing to do, 2: changes, 1: error.
+
+    A plan the guardrails refuse cannot be applied as it is: it is shown with the refusal and the exit
+    is 1 (pass --confirm, here and to apply, when the removals are intended).
+    """
+    results = asyncio.run(_plan(file, server, token, confirm=confirm))
     if output is OutputFormat.json:
-        plans = [r.plan if r.plan is not None else _error_body(r) for r in results]
-        typer.echo(json.dumps(plans[0] if len(plans) == 1 else plans, indent=2))
+        _echo_json([result.plan if result.plan is not None else _error_body(result) for result in results])
     else:
-        for result in results:
-            _print_plan(console, result)
-            _print_problems(console, result)
-    codes = [
-        EXIT_ERROR if r.code not in (None, RunCode.GUARDRAILS_EXCEEDED) else _exit_code_of_plan(r)
-        for r in results
-    ]
-    raise typer.Exit(max(codes, default=EXIT_NO_CHANGES))
-
-
-def _exit_code_of_plan(result: RunResult) -> int:
-    return EXIT_CHANGES if (result.plan or {}).get("changes") else EXIT_NO_CHANGES
-
-
-def _error_body(result: RunResult) -> dict[str, Any]:
-    return {"roomId": result.room_id, "code": result.code, "errors": result.errors}
-
-
-def _result_table(result: RunResult) -> Table:
-    table = Table(title=f"Result for room {result.room_id}")
-    table.add_column("outcome")
-    table.add_column("change", overflow="fold")
-    table.add_column("detail", overflow="fold")
-    for label in result.applied:
-        table.add_row("[green]applied[/green]", label, "")
-    for failure in result.failed:
-        table.add_row(
-            "[red]failed[/red]",
-            f"{failure.op}:{failure.target}",
-            f"{failure.message} ({failure.attempts} calls)",
-        )
-    for label in result.rolled_back:
-        table.add_row("[yellow]rolled back[/yellow]", label, "")
-    for label in result.remaining:
-        table.add_row("[dim]remaining[/dim]", label, "")
-    return table
+        print_planned(Console(), results)
+    raise typer.Exit(_plan_exit_code(results))
 
 
 async def _apply(
-    loaded: LoadedSpec,
     file: Path,
     server: str | None,
     token: str | None,
     *,
     confirm: bool,
-    show_progress: bool,
-) -> RunResult:
-    settings = OperatorSettings()
-    async with _client(settings, server, token) as client:
-        reconciler = Reconciler(client, settings)
-        seed_root = _seed_root(loaded, file)
-        if not show_progress:
-            return await reconciler.reconcile(loaded.spec, seed_root=seed_root, confirm=confirm, actor="cli")
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("applying", total=None)
-
-            def advance(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase.lower(), completed=done, total=total)
-
-            return await reconciler.reconcile(
-                loaded.spec, seed_root=seed_root, confirm=confirm, actor="cli", progress=advance
+    dry_run: bool,
+    yes: bool,
+    json_output: bool,
+) -> list[RunResult]:
+    """Plan once, show, ask, apply exactly what was shown; every room's result in file order."""
+    console = Console()
+    rooms = _rooms(file)
+    async with _reconciler(server, token) as reconciler:
+        previews = await plan_rooms(reconciler, rooms, confirm=confirm)
+        if not json_output:
+            print_planned(console, previews)
+        if dry_run or not all(p.success for p in previews) or not any(_has_changes(p) for p in previews):
+            return previews
+        if not yes:
+            if json_output:  # the plans the question is about, where they do not mix with the JSON
+                print_planned(Console(stderr=True), previews)
+            ask_to_apply(err=json_output)
+        report = Console(stderr=True) if json_output else console
+        results = []
+        for room, preview in zip(rooms, previews, strict=True):
+            if not _has_changes(preview):
+                results.append(preview)
+                continue
+            result = await apply_room(
+                reconciler, room, preview, confirm=confirm, console=None if json_output else console
             )
+            results.append(result)
+            if result.code is RunCode.PLAN_CHANGED:
+                print_plan_changed(report, result)
+            elif not json_output:
+                print_applied(console, result)
+        return results
 
 
 @app.command()
@@ -186,54 +245,25 @@ def apply(
     file: FileOption,
     server: ServerOption = None,
     token: TokenOption = None,
-    confirm: Annotated[
-        bool, typer.Option("--confirm", help="Confirm a high change ratio (X-Confirm).")
-    ] = False,
+    confirm: ConfirmOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and run the pre-checks only.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before applying.")] = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when changes were applied.")
+    ] = False,
     output: OutputOption = OutputFormat.text,
 ) -> None:
-    """Bring the room to its spec: plan, ask, apply, verify. Exit 0: nothing to do, 2: applied, 1: error."""
-    console = Console()
+    """Bring the rooms to their spec: plan, show, ask, apply exactly that plan, verify.
+
+    Exit 0: success, 1: error (any room failing, the guardrails refusing, or a room that changed since
+    its plan was shown: nothing is applied to it and its new plan is shown). With --detailed-exitcode,
+    2 when changes were applied (with --dry-run: when there are changes to apply).
+    Without a terminal to ask on, pass --yes.
+    """
     json_output = output is OutputFormat.json
-    previews = asyncio.run(_plan(file, server, token, confirm=confirm))
-    if not json_output:
-        for preview in previews:
-            _print_plan(console, preview)
-            _print_problems(console, preview)
-    failed = [p for p in previews if not p.success]
-    if dry_run or failed or not any(p.plan and p.plan["changes"] for p in previews):
-        if json_output:
-            body = [p.model_dump(mode="json", by_alias=True) for p in previews]
-            typer.echo(json.dumps(body[0] if len(body) == 1 else body, indent=2))
-        raise typer.Exit(max((_exit_code(p) for p in previews), default=EXIT_NO_CHANGES))
-    if not yes:
-        if not sys.stdin.isatty():
-            console.print("[red]error:[/red] not a terminal: pass --yes to apply without asking")
-            raise typer.Exit(EXIT_ERROR)
-        typer.confirm("Apply these changes?", abort=True)
-    results = []
-    for loaded, preview in zip(_load(file, Console(stderr=True)), previews, strict=True):
-        if not (preview.plan and preview.plan["changes"]):
-            results.append(preview)
-            continue
-        result = asyncio.run(
-            _apply(
-                loaded,
-                file,
-                server,
-                token,
-                confirm=confirm,
-                show_progress=not json_output and console.is_terminal,
-            )
-        )
-        results.append(result)
-        if not json_output:
-            console.print(_result_table(result))
-            _print_problems(console, result)
-            state = "converged" if result.converged else "not converged"
-            console.print(f"{len(result.applied)} applied, {len(result.failed)} failed: the room is {state}.")
+    results = asyncio.run(
+        _apply(file, server, token, confirm=confirm, dry_run=dry_run, yes=yes, json_output=json_output)
+    )
     if json_output:
-        body = [r.model_dump(mode="json", by_alias=True) for r in results]
-        typer.echo(json.dumps(body[0] if len(body) == 1 else body, indent=2))
-    raise typer.Exit(max((_exit_code(r) for r in results), default=EXIT_NO_CHANGES))
+        _echo_json(_run_bodies(results))
+    raise typer.Exit(_apply_exit_code(results, detailed=detailed_exitcode))

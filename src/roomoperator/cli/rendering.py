@@ -1,18 +1,26 @@
-"""Rich rendering for the terminal: plan tables and summaries drawn from the JSON plan format.
+"""Rich rendering for the terminal: plans, run results, problems and validation reports for people.
 
-Every `roomop` command that shows a plan or a result to a person goes through here; `--output json`
-prints the JSON itself instead.
+Every `roomop` command that shows a plan, a result or a spec problem to a person goes through here (the
+command modules only orchestrate); plans are drawn from the JSON plan format. `--output json` prints
+the JSON itself instead.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from roomoperator.model.changes import Op
+from roomoperator.model.codes import RunCode
+from roomoperator.model.results import RunResult
+from roomoperator.spec.errors import SpecIssue
+from roomoperator.spec.loading import LoadedSpec
 
 STYLE_OF: dict[Op, str] = {
     Op.JOIN: "green",
@@ -61,3 +69,107 @@ def plan_summary(plan: dict[str, Any]) -> str:
     to_apply = summary["total"] - summary["blocked"]
     text = f"{to_apply} to apply" + (f" ({', '.join(counts)})" if counts else "")
     return text + (f", {summary['blocked']} blocked" if summary["blocked"] else "")
+
+
+def print_plan(console: Console, result: RunResult) -> None:
+    """The plan of a run (its table when it has changes, then its summary line), if the run got one."""
+    if result.plan is None:
+        return
+    if result.plan["changes"]:
+        console.print(plan_table(result.plan))
+    console.print(plan_summary(result.plan))
+
+
+def print_problems(console: Console, result: RunResult) -> None:
+    """A run's errors, then its warnings, one a line."""
+    for error in result.errors:
+        console.print(f"[red]error:[/red] {escape(error)}")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def print_planned(console: Console, results: Sequence[RunResult]) -> None:
+    """Every room's plan with its problems, as `roomop plan` shows them and `roomop apply` asks about."""
+    for result in results:
+        print_plan(console, result)
+        print_problems(console, result)
+        if result.code is RunCode.GUARDRAILS_EXCEEDED:
+            console.print(
+                f"The guardrails refuse this plan: nothing would be applied to room {escape(result.room_id)}."
+                " Pass --confirm when the removals are intended (the kick and delete limits are settings)."
+            )
+
+
+def result_table(result: RunResult) -> Table:
+    """One row per change an APPLY made, failed, rolled back or left differing."""
+    table = Table(title=f"Result for room {result.room_id}")
+    table.add_column("outcome")
+    table.add_column("change", overflow="fold")
+    table.add_column("detail", overflow="fold")
+    for label in result.applied:
+        table.add_row("[green]applied[/green]", label, "")
+    for failure in result.failed:
+        table.add_row(
+            "[red]failed[/red]",
+            f"{failure.op}:{failure.target}",
+            f"{failure.message} ({failure.attempts} calls)",
+        )
+    for label in result.rolled_back:
+        table.add_row("[yellow]rolled back[/yellow]", label, "")
+    for label in result.remaining:
+        table.add_row("[dim]remaining[/dim]", label, "")
+    return table
+
+
+def print_applied(console: Console, result: RunResult) -> None:
+    """What an APPLY did to one room: the result table, the problems and a one-line verdict."""
+    console.print(result_table(result))
+    print_problems(console, result)
+    state = "converged" if result.converged else "not converged"
+    console.print(f"{len(result.applied)} applied, {len(result.failed)} failed: the room is {state}.")
+
+
+def print_plan_changed(console: Console, result: RunResult) -> None:
+    """A room that changed between the plan the user confirmed and APPLY: nothing was written to it."""
+    console.print(
+        f"[red]error:[/red] room {escape(result.room_id)} changed since its plan was shown: nothing was"
+        " applied to it. Its plan now is:"
+    )
+    print_plan(console, result)
+    console.print("Run `roomop apply` again to review and apply the new plan.")
+
+
+def room_summary(room: LoadedSpec) -> str:
+    """`room ai-lab-01 (ai-lab v4): 3 entities, 2 artifacts, 1 resource`."""
+    body = room.spec.spec
+    counts = [
+        _count(len(body.entities), "entity", "entities"),
+        _count(len(body.artifacts), "artifact", "artifacts"),
+        _count(len(body.resources), "resource", "resources"),
+    ]
+    metadata = room.spec.metadata
+    return f"room {room.spec.room_id} ({metadata.name} v{metadata.version}): {', '.join(counts)}"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def print_validation(console: Console, rooms: Sequence[LoadedSpec], errors: Sequence[SpecIssue]) -> None:
+    """`roomop validate`: one line per valid room with its warnings, then every error."""
+    for room in rooms:
+        console.print(f"{escape(room.source)}: [green]ok[/green]: {escape(room_summary(room))}")
+        for warning in room.warnings:
+            console.print(f"[yellow]warning[/yellow]: {escape(str(warning))}")
+    print_spec_issues(console, errors)
+
+
+def print_spec_issues(console: Console, issues: Sequence[SpecIssue]) -> None:
+    """Every spec problem as FILE:LINE:COL: field.path: message, then how many there are in how many files."""
+    for issue in issues:
+        console.print(escape(str(issue)), style="red")
+    if issues:
+        sources = len({issue.source for issue in issues})
+        console.print(
+            f"{_count(len(issues), 'error', 'errors')} in {_count(sources, 'file', 'files')}", style="bold"
+        )

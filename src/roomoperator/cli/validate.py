@@ -1,4 +1,7 @@
-"""`roomop validate` (check spec files, report every problem with its place) and `roomop schema`."""
+"""`roomop validate` (check spec files, report every problem with its place) and `roomop schema`.
+
+The report for people is drawn by `cli/rendering.py`; `--output json` prints `_report` instead.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
+from roomoperator.cli.rendering import print_validation
+from roomoperator.model.codes import ExitCode
 from roomoperator.spec.errors import SpecError, SpecIssue
 from roomoperator.spec.loading import LoadedSpec, load_file
 from roomoperator.spec.schema import json_schema
@@ -36,9 +40,9 @@ def validate(
     if output is OutputFormat.json:
         typer.echo(json.dumps(_report(rooms, errors), indent=2))
     else:
-        _print(rooms, errors)
+        print_validation(Console(highlight=False, soft_wrap=True), rooms, errors)
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 @app.command()
@@ -59,36 +63,6 @@ def _rooms_declared_twice(rooms: list[LoadedSpec]) -> list[SpecIssue]:
             message = f"room {room.spec.room_id!r} is also declared in {earlier.source}"
             issues.append(SpecIssue(room.source, "spec.roomId", message))
     return issues
-
-
-def _summary(room: LoadedSpec) -> str:
-    body = room.spec.spec
-    counts = [
-        _count(len(body.entities), "entity", "entities"),
-        _count(len(body.artifacts), "artifact", "artifacts"),
-        _count(len(body.resources), "resource", "resources"),
-    ]
-    metadata = room.spec.metadata
-    return f"room {room.spec.room_id} ({metadata.name} v{metadata.version}): {', '.join(counts)}"
-
-
-def _count(number: int, one: str, many: str) -> str:
-    return f"{number} {one if number == 1 else many}"
-
-
-def _print(rooms: list[LoadedSpec], errors: list[SpecIssue]) -> None:
-    console = Console(highlight=False, soft_wrap=True)
-    for room in rooms:
-        console.print(f"{escape(room.source)}: [green]ok[/green]: {escape(_summary(room))}")
-        for warning in room.warnings:
-            console.print(f"[yellow]warning[/yellow]: {escape(str(warning))}")
-    for error in errors:
-        console.print(escape(str(error)), style="red")
-    if errors:
-        sources = len({error.source for error in errors})
-        console.print(
-            f"{_count(len(errors), 'error', 'errors')} in {_count(sources, 'file', 'files')}", style="bold"
-        )
 
 
 def _report(rooms: list[LoadedSpec], errors: list[SpecIssue]) -> dict[str, object]:
