@@ -20,6 +20,9 @@ ruamel.yaml's parser is pure Python and does most of the work, so two fast paths
 - `parse_documents` takes its events from libyaml's C parser when ruamel.yaml.clibz is installed, except
   for text holding what libyaml reads differently (`_LIBYAML_DIFFERS`), and asks the pure-Python parser
   again whenever anything goes wrong, so every message (and every refusal) is ruamel.yaml's own.
+
+Longer than most modules on purpose: the event-stream builder, its limits and its two fast paths must
+agree exactly (a property test checks that they do), and they are easiest to keep so side by side.
 """
 
 from __future__ import annotations

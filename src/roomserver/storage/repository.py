@@ -2,6 +2,9 @@
 
 Each change appends its events to the `events` table in the same transaction, so the event log and the
 data never disagree, and `GET /events` can replay exactly what happened.
+
+Longer than most modules on purpose: every SQL statement of the room server is here, so what one
+transaction reads and writes, and which events it appends, can be checked in one file.
 """
 
 from __future__ import annotations
