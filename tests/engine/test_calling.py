@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from roomoperator.clients.errors import (
     Conflict,
@@ -17,13 +21,14 @@ from roomoperator.clients.errors import (
     Transient,
     Unauthorized,
     Unreachable,
-    error_from_response,
+    error_from_answer,
     parse_retry_after,
 )
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier, RetryFailed, backoff_delay
 from roomoperator.settings import RetrySettings
+from tests.support.servers import serve_app
 
 
 @given(
@@ -104,20 +109,21 @@ async def test_attempts_and_total_time_are_capped() -> None:
 
 
 def test_error_mapping() -> None:
-    def answer(status: int, **kwargs: object) -> RoomServerError:
-        return error_from_response(httpx.Response(status, **kwargs))  # type: ignore[arg-type]
+    def answer(status: int, *, body: object = b"", retry_after: str | None = None) -> RoomServerError:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return error_from_answer(status, reason=None, body=raw, retry_after=retry_after)
 
-    forbidden = answer(403, json={"error": "Forbidden", "code": "INSUFFICIENT_SCOPE", "message": "lacks x"})
+    forbidden = answer(403, body={"error": "Forbidden", "code": "INSUFFICIENT_SCOPE", "message": "lacks x"})
     assert isinstance(forbidden, Forbidden)
     assert (forbidden.code, forbidden.message, forbidden.transient) == (
         "INSUFFICIENT_SCOPE",
         "lacks x",
         False,
     )
-    limited = answer(429, headers={"Retry-After": "7"})
+    limited = answer(429, retry_after="7")
     assert (limited.transient, limited.retry_after) == (True, 7.0)
     assert answer(502).transient
-    assert isinstance(answer(400, text="not json"), Rejected)
+    assert isinstance(answer(400, body=b"not json"), Rejected)
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("soon") is None
 
@@ -138,13 +144,12 @@ async def test_rate_limiter_allows_a_burst_then_waits() -> None:
 async def test_client_encodes_path_parts_and_counts_requests() -> None:
     seen: list[str] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.raw_path.decode())
-        return httpx.Response(
-            404, json={"error": "NotFound", "code": "ENTITY_NOT_FOUND", "message": "absent"}
-        )
+    async def absent(request: Request) -> JSONResponse:
+        seen.append(request.scope["raw_path"].decode())
+        return JSONResponse({"error": "NotFound", "code": "ENTITY_NOT_FOUND", "message": "absent"}, 404)
 
-    async with RoomServerClient("http://roomserver.test", transport=httpx.MockTransport(answer)) as client:
+    server = Starlette(routes=[Route("/{path:path}", absent, methods=["DELETE"])])
+    async with serve_app(server) as url, RoomServerClient(url) as client:
         assert await client.kick("room 1", "E-a/b?c") is False  # 404 on a kick is success: already gone
         assert await client.delete_artifact("room-1", "notes#1.md") is False
         assert client.requests == 2

@@ -50,7 +50,7 @@ async def test_a_timed_out_write_is_retried(roomserver: RoomServerHandle, seeds:
                 room_spec(entities=[AGENT]), seed_root=seeds
             )
     assert result.success, result.warnings
-    assert result.applied == ["join:E-agent-1"]
+    assert result.applied == ("join:E-agent-1",)
     assert proxy.count("PUT", PUT_ENTITY) == 2  # the hung call, then the retry
 
 
@@ -69,11 +69,11 @@ async def test_permanent_failure_is_not_retried_and_others_go_on(
             assert "Failed to seed artifact project-plan: 400 INJECTED_FAULT: injected 400" in result.warnings
             assert "join:E-agent-1" in result.applied
             assert "set-policy:dmVisibilityDefault" in result.applied
-            assert result.remaining == ["seed:project-plan"]
+            assert result.remaining == ("seed:project-plan",)
             assert "item.failed" in sink.actions
             healed = await reconciler.reconcile(full_spec(artifacts=[PLAN]), seed_root=seeds)
             assert healed.success
-            assert healed.applied == ["seed:project-plan"]
+            assert healed.applied == ("seed:project-plan",)
 
 
 async def test_retries_give_up_after_max_attempts(roomserver: RoomServerHandle, seeds: Path) -> None:
@@ -94,7 +94,7 @@ async def test_unauthorized_during_apply_aborts_the_run(roomserver: RoomServerHa
             reconciler = Reconciler(client, fast_settings(), concurrency=1)
             result = await reconciler.reconcile(room_spec(entities=[AGENT, HUMAN]), seed_root=seeds)
     assert (result.success, result.code) == (False, "UNAUTHORIZED")
-    assert result.applied == []
+    assert result.applied == ()
     assert proxy.count("PUT", PUT_ENTITY) == 1  # the second join was never sent
 
 
@@ -187,7 +187,7 @@ async def test_reference_server_changes_are_blocked_never_reported_done(seeds: P
             full_spec(artifacts=[DATA]), seed_root=seeds
         )
     assert not result.success
-    assert result.applied == []
+    assert result.applied == ()
     assert result.plan is not None
     codes = {(c["op"], c["name"]): (c["blocked"] or {}).get("code") for c in result.plan["changes"]}
     assert codes[("join", "E-agent-1")] == "UNSUPPORTED_BY_SERVER"
@@ -224,6 +224,6 @@ async def test_an_unchanged_room_is_read_with_304_and_not_planned_again(
         # Drift: the room changed, so the next read is a 200 and the run plans and repairs it.
         await client.kick("room-eng-1", AGENT["id"])
         repaired = await reconciler.reconcile(spec, seed_root=seeds)
-        assert repaired.applied == [f"join:{AGENT['id']}"]
+        assert repaired.applied == (f"join:{AGENT['id']}",)
         assert repaired.converged is True
     assert ("GET", state, 200) in proxy.hits[before + 1 :]

@@ -131,7 +131,10 @@ async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds
 
         (seeds / "seeds" / "plan.md").write_text("# Plan v2\n")
         reseeded = await reconciler.reconcile(changed, seed_root=seeds)
-        assert reseeded.applied == ("reseed:project-plan", "promote:project-plan",)
+        assert reseeded.applied == (
+            "reseed:project-plan",
+            "promote:project-plan",
+        )
         latest = next(a for a in (await client.get_state("room-eng-1")).artifacts if a.name == "project-plan")
         assert (latest.version, latest.promoted) == (2, True)
 

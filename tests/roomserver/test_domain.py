@@ -223,22 +223,19 @@ def test_room_lifecycle() -> None:
     assert status_after_leave("active", remaining=1) == "active"
 
 
-def test_event_envelope_and_sse_frame() -> None:
+def test_event_envelope() -> None:
     assert artifact_written("a", 1, "s").kind == "ARTIFACT.ADDED"
     assert artifact_written("a", 2, "s").kind == "ARTIFACT.UPDATED"
     event = RoomEvent(
         43, "ai-lab-01", "2026-11-27T03:00:00.123456Z", "ENTITY.LEAVE", {"entityId": "E-agent-1"}
     )
-    lines = event.sse_frame().split("\n")
-    assert lines[:2] == ["id: 43", "event: event"]
-    assert json.loads(lines[2].removeprefix("data: ")) == {
+    assert event.envelope() == {
         "id": "43",
         "roomId": "ai-lab-01",
         "ts": "2026-11-27T03:00:00.123456Z",
         "type": "event",
         "payload": {"kind": "ENTITY.LEAVE", "data": {"entityId": "E-agent-1"}},
     }
-    assert event.sse_frame().endswith("\n\n")
 
 
 def test_timestamps_are_utc_z_and_parse_back() -> None:

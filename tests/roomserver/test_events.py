@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from roomserver.api.events import connected_frame, event_frame, ping_frame
+from roomserver.domain.events import RoomEvent
 from tests.support.roomserver import RoomServerHandle, running_roomserver, upload_artifact
 
 ROOM = "ai-lab-01"
@@ -134,3 +136,20 @@ async def test_bad_stream_requests_are_400(
 ) -> None:
     answer = await client.get("/events", params=params, headers=headers)
     assert (answer.status_code, answer.json()["code"]) == (400, code)
+
+
+def test_frames_keep_the_reference_wire_bytes() -> None:
+    event = RoomEvent(
+        43, "ai-lab-01", "2026-11-27T03:00:00.123456Z", "ENTITY.LEAVE", {"entityId": "E-agent-1"}
+    )
+    envelope = (
+        '{"id":"43","roomId":"ai-lab-01","ts":"2026-11-27T03:00:00.123456Z","type":"event",'
+        '"payload":{"kind":"ENTITY.LEAVE","data":{"entityId":"E-agent-1"}}}'
+    )
+    assert event_frame(event).encode() == f"id: 43\nevent: event\ndata: {envelope}\n\n".encode()
+    connected = connected_frame("2026-11-27T03:00:00Z").encode()
+    assert connected == (
+        b'event: connected\ndata: {"type":"connected","source":"roomserver",'
+        b'"timestamp":"2026-11-27T03:00:00Z","message":"Connected to RoomServer events"}\n\n'
+    )
+    assert ping_frame().encode() == b": ping\n\n"

@@ -10,8 +10,9 @@ import pytest
 from pydantic import SecretStr
 from starlette.requests import Request
 
+from roomcontract.network import is_loopback
 from roomoperator.model.codes import RunCode
-from roomoperator.service.auth import ANONYMOUS, AuthConfigError, Authenticator, is_loopback
+from roomoperator.service.auth import ANONYMOUS, AuthConfigError, Authenticator
 from roomoperator.service.errors import ApiError
 from roomoperator.service.health import Health, HealthMonitor
 from roomoperator.settings import ApiSettings, SettingsError, load_settings
@@ -90,12 +91,12 @@ def test_auth_names_the_caller_and_refuses_unknown_tokens(tmp_path: Path) -> Non
     tokens = tmp_path / "tokens.yaml"
     digest = hashlib.sha256(b"ci-token").hexdigest()
     tokens.write_text(
-        f"tokens:\n  - name: ci\n    sha256: {digest}\n  - name: alice\n    token: alice-token\n"
+        f"tokens:\n  - name: ci\n    sha256: {digest}\n  - name: alice\n    token: alice-token-0123456789\n"
     )
     auth = Authenticator.from_settings(ApiSettings(token=SecretStr("api-token"), tokens_file=tokens))
     assert auth.caller(request_with("Bearer api-token")) == "api"
     assert auth.caller(request_with("Bearer ci-token")) == "ci"
-    assert auth.caller(request_with("bearer alice-token")) == "alice"
+    assert auth.caller(request_with("bearer alice-token-0123456789")) == "alice"
     for header in (None, "Bearer nope", "Basic abc"):
         with pytest.raises(ApiError) as refused:
             auth.caller(request_with(header))

@@ -1,1 +1,2 @@
-"""Clients of the services the operator talks to: the room server's REST API and its event stream."""
+"""HTTP clients, all on aiohttp: the room server's REST API and event stream, and the operator's own API
+(for the CLI)."""

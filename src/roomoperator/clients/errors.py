@@ -3,6 +3,8 @@
 Every failure of a room-server call is a `RoomServerError` with the HTTP `status` (None when no answer
 came back), a machine-readable `code` and a human `message`. `transient` says whether the same call may
 succeed later (connection errors, timeouts, 429, 5xx): only those are retried, honouring `retry_after`.
+`error_from_answer` and `error_from_failure` are the one mapping from what the HTTP library saw (an answer
+with a status, or an exception and no answer) to these classes; the client's request funnel calls them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import email.utils
 import json
 import time
 
-import httpx
+import aiohttp
 
 
 class RoomServerError(Exception):
@@ -79,16 +81,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_from_response(response: httpx.Response) -> RoomServerError:
-    """The error for a non-2xx httpx answer (see `error_from_answer`)."""
-    return error_from_answer(
-        response.status_code,
-        reason=response.reason_phrase,
-        body=response.content,
-        retry_after=response.headers.get("Retry-After"),
-    )
-
-
 def error_from_answer(
     status: int, *, reason: str | None, body: bytes, retry_after: str | None
 ) -> RoomServerError:
@@ -112,14 +104,12 @@ def error_from_answer(
     return by_status.get(status, Rejected)(status, code, message)
 
 
-def error_from_transport(exc: httpx.TransportError, base_url: str) -> Unreachable:
-    """The error for a call that got no answer."""
-    return unreachable(
-        base_url, str(exc) or type(exc).__name__, timed_out=isinstance(exc, httpx.TimeoutException)
-    )
-
-
-def unreachable(base_url: str, detail: str, *, timed_out: bool) -> Unreachable:
-    """The room server gave no answer (`detail` says why)."""
-    kind = "timed out" if timed_out else "unreachable"
-    return Unreachable(None, "ROOM_SERVER_UNREACHABLE", f"room server {base_url} {kind}: {detail}")
+def error_from_failure(exc: BaseException, *, base_url: str, what: str) -> RoomServerError:
+    """The error for a call (`what`, e.g. "GET /health") that got no usable answer: `Unreachable` (worth
+    retrying) for a refused, broken or garbled connection and for a timeout; `INVALID_RESPONSE` for a
+    redirect loop, which will not heal by itself."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return RoomServerError(None, "INVALID_RESPONSE", f"{what}: {detail}")
+    kind = "timed out" if isinstance(exc, TimeoutError) else "unreachable"
+    return Unreachable(None, "ROOM_SERVER_UNREACHABLE", f"room server {base_url} {kind}: {what}: {detail}")

@@ -1,7 +1,9 @@
 """Follows the room server's `GET /events` SSE stream and reports which room changed.
 
 The operator uses it to correct drift at once instead of waiting for the next interval. The stream is
-resumed with `Last-Event-ID` after any disconnection, so no change is missed while reconnecting.
+read through `RoomServerClient.events` (the client's one request funnel) and resumed with `Last-Event-ID`
+after any disconnection, so no change is missed while reconnecting; reconnects wait by the operator's one
+backoff formula (`model.backoff`), starting over once a stream was open.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import asyncio
 import json
 from collections.abc import Callable
 
-import httpx
 import structlog
-from httpx_sse import SSEError, aconnect_sse
+
+from roomoperator.clients.errors import RoomServerError
+from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.model.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -33,39 +37,32 @@ class RoomEventFollower:
         self.on_change = on_change
         self.last_event_id: str | None = None
         self.connected = asyncio.Event()
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._retry_initial = retry_initial
-        self._retry_max = retry_max
+        self._token = token
+        self._backoff = Backoff(retry_initial, retry_max)
 
     async def run(self) -> None:
         """Follow the stream forever (until cancelled), reconnecting with backoff."""
-        delay = self._retry_initial
-        timeout = httpx.Timeout(10.0, read=None)
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout) as http:
+        failures = 0
+        async with RoomServerClient(self.base_url, token=self._token) as client:
             while True:
                 try:
-                    await self._follow(http)
-                    delay = self._retry_initial
-                except (httpx.HTTPError, SSEError) as exc:
-                    log.debug("room-server events unavailable", error=str(exc), retry_in=delay)
-                finally:
-                    self.connected.clear()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
+                    await self._follow(client)
+                except (RoomServerError, UnicodeDecodeError) as exc:
+                    log.debug("room-server events unavailable", error=str(exc))
+                failures = 1 if self.connected.is_set() else failures + 1
+                self.connected.clear()
+                await asyncio.sleep(self._backoff.delay(failures))
 
-    async def _follow(self, http: httpx.AsyncClient) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
-        async with aconnect_sse(http, "GET", "/events", headers=headers) as source:
-            source.response.raise_for_status()
-            self.connected.set()
-            async for event in source.aiter_sse():
-                if event.event != "event":
-                    continue
-                if event.id:
-                    self.last_event_id = event.id
-                try:
-                    room_id = json.loads(event.data).get("roomId")
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(room_id, str):
-                    self.on_change(room_id)
+    async def _follow(self, client: RoomServerClient) -> None:
+        async for event in client.events(last_event_id=self.last_event_id):
+            self.connected.set()  # the server's first event (`connected`) proves the stream open
+            if event.event != "event":
+                continue
+            if event.id:
+                self.last_event_id = event.id
+            try:
+                room_id = json.loads(event.data).get("roomId")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(room_id, str):
+                self.on_change(room_id)

@@ -1,52 +1,55 @@
-"""REST client of the room server (`docs/contract.md`): the state read, the writes, MCP, identity.
+"""REST client of the room server (`docs/contract.md`): the state read, the writes, MCP, identity, events.
 
-Every path part is URL-encoded, every failure is one of `clients.errors`, and `requests` counts the HTTP
-requests made (benchmarks and the "a converged room costs one request" check read it). Idempotent
-outcomes of the contract are answers, not errors: a kick or delete of an absent entity or artifact (404)
-returns False. Entities are declared with the upsert PUT, not `POST /room/{roomId}/join`, whose answer
-is the whole roster (O(n) per join, O(n²) to fill a room). Seed bytes are streamed from the file, never
-loaded whole.
+Every call goes through one funnel, `_exchange`, on one aiohttp session (made on first use, inside the
+running event loop; closed by `aclose`). The funnel counts the request in `requests` (benchmarks and the
+"a converged room costs one request" check read it), tells `observer(status, seconds)` of it (status None:
+no answer), for metrics, and maps every failure through `clients.errors`. Its only input from outside is
+the base URL, so a test that points the client at a fault-injecting proxy reaches every call, the state
+read included. aiohttp was chosen by measurement (`docs/operator.md`, "HTTP client"): about a quarter of
+httpx's CPU per request.
 
-The state read is the one request every managed room makes every interval, so it takes the cheapest
-path: an aiohttp session (about a tenth of httpx's CPU per request) and a conditional GET. The client
-keeps each room's last state body (a few KiB, not the parsed objects, about six times larger) with its
-`ETag` and sends `If-None-Match`; on a `304` it parses the kept body. The `ETag` comes back in
-`ObservedRoom.etag`, so callers can tell an unchanged room without comparing states. Every other call
-(writes, streams, identity, health) goes through httpx. `observer(status, seconds)` hears of every
-request (status None: no answer), for metrics.
+Every path part is URL-encoded. Idempotent outcomes of the contract are answers, not errors: a kick or
+delete of an absent entity or artifact (404) returns False. Entities are declared with the upsert PUT, not
+`POST /room/{roomId}/join`, whose answer is the whole roster (O(n) per join, O(n²) to fill a room). Seed
+bytes are streamed from the file and downloads into one, never held whole.
+
+The state read is the one request every managed room makes every interval, so it is a conditional GET:
+the client keeps each room's last state body (a few KiB, not the parsed objects, about six times larger)
+with its `ETag` and sends `If-None-Match`; on a `304` it parses the kept body. The `ETag` comes back in
+`ObservedRoom.etag`, so callers can tell an unchanged room without comparing states. aiohttp sends an
+idempotent request (GET, PUT, DELETE) once more when the server had closed the kept-alive connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
-import httpx
 from pydantic import ValidationError
 
 from roomoperator.clients.errors import (
     NotFound,
     RoomServerError,
     error_from_answer,
-    error_from_response,
-    error_from_transport,
-    unreachable,
+    error_from_failure,
 )
+from roomoperator.clients.http import SessionClient, SseEvent, read_events
 from roomoperator.model.observed import Identity, ObservedPolicies, ObservedRoom
 
 JsonBody = dict[str, Any]
 RequestObserver = Callable[[int | None, float], None]
 
+_CHUNK = 64 * 1024
+
 
 class _Answer(NamedTuple):
     status: int
-    reason: str | None
     headers: Mapping[str, str]
     body: bytes
 
@@ -55,8 +58,8 @@ def _part(value: str) -> str:
     return quote(value, safe="")
 
 
-class RoomServerClient:
-    """An `httpx.AsyncClient` speaking the room server's operator contract."""
+class RoomServerClient(SessionClient):
+    """The room server's operator contract over one aiohttp session."""
 
     def __init__(
         self,
@@ -64,65 +67,51 @@ class RoomServerClient:
         *,
         token: str | None = None,
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         observer: RequestObserver | None = None,
     ) -> None:
-        """`transport` replaces httpx's (tests); it does not carry the state read."""
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        """`timeout` bounds connecting and each wait for bytes (`RoomServerSettings.timeout_seconds`)."""
+        super().__init__(timeout=timeout, headers={"Authorization": f"Bearer {token}"} if token else None)
         self.base_url = base_url.rstrip("/")
         self.requests = 0
         self._identity: Identity | None = None
         self._observer = observer
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
-        )
-        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the event loop
         self._states: dict[str, tuple[str, bytes]] = {}
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-        if self._session is not None:
-            await self._session.close()
-
-    def _observe(self, status: int | None, started: float) -> None:
-        if self._observer is not None:
-            self._observer(status, time.perf_counter() - started)
-
-    async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, method: str, path: str, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The one funnel: the open answer to `method path` (2xx or 304), or one of `clients.errors`, also
+        for a failure while the caller reads the body."""
         self.requests += 1
-        started = time.perf_counter()
+        started, status = time.perf_counter(), None
         try:
-            response = await self._http.send(request, stream=stream)
-        except httpx.TransportError as exc:
-            self._observe(None, started)
-            raise error_from_transport(exc, self.base_url) from exc
-        except httpx.RequestError as exc:  # undecodable body, too many redirects
-            self._observe(None, started)
-            raise RoomServerError(None, "INVALID_RESPONSE", f"{request.url.path}: {exc}") from exc
-        self._observe(response.status_code, started)
-        if response.is_success:
-            return response
-        await response.aread()
-        raise error_from_response(response)
+            async with self._open().request(method, self.base_url + path, **options) as response:
+                status = response.status
+                if not (200 <= status < 300 or status == 304):
+                    raise error_from_answer(
+                        status,
+                        reason=response.reason,
+                        body=await response.read(),
+                        retry_after=response.headers.get("Retry-After"),
+                    )
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise error_from_failure(exc, base_url=self.base_url, what=f"{method} {path}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(status, time.perf_counter() - started)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self._send(self._http.build_request(method, path, **kwargs))
+    async def _call(self, method: str, path: str, **options: Any) -> _Answer:
+        async with self._exchange(method, path, **options) as response:
+            return _Answer(response.status, response.headers, await response.read())
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._call(method, path, **kwargs)
+    async def _json(self, method: str, path: str, **options: Any) -> Any:
+        answer = await self._call(method, path, **options)
         try:
-            return response.json()
+            return json.loads(answer.body)
         except ValueError as exc:
-            raise RoomServerError(response.status_code, "INVALID_RESPONSE", f"{path}: not JSON") from exc
+            raise RoomServerError(answer.status, "INVALID_RESPONSE", f"{path}: not JSON") from exc
 
     # ---- reads ---------------------------------------------------------------------------------------
 
@@ -130,58 +119,23 @@ class RoomServerClient:
         """The room's declared entities, live artifacts, policies and resources, with the answer's `ETag`
         (a 304 answers the kept body). 404 means a server without the operator endpoints (the reference
         .NET server): see `NotFound`."""
-        cached = self._states.get(room_id)
+        cached = self._states.pop(room_id, None)  # kept again below once the answer proves good
         headers = {"If-None-Match": cached[0]} if cached is not None else {}
-        answer = await self._get(f"/room/{_part(room_id)}/state", headers)
+        answer = await self._call("GET", f"/room/{_part(room_id)}/state", headers=headers)
         etag: str | None
         if answer.status == 304 and cached is not None:
             etag, body = cached
-        elif 200 <= answer.status < 300:
-            etag, body = answer.headers.get("ETag"), answer.body
         else:
-            self._states.pop(room_id, None)
-            raise error_from_answer(
-                answer.status,
-                reason=answer.reason,
-                body=answer.body,
-                retry_after=answer.headers.get("Retry-After"),
-            )
+            etag, body = answer.headers.get("ETag"), answer.body
         try:
             observed = ObservedRoom.model_validate_json(body)
         except ValidationError as exc:
-            self._states.pop(room_id, None)
-            raise RoomServerError(200, "INVALID_RESPONSE", f"room state of {room_id}: {exc}") from exc
-        if etag is None:
-            self._states.pop(room_id, None)
-        else:
+            raise RoomServerError(
+                answer.status, "INVALID_RESPONSE", f"room state of {room_id}: {exc}"
+            ) from exc
+        if etag is not None:
             self._states[room_id] = (etag, body)
         return observed.model_copy(update={"etag": etag})  # from the header only, never from the body
-
-    async def _get(self, path: str, headers: dict[str, str]) -> _Answer:
-        """One GET on the aiohttp session."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout),
-            )
-        self.requests += 1
-        started = time.perf_counter()
-        try:
-            try:
-                answer = await self._fetch(self._session, path, headers)
-            except aiohttp.ServerDisconnectedError:
-                # A keep-alive connection the server closed meanwhile: a GET is safe to send again.
-                answer = await self._fetch(self._session, path, headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._observe(None, started)
-            detail = str(exc) or type(exc).__name__
-            raise unreachable(self.base_url, detail, timed_out=isinstance(exc, TimeoutError)) from exc
-        self._observe(answer.status, started)
-        return answer
-
-    async def _fetch(self, session: aiohttp.ClientSession, path: str, headers: dict[str, str]) -> _Answer:
-        async with session.get(self.base_url + path, headers=headers) as response:
-            return _Answer(response.status, response.reason, response.headers, await response.read())
 
     async def whoami(self) -> Identity:
         """The token's name and scopes (cached: a token's scopes do not change during a client's life)."""
@@ -202,26 +156,27 @@ class RoomServerClient:
 
     async def download_artifact(self, room_id: str, name: str, *, version: int, target: Path) -> None:
         """Stream version `version` of a room artifact into `target` (used to restore it on rollback)."""
-        request = self._http.build_request(
-            "GET", f"/rooms/{_part(room_id)}/artifacts/{_part(name)}", params={"version": version}
-        )
-        response = await self._send(request, stream=True)
-        try:
+        path = f"/rooms/{_part(room_id)}/artifacts/{_part(name)}"
+        async with self._exchange("GET", path, params={"version": version}) as response:
             with target.open("wb") as sink:
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
-        except httpx.TransportError as exc:
-            raise error_from_transport(exc, self.base_url) from exc
-        finally:
-            await response.aclose()
+
+    async def events(self, *, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:
+        """`GET /events`: every room event after `last_event_id` (all new ones when None) as it happens,
+        first a `connected` event; ends when the server closes the stream."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        async with self._exchange("GET", "/events", headers=headers, timeout=self._stream_timeout) as answer:
+            async for event in read_events(answer):
+                yield event
 
     # ---- writes --------------------------------------------------------------------------------------
 
     async def put_entity(self, room_id: str, entity_id: str, entity: JsonBody) -> bool:
         """Declare or update an entity (`PUT /room/{roomId}/entities/{entityId}`, an upsert answering only
         that entity); True when this call declared it (201)."""
-        response = await self._call("PUT", f"/room/{_part(room_id)}/entities/{_part(entity_id)}", json=entity)
-        return response.status_code == 201
+        answer = await self._call("PUT", f"/room/{_part(room_id)}/entities/{_part(entity_id)}", json=entity)
+        return answer.status == 201
 
     async def kick(self, room_id: str, entity_id: str) -> bool:
         """Remove an entity; False when it was not declared (404 is success for the operator)."""
@@ -251,12 +206,10 @@ class RoomServerClient:
             "fingerprint": fingerprint,
         }
         with source.open("rb") as data:
-            body = await self._json(
-                "POST",
-                f"/rooms/{_part(room_id)}/artifacts",
-                data={"spec": json.dumps(spec)},
-                files={"data": (name, data, "application/octet-stream")},
-            )
+            form = aiohttp.FormData()
+            form.add_field("spec", json.dumps(spec))
+            form.add_field("data", data, filename=name, content_type="application/octet-stream")
+            body = await self._json("POST", f"/rooms/{_part(room_id)}/artifacts", data=form)
         manifest: JsonBody = body.get("manifest", body) if isinstance(body, dict) else {}
         return manifest
 

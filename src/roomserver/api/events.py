@@ -1,15 +1,21 @@
-"""`GET /events`: Server-Sent Events of every stored room event, resumable with `Last-Event-ID`."""
+"""`GET /events`: Server-Sent Events of every stored room event, resumable with `Last-Event-ID`.
+
+`sse-starlette` writes the frames and the keep-alive pings; the bytes are the ones the reference clients
+read: LF line ends, `event: connected` first, then per room event `id: <seq>`, `event: event` and the
+RoomEvent envelope as compact JSON `data`, and a `: ping` comment every `sse_ping_seconds`.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from roomserver.api.dependencies import ERRORS, Reader, Server
-from roomserver.domain.events import PING_FRAME, connected_frame
+from roomserver.domain.events import RoomEvent
 from roomserver.domain.identifiers import check_room_id
 from roomserver.domain.timestamps import now_iso
 from roomserver.errors import bad_request
@@ -19,30 +25,55 @@ from roomserver.storage import repository
 router = APIRouter(tags=["events"], responses=ERRORS)
 
 _BATCH: Final = 500
+_SEP: Final = "\n"
 _SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def _stream(server: RoomServer, room_id: str | None, after: int) -> AsyncIterator[str]:
+def _data(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"))
+
+
+def event_frame(event: RoomEvent) -> ServerSentEvent:
+    """A stored room event: its sequence number is the SSE `id`, which `Last-Event-ID` resumes after."""
+    return ServerSentEvent(_data(event.envelope()), event="event", id=str(event.seq), sep=_SEP)
+
+
+def connected_frame(timestamp: str) -> ServerSentEvent:
+    body = {
+        "type": "connected",
+        "source": "roomserver",
+        "timestamp": timestamp,
+        "message": "Connected to RoomServer events",
+    }
+    return ServerSentEvent(_data(body), event="connected", sep=_SEP)
+
+
+def ping_frame() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping", sep=_SEP)
+
+
+async def _stream(server: RoomServer, room_id: str | None, after: int) -> AsyncIterator[ServerSentEvent]:
     yield connected_frame(now_iso())
     cursor = after
-    ping = server.settings.sse_ping_seconds
-    while not server.feed.closing.is_set():
-        known = server.feed.latest
+    feed = server.feed
+    while not feed.closing.is_set():
+        known = feed.latest
         batch = await server.db.run(repository.events_after, cursor, room_id, limit=_BATCH)
         for event in batch:
-            yield event.sse_frame()
+            yield event_frame(event)
         if len(batch) == _BATCH:
             cursor = batch[-1].seq
             continue
         # Every event up to `known` was committed before this read, so the cursor may skip to it.
         cursor = max(known, batch[-1].seq if batch else cursor)
-        if not await server.feed.wait_beyond(cursor, within=ping) and not server.feed.closing.is_set():
-            yield PING_FRAME
+        while not await feed.wait_beyond(cursor, within=server.settings.sse_ping_seconds):
+            if feed.closing.is_set():
+                return
 
 
 @router.get(
     "/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE: connected, then events"}},
 )
 async def events(
@@ -50,7 +81,7 @@ async def events(
     _: Reader,
     room_id: Annotated[str | None, Query(alias="roomId", description="only this room's events")] = None,
     last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """`connected` first, then every room event (`id:` = its sequence number); `: ping` every 10 s."""
     if room_id is not None:
         check_room_id(room_id)
@@ -61,6 +92,11 @@ async def events(
         after = int(last_event_id)
     else:
         after = server.feed.latest
-    return StreamingResponse(
-        _stream(server, room_id, after), media_type="text/event-stream; charset=utf-8", headers=_SSE_HEADERS
+    return EventSourceResponse(
+        _stream(server, room_id, after),
+        media_type="text/event-stream; charset=utf-8",
+        headers=_SSE_HEADERS,
+        ping=server.settings.sse_ping_seconds,
+        ping_message_factory=ping_frame,
+        sep=_SEP,
     )

@@ -1,8 +1,8 @@
-"""Room events: the kinds, the reference's RoomEvent envelope, and Server-Sent-Event framing."""
+"""Room events: the kinds and the reference's RoomEvent envelope (framed as Server-Sent Events by
+`api/events.py`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -45,24 +45,8 @@ class RoomEvent:
             "payload": {"kind": self.kind, "data": self.data},
         }
 
-    def sse_frame(self) -> str:
-        return f"id: {self.seq}\nevent: event\ndata: {json.dumps(self.envelope(), separators=(',', ':'))}\n\n"
-
 
 def artifact_written(name: str, version: int, sha256: str) -> PendingEvent:
     """ARTIFACT.ADDED for a first version, ARTIFACT.UPDATED after (the reference's rule)."""
     kind = ARTIFACT_ADDED if version == 1 else ARTIFACT_UPDATED
     return PendingEvent(kind, {"name": name, "version": version, "sha256": sha256})
-
-
-def connected_frame(timestamp: str) -> str:
-    body = {
-        "type": "connected",
-        "source": "roomserver",
-        "timestamp": timestamp,
-        "message": "Connected to RoomServer events",
-    }
-    return f"event: connected\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
-
-
-PING_FRAME: Final = ": ping\n\n"
