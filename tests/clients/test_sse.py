@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,4 +44,4 @@ def test_an_unfinished_event_waits_for_its_blank_line() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
 def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(STREAM)]
-    assert _parse([STREAM[a:b] for a, b in zip(points, points[1:], strict=False)]) == EVENTS
+    assert _parse([STREAM[a:b] for a, b in itertools.pairwise(points)]) == EVENTS
