@@ -241,3 +241,27 @@ async def test_events_stream_connected_replay_and_live(operator: Operator, tmp_p
         async for line in lines:
             if line.startswith("data: ") and json.loads(line.removeprefix("data: "))["roomId"] == "lab-12":
                 break
+
+
+async def test_openapi_describes_the_answer_of_every_route(operator: Operator) -> None:
+    document = (await operator.http.get("/openapi.json")).json()
+    operations = [
+        (method, path, op) for path, item in document["paths"].items() for method, op in item.items()
+    ]
+    assert len(operations) == 15
+    for method, path, operation in operations:
+        described = {code: answer for code, answer in operation["responses"].items() if code != "422"}
+        assert any(code.startswith("2") for code in described), (method, path)
+        for code, answer in described.items():
+            media = answer.get("content") or {}
+            assert media, (method, path, code)
+            assert all(kind.get("schema") for kind in media.values()), (method, path, code)
+    schemas = document["components"]["schemas"]
+    answers = {"/apply": "ApplyAnswer", "/status": "StatusAnswer", "/rooms/{roomId}": "RoomDetail"}
+    for path, name in answers.items():
+        method = "post" if path == "/apply" else "get"
+        ok = document["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{name}"}
+    assert list(schemas["RoomStatus"]["properties"])[:3] == ["roomId", "currentPhase", "isReconciling"]
+    queued = document["paths"]["/rooms/{roomId}/reconcile"]["post"]["responses"]["202"]
+    assert queued["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Queued"}

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from roomoperator.cli import app
+from roomoperator.store import Store
 from tests.service.conftest import EXAMPLES, Operator, room_spec
 from tests.support.servers import free_port
 
@@ -121,3 +122,65 @@ async def test_audit_follow_prints_live_entries_of_one_room(operator: Operator) 
     finally:
         follower.terminate()
         await follower.wait()
+
+
+def _roomop_up(data: Path, operator_port: int, server_port: int, *specs: Path) -> list[str]:
+    roomop = Path(sys.executable).parent / "roomop"
+    command = [str(roomop), "up", *map(str, specs), "--data", str(data)]
+    return [*command, "--operator-port", str(operator_port), "--server-port", str(server_port)]
+
+
+@pytest.mark.slow
+def test_up_refuses_a_file_spec_older_than_the_one_applied_through_the_api(tmp_path: Path) -> None:
+    data, spec_file = tmp_path / ".roomop", tmp_path / "lab.room.json"
+    operator_port, server_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{operator_port}"
+    first = subprocess.Popen(
+        _roomop_up(data, operator_port, server_port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline, up = time.monotonic() + 60, False
+        while time.monotonic() < deadline and not up:
+            assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
+            with contextlib.suppress(httpx.TransportError):
+                up = httpx.get(f"{url}/health", timeout=2).status_code == 200
+            time.sleep(0.1)  # another process's state: there is no event to await
+        assert up
+        token = json.loads((data / "credentials.json").read_text())["operator"]["apiToken"]
+        applied = httpx.post(
+            f"{url}/apply",
+            json=room_spec("up-lab", version=6),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        log = first.communicate(timeout=20)[0].decode()
+    assert first.returncode == 0, log
+    assert applied.status_code == 200, (applied.text, log)
+    assert applied.json()["converged"] is True
+    spec_file.write_text(json.dumps(room_spec("up-lab", version=4, entities=3)))
+    second = subprocess.run(
+        _roomop_up(data, operator_port, server_port, spec_file),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+        check=False,
+    )
+    output = " ".join(second.stdout.decode().split())  # rich folds long lines
+    assert second.returncode == 1, output
+    assert f"refused {spec_file}: room up-lab v4" in output
+    assert "New version (4) must be greater than current version (6)" in output
+    assert "The operator keeps v6" in output
+    assert "stopped the operator and the room server" in output
+
+    async def desired() -> tuple[int | None, list[int]]:
+        store = Store(f"sqlite:///{data / 'operator.db'}")
+        try:
+            room = await store.get_room("up-lab")
+            assert room is not None
+            return room.spec_version, [version.spec_version for version in await store.history("up-lab")]
+        finally:
+            await store.close()
+
+    assert asyncio.run(desired()) == (6, [6])

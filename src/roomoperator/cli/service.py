@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
@@ -17,6 +16,9 @@ from rich.live import Live
 from rich.table import Table
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
+from roomoperator.clients.operator import OperatorClient, OperatorError
+from roomoperator.model.codes import ExitCode
+from roomoperator.service.acceptance import Refused
 from roomoperator.service.auth import AuthConfigError
 from roomoperator.service.controller import Controller
 from roomoperator.service.launching import (
@@ -28,6 +30,7 @@ from roomoperator.service.launching import (
     write_credentials,
 )
 from roomoperator.service.logs import configure_logging
+from roomoperator.service.schemas import ConditionType
 from roomoperator.settings import OperatorSettings, SettingsError, load_settings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
@@ -47,12 +50,12 @@ def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
         return load_settings(config_file=config, **overrides)
     except (SettingsError, ValidationError) as exc:
         console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]{message}[/red]")
-    return typer.Exit(1)
+    return typer.Exit(ExitCode.ERROR)
 
 
 @app.command()
@@ -113,7 +116,7 @@ def up(
     except SpecError as exc:
         for issue in exc.issues:
             console.print(f"[red]{issue}[/red]")
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.ERROR) from None
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     operator_url, server_url = f"http://{host}:{operator_port}", f"http://{host}:{server_port}"
@@ -152,9 +155,29 @@ def up(
         asyncio.run(_up(settings, loaded))
     except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
         raise _fail(str(exc)) from None
+    except SpecRefused as refused:
+        raise _fail(str(refused)) from None
     finally:
         child.stop()
         console.print("stopped the operator and the room server")
+
+
+class SpecRefused(Exception):
+    """`roomop up` was given a spec the operator does not accept (e.g. older than the one applied)."""
+
+    def __init__(self, item: LoadedSpec, refused: Refused) -> None:
+        spec = item.spec
+        tried = f"{item.source}: room {spec.room_id} v{spec.metadata.version}"
+        if refused.desired is None:
+            super().__init__(f"refused {tried}: {'; '.join(refused.errors)}")
+            return
+        super().__init__(
+            f"refused {tried}: {'; '.join(refused.errors)}.\n"
+            f"The operator keeps v{refused.desired}, applied earlier"
+            f" (see `GET /rooms/{spec.room_id}/history`).\n"
+            f"To change the room, raise metadata.version in the file above {refused.desired}; to keep "
+            f"v{refused.desired}, run `roomop up` without this file."
+        )
 
 
 async def _up(settings: OperatorSettings, loaded: list[LoadedSpec]) -> None:
@@ -163,10 +186,15 @@ async def _up(settings: OperatorSettings, loaded: list[LoadedSpec]) -> None:
         console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
         controller: Controller = operator.state.controller
         for item in loaded:
-            run, _ = await controller.apply(
-                item.spec, base_dir=item.base_dir, confirm=True, actor="roomop up"
-            )
-            result = await asyncio.shield(run.done) if not run.done.done() else run.done.result()
+            try:
+                submission = await controller.apply(
+                    item.spec, base_dir=item.base_dir, confirm=True, actor="roomop up"
+                )
+            except Refused as refused:
+                raise SpecRefused(item, refused) from None
+            result = await asyncio.shield(submission.request.done)
+            for warning in submission.warnings:
+                console.print(f"  [yellow]{warning}[/yellow]")
             if result is not None:
                 verdict = "converged" if result.converged else (result.code or "not converged")
                 console.print(f"applied {item.spec.room_id} v{item.spec.metadata.version}: {verdict}")
@@ -187,13 +215,13 @@ def _summary(operator: FastAPI) -> Table:
     table = Table(title=f"RoomOperator ({health})", expand=False)
     for column in ("room", "spec", "ready", "stalled", "cycles", "last reconcile", "phase"):
         table.add_column(column)
-    for view in sorted(controller.rooms.values(), key=lambda v: v.room_id):
-        states = {c["type"]: c["status"] for c in view.conditions}
+    for view in sorted(controller.rooms(), key=lambda v: v.room_id):
+        states = {c.type: c.status for c in view.conditions}
         table.add_row(
             view.room_id + ("" if view.managed else " (unmanaged)"),
-            f"v{view.spec.metadata.version}" if view.spec else "-",
-            states.get("Ready", "-"),
-            states.get("Stalled", "-"),
+            f"v{view.spec_version}" if view.spec_version is not None else "-",
+            states.get(ConditionType.READY, "-"),
+            states.get(ConditionType.STALLED, "-"),
             str(view.cycles_since_converged),
             view.last_reconcile.strftime("%H:%M:%S") if view.last_reconcile else "-",
             view.current_phase or "idle",
@@ -202,13 +230,14 @@ def _summary(operator: FastAPI) -> Table:
 
 
 def _get(operator: str, path: str, **params: Any) -> Any:
+    async def read() -> Any:
+        async with OperatorClient(operator) as client:
+            return await client.get_json(path, params=params)
+
     try:
-        answer = httpx.get(f"{operator.rstrip('/')}{path}", params=params, timeout=10)
-    except httpx.TransportError as exc:
-        raise _fail(f"cannot reach the operator at {operator}: {exc}") from None
-    if answer.status_code >= 400 and answer.status_code != 503:
-        raise _fail(f"{path}: {answer.status_code} {answer.text}")
-    return answer.json()
+        return asyncio.run(read())
+    except OperatorError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -290,17 +319,18 @@ def _audit_line(entry: dict[str, Any]) -> str:
 
 def _follow(operator: str, wanted: dict[str, str], *, as_json: bool) -> None:
     """Print the operator's `GET /events` entries (the recent ones, then live) until Ctrl-C."""
-    try:
-        with httpx.stream(
-            "GET", f"{operator.rstrip('/')}/events", timeout=httpx.Timeout(10, read=None)
-        ) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                entry = json.loads(line.removeprefix("data: "))
-                if "action" in entry and all(entry.get(key) == value for key, value in wanted.items()):
+
+    async def follow() -> None:
+        async with OperatorClient(operator) as client:
+            async for event in client.events():
+                entry = event.data
+                wanted_entry = isinstance(entry, dict) and "action" in entry
+                if wanted_entry and all(entry.get(key) == value for key, value in wanted.items()):
                     typer.echo(json.dumps(entry) if as_json else _audit_line(entry))
-    except httpx.TransportError as exc:
-        raise _fail(f"cannot reach the operator at {operator}: {exc}") from None
+
+    try:
+        asyncio.run(follow())
+    except OperatorError as exc:
+        raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         return

@@ -16,10 +16,12 @@ from roomoperator.clients.events import RoomEventFollower
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.codes import ApiCode
+from roomoperator.service.acceptance import Refused
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
 from roomoperator.service.controller import Controller
-from roomoperator.service.errors import ApiError, handle_api_error
+from roomoperator.service.errors import ApiError, handle_api_error, handle_refused
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.routes import router
@@ -42,7 +44,7 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
         f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
         for error in exc.errors()
     ]
-    return JSONResponse({"errors": errors, "warnings": [], "code": "INVALID_REQUEST"}, status_code=400)
+    return JSONResponse({"errors": errors, "warnings": [], "code": ApiCode.INVALID_REQUEST}, status_code=400)
 
 
 def create_app(settings: OperatorSettings) -> FastAPI:
@@ -100,6 +102,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(Refused, handle_refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
     return app

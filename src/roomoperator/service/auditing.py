@@ -7,7 +7,8 @@ a slow client never slows the operator down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import datetime as dt
+from collections.abc import AsyncIterator
 
 from roomoperator.model.audit import AuditEntry
 from roomoperator.store import Store
@@ -27,7 +28,6 @@ class AuditLog:
         self._buffer = buffer
         self._subscribers: set[asyncio.Queue[AuditEntry | None]] = set()
         self._held: dict[str, list[AuditEntry]] = {}
-        self.observers: list[Callable[[AuditEntry], None]] = []
 
     def hold(self, correlation_id: str) -> None:
         self._held[correlation_id] = []
@@ -39,8 +39,6 @@ class AuditLog:
                 await self._write(entry)
 
     async def record(self, entry: AuditEntry) -> None:
-        for observe in self.observers:
-            observe(entry)
         held = self._held.get(entry.correlation_id)
         if held is not None:
             if entry.action.startswith("reconcile."):
@@ -62,6 +60,20 @@ class AuditLog:
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(None)
+
+    async def entries(
+        self,
+        *,
+        count: int,
+        correlation_id: str | None = None,
+        room_id: str | None = None,
+        action: str | None = None,
+        since: dt.datetime | None = None,
+    ) -> list[AuditEntry]:
+        """The last `count` stored entries that match, oldest first (all of a correlation id when given)."""
+        return await self._store.audit(
+            count=count, correlation_id=correlation_id, room_id=room_id, action=action, since=since
+        )
 
     async def subscribe(self, *, replay: int) -> AsyncIterator[AuditEntry]:
         """The last `replay` entries, oldest first, then live ones until the consumer stops."""

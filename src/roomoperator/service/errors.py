@@ -1,7 +1,9 @@
-"""The service's error vocabulary: `ApiError` becomes a JSON 4xx/5xx body naming what was wrong.
+"""The service's error vocabulary: `ApiError` becomes a JSON 4xx/5xx body naming what was wrong, and a
+`Refused` from the acceptance rules becomes the answer its code calls for.
 
 Bodies keep the reference's shapes: `{"errors": [...], "warnings": [], "code": ...}` for `/apply`,
-`{"error": ..., "code": ..., "message": ...}` elsewhere (the room server's E1 shape).
+`{"error": ..., "code": ..., "message": ...}` elsewhere (the room server's E1 shape), and
+`{"error": ...}` for an unknown room or run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+
+from roomoperator.model.codes import ApiCode
+from roomoperator.service.acceptance import Refused
 
 
 class ApiError(Exception):
@@ -22,15 +27,30 @@ class ApiError(Exception):
         self.headers = headers
 
     @classmethod
-    def e1(cls, status: int, error: str, code: str, message: str, **headers: str) -> ApiError:
+    def e1(cls, status: int, error: str, code: ApiCode, message: str, **headers: str) -> ApiError:
         return cls(status, {"error": error, "code": code, "message": message}, headers=headers or None)
 
     @classmethod
-    def apply(cls, code: str, errors: list[str], **extra: Any) -> ApiError:
+    def apply(cls, code: ApiCode, errors: list[str], **extra: Any) -> ApiError:
         """A 400 from `/apply` in the reference shape, plus a machine-readable `code`."""
         return cls(400, {"errors": errors, "warnings": [], "code": code, **extra})
+
+    @classmethod
+    def not_found(cls, message: str) -> ApiError:
+        return cls(404, {"error": message})
+
+    @classmethod
+    def refused(cls, refusal: Refused) -> ApiError:
+        if refusal.code is ApiCode.NOT_FOUND:
+            return cls.not_found("; ".join(refusal.errors))
+        return cls.apply(refusal.code, refusal.errors)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+
+async def handle_refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    return await handle_api_error(request, ApiError.refused(exc))

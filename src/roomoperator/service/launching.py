@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -22,14 +21,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from roomcontract.scopes import ALL_SCOPES
+from roomcontract.tokens import hash_token
+from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.service.app import create_app
 from roomoperator.settings import OperatorSettings
-
-SCOPES = ["room:read", "room:entities:write", "room:artifacts:write", "room:policies:write", "room:admin"]
 
 
 class LaunchError(RuntimeError):
@@ -85,7 +84,7 @@ def write_credentials(data: Path, credentials: Credentials, *, operator_url: str
     os.chmod(path, 0o600)
     tokens = {
         "tokens": [
-            {"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(), "scopes": SCOPES}
+            {"name": name, "sha256": hash_token(token), "scopes": list(ALL_SCOPES)}
             for name, token in (("operator", credentials.operator_token), ("admin", credentials.admin_token))
         ]
     }
@@ -110,6 +109,11 @@ class RoomServerChild:
                 self.process.wait()
 
 
+async def _answers_health(url: str) -> bool:
+    async with RoomServerClient(url, timeout=1.0) as client:
+        return await client.health()
+
+
 def start_roomserver(
     data: Path, *, host: str, port: int, tokens_file: Path | None, timeout: float = 30.0
 ) -> RoomServerChild:
@@ -126,9 +130,8 @@ def start_roomserver(
             raise LaunchError(
                 f"the room server exited with code {process.returncode}: see {data / 'roomserver.log'}"
             )
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{child.url}/health", timeout=1.0).status_code == 200:
-                return child
+        if asyncio.run(_answers_health(child.url)):
+            return child
         time.sleep(0.1)  # waiting for a child process to listen: there is no event to await
     child.stop()
     raise LaunchError(f"the room server did not answer on {child.url} within {timeout:.0f} s")

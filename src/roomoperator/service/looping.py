@@ -1,9 +1,9 @@
 """The continuous loop's clock: when each managed room is due again.
 
-Every room comes due `interval` ±`jitter` after its last run, later after failures (exponential
-backoff), and at once when `wake` is called (a room-server event reported a change). The loop itself
-sleeps until the earliest due room or a wake-up; a heap with lazy invalidation keeps that cheap at
-thousands of rooms.
+Every room comes due `interval` ±`jitter` after its last run, later after failures (the operator's one
+backoff formula, `model.backoff.Backoff`, with its jitter drawn from [-1, 1)), and at once when `wake`
+is called (a room-server event reported a change). The loop itself sleeps until the earliest due room
+or a wake-up; a heap with lazy invalidation keeps that cheap at thousands of rooms.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import heapq
 import random
 import time
 from collections.abc import Callable
+
+from roomoperator.model.backoff import Backoff
 
 
 class Schedule:
@@ -31,8 +33,7 @@ class Schedule:
     ) -> None:
         self.interval = interval
         self.jitter = jitter_percent / 100
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.backoff = Backoff(initial=backoff_initial, maximum=backoff_max, jitter=self.jitter)
         self._rng = rng or random.Random()
         self._clock = clock
         self._due: dict[str, float] = {}
@@ -50,9 +51,8 @@ class Schedule:
         return seconds * (1 + self._rng.uniform(-self.jitter, self.jitter))
 
     def backoff_delay(self, failures: int) -> float:
-        """Delay after `failures` consecutive failures: initial * 2^(n-1), capped, jittered."""
-        base = min(self.backoff_initial * 2 ** max(failures - 1, 0), self.backoff_max)
-        return self.jittered(base)
+        """Delay after `failures` consecutive failures: initial * 2^(n-1), capped, jittered both ways."""
+        return self.backoff.delay(failures, uniform=self._rng.uniform(-1, 1))
 
     def _set(self, room_id: str, when: float) -> None:
         self._due[room_id] = when

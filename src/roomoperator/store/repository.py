@@ -20,7 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from roomoperator.model.audit import AuditEntry, utcnow
 from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
@@ -135,6 +135,15 @@ class Store:
 
     # Rooms -------------------------------------------------------------------------------------------
 
+    @staticmethod
+    async def _room_row(session: AsyncSession, room_id: str, *, lock: bool = False) -> RoomRow:
+        """The room's row in `session`, added (unmanaged, never reconciled) when the room is new."""
+        row = await session.get(RoomRow, room_id, with_for_update=lock)
+        if row is None:
+            row = RoomRow(room_id=room_id, managed=False, revision=0, conditions=[], cycles_since_converged=0)
+            session.add(row)
+        return row
+
     async def get_room(self, room_id: str) -> RoomRecord | None:
         async with self._sessions() as session:
             row = await session.get(RoomRow, room_id)
@@ -163,10 +172,7 @@ class Store:
         the history; return the new revision."""
         now = utcnow()
         async with self._writing(), self._sessions.begin() as session:
-            row = await session.get(RoomRow, room_id, with_for_update=self.dialect != "sqlite")
-            if row is None:
-                row = RoomRow(room_id=room_id, revision=0, conditions=[], cycles_since_converged=0)
-                session.add(row)
+            row = await self._room_row(session, room_id, lock=self.dialect != "sqlite")
             row.managed = True
             row.spec = spec
             row.spec_version = spec_version
@@ -199,10 +205,7 @@ class Store:
         """Record the outcome of a run on the room (creating an unmanaged room row if needed)."""
         now = utcnow()
         async with self._writing(), self._sessions.begin() as session:
-            row = await session.get(RoomRow, room_id)
-            if row is None:
-                row = RoomRow(room_id=room_id, managed=False, revision=0)
-                session.add(row)
+            row = await self._room_row(session, room_id)
             row.conditions = conditions
             row.cycles_since_converged = cycles_since_converged
             row.last_reconcile = now
@@ -284,10 +287,12 @@ class Store:
                     await session.execute(insert(AuditRow), rows)
             except (OSError, SQLAlchemyError) as exc:
                 for _, done in batch:
-                    done.set_exception(exc)
+                    if not done.done():  # its writer may have been cancelled (shutdown) meanwhile
+                        done.set_exception(exc)
             else:
                 for _, done in batch:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
 
     async def audit(
         self,

@@ -1,0 +1,290 @@
+"""What the controller tells the rest of the operator about runs and rooms, as typed events, and the
+observers that turn them into metrics, health and audit entries.
+
+The controller publishes an event (`RunStarted`, `PhaseStarted`, `RunFinished`, `SpecAccepted`, ...)
+and never calls a metric, the health monitor or the audit log itself. Phase durations come from the
+engine's progress callback (`PhaseStarted` at each phase start), not from audit entries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from roomoperator.model.audit import AuditEntry
+from roomoperator.model.codes import RunCode
+from roomoperator.model.results import RunResult
+from roomoperator.service.auditing import AuditLog
+from roomoperator.service.health import HealthMonitor
+from roomoperator.service.metrics import OperatorMetrics
+from roomoperator.service.rooms import RoomRegistry
+from roomoperator.service.runs import RunRequest
+from roomoperator.store.records import RunStatus
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run leaves the queue and starts planning."""
+
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    """The engine reported the start of `phase` (`progress(phase, 0, total)`)."""
+
+    request: RunRequest
+    phase: str
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    request: RunRequest
+    result: RunResult
+    changed: bool
+    """The run found the room different from its spec."""
+
+
+@dataclass(frozen=True)
+class RunCancelled:
+    """The operator stopped while the run was in flight (it resumes at the next start if durable)."""
+
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class RunQueued:
+    """A caller's request waits behind the room's current run."""
+
+    request: RunRequest
+
+
+@dataclass(frozen=True)
+class RunSuperseded:
+    """A later request for the same room took the pending slot of `old`."""
+
+    old: RunRequest
+    by: RunRequest
+
+
+@dataclass(frozen=True)
+class RunResumed:
+    """A run accepted before a crash or restart is queued again at start-up."""
+
+    request: RunRequest
+    interrupted_while: RunStatus
+
+
+@dataclass(frozen=True)
+class SpecAccepted:
+    """The run's spec became the room's desired spec (history `revision`)."""
+
+    request: RunRequest
+    result: RunResult
+    revision: int
+
+
+@dataclass(frozen=True)
+class RoomStalled:
+    """The room turned Stalled: too many runs in a row without converging."""
+
+    result: RunResult
+    cycles_since_converged: int
+
+
+@dataclass(frozen=True)
+class RoomUnmanaged:
+    """A caller stopped the operator managing the room."""
+
+    room_id: str
+    actor: str | None
+    correlation_id: str
+
+
+RunEvent = (
+    RunStarted
+    | PhaseStarted
+    | RunFinished
+    | RunCancelled
+    | RunQueued
+    | RunSuperseded
+    | RunResumed
+    | SpecAccepted
+    | RoomStalled
+    | RoomUnmanaged
+)
+
+
+class Observer(Protocol):
+    async def observe(self, event: RunEvent) -> None: ...
+
+
+class MetricsObserver:
+    """Run counters, run and phase durations, drift and guardrail refusals."""
+
+    def __init__(self, metrics: OperatorMetrics) -> None:
+        self.metrics = metrics
+        self._started: dict[str, float] = {}
+        self._phases: dict[str, tuple[str, float]] = {}
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        """Synchronous: the engine's progress callback cannot await."""
+        self._end_phase(event.request.correlation_id, event.at)
+        self._phases[event.request.correlation_id] = (event.phase, event.at)
+
+    def _end_phase(self, correlation_id: str, now: float) -> None:
+        current = self._phases.pop(correlation_id, None)
+        if current is not None:
+            phase, since = current
+            self.metrics.phase_duration.labels(phase=phase).observe(now - since)
+
+    async def observe(self, event: RunEvent) -> None:
+        m = self.metrics
+        match event:
+            case RunStarted(request=request):
+                m.attempts.inc()
+                m.active.inc()
+                self._started[request.correlation_id] = time.perf_counter()
+            case RunCancelled(request=request):
+                m.active.dec()
+                self._started.pop(request.correlation_id, None)
+                self._phases.pop(request.correlation_id, None)
+            case RunFinished(request=request, result=result, changed=changed):
+                now = time.perf_counter()
+                m.active.dec()
+                m.duration.observe(now - self._started.pop(request.correlation_id, now))
+                self._end_phase(request.correlation_id, now)
+                (m.successes if result.success else m.failures).inc()
+                if result.code is RunCode.GUARDRAILS_EXCEEDED:
+                    m.guardrail_refusals.inc()
+                if request.trigger in ("loop", "event") and changed:
+                    m.drift.inc()
+
+
+class HealthObserver:
+    """A run's failure code tells the health monitor whether the room server answered."""
+
+    def __init__(self, health: HealthMonitor) -> None:
+        self.health = health
+
+    async def observe(self, event: RunEvent) -> None:
+        if isinstance(event, RunFinished):
+            self.health.observe_run(event.result.code, event.result.errors)
+
+
+class AuditObserver:
+    """The service's own audit entries (runs queued, superseded, resumed; specs accepted; rooms stalled or
+    unmanaged), and the holding back of a quiet loop run's phase markers until it turns out to matter.
+
+    An entry without a spec version of its own carries the room's desired one (0 for a new room).
+    """
+
+    def __init__(self, audit: AuditLog, rooms: RoomRegistry, *, operator_version: str) -> None:
+        self.audit = audit
+        self.rooms = rooms
+        self.operator_version = operator_version
+
+    async def observe(self, event: RunEvent) -> None:
+        match event:
+            case RunStarted(request=request) if not request.durable:
+                self.audit.hold(request.correlation_id)
+            case RunCancelled(request=request) if not request.durable:
+                await self.audit.release(request.correlation_id, keep=True)
+            case RunFinished(request=request, result=result, changed=changed) if not request.durable:
+                await self.audit.release(request.correlation_id, keep=changed or not result.success)
+            case RunQueued(request=request):
+                await self._record("run.queued", request.room_id, request.correlation_id, actor=request.actor)
+            case RunSuperseded(old=old, by=by) if old.durable:
+                metadata = {"supersededBy": by.correlation_id}
+                await self._record(
+                    "run.superseded", old.room_id, old.correlation_id, actor=by.actor, metadata=metadata
+                )
+            case RunResumed(request=request, interrupted_while=status):
+                await self._record(
+                    "run.resumed",
+                    request.room_id,
+                    request.correlation_id,
+                    actor=request.actor,
+                    spec_version=request.spec.metadata.version if request.spec else None,
+                    type_="command",
+                    metadata={"interruptedWhile": status},
+                )
+            case SpecAccepted(request=request, result=result, revision=revision):
+                await self._record(
+                    "spec.accepted",
+                    result.room_id,
+                    result.correlation_id,
+                    actor=request.actor,
+                    spec_version=result.spec_version,
+                    type_="command",
+                    metadata={"revision": str(revision)},
+                )
+            case RoomStalled(result=result, cycles_since_converged=cycles):
+                await self._record(
+                    "room.stalled",
+                    result.room_id,
+                    result.correlation_id,
+                    spec_version=result.spec_version,
+                    metadata={"cyclesSinceConverged": str(cycles)},
+                )
+            case RoomUnmanaged(room_id=room_id, actor=actor, correlation_id=correlation_id):
+                await self._record("room.unmanaged", room_id, correlation_id, actor=actor, type_="command")
+
+    async def _record(
+        self,
+        action: str,
+        room_id: str,
+        correlation_id: str,
+        *,
+        actor: str | None = None,
+        spec_version: int | None = None,
+        type_: Literal["event", "command"] = "event",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if spec_version is None:
+            view = self.rooms.get(room_id)
+            spec_version = view.spec_version if view is not None else None
+        await self.audit.record(
+            AuditEntry(
+                type=type_,
+                action=action,
+                correlation_id=correlation_id,
+                operator_version=self.operator_version,
+                spec_version=spec_version or 0,
+                room_id=room_id,
+                actor=actor,
+                metadata=metadata or {},
+            )
+        )
+
+
+class Observers:
+    """Hands every event to every observer, in order."""
+
+    def __init__(self, metrics: MetricsObserver, *others: Observer) -> None:
+        self._metrics = metrics
+        self._all: tuple[Observer, ...] = (metrics, *others)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._metrics.phase_started(event)
+
+    async def publish(self, event: RunEvent) -> None:
+        for observer in self._all:
+            await observer.observe(event)
+
+
+class Gauges:
+    """The gauges that describe the whole fleet, from counts kept as rooms change (no scan per run)."""
+
+    def __init__(self, metrics: OperatorMetrics, health: HealthMonitor) -> None:
+        self.metrics = metrics
+        self.health = health
+
+    def refresh(self, rooms: RoomRegistry, *, queued: int) -> None:
+        self.health.stalled_rooms = rooms.stalled_count
+        self.metrics.managed_rooms.set(rooms.managed_count)
+        self.metrics.stalled_rooms.set(rooms.stalled_count)
+        self.metrics.queued.set(queued)
+        self.metrics.health.set(int(self.health.status))

@@ -1,0 +1,214 @@
+"""The operator API's answers as pydantic models: routes build them and send them, and FastAPI puts them in
+`/openapi.json`, so the documented shape is the shape on the wire.
+
+Keys are camelCase and in the reference system's order (`/apply`, `/status` and the room status follow
+its wire shapes); fields the reference never had come after its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from roomoperator.model.audit import AuditEntry
+from roomoperator.model.codes import ApiCode, RunCode
+from roomoperator.model.results import Phase, ReconcileDiff, RunResult
+from roomoperator.store.records import RunStatus, RunTrigger
+
+ConditionStatus = Literal["True", "False"]
+
+
+class Schema(BaseModel):
+    """A wire model: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+
+
+class Condition(Schema):
+    """One Kubernetes-style condition of a room; `last_transition_time` moves only when `status` flips."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+    last_transition_time: dt.datetime
+
+
+class RoomStatus(Schema):
+    """The reference `RoomStatus` fields in their order, then the operator's own."""
+
+    room_id: str
+    current_phase: str | None
+    is_reconciling: bool
+    pending_diff: ReconcileDiff | None
+    blocked: list[str]
+    last_reconcile: dt.datetime | None
+    cycles_since_converged: int
+    managed: bool
+    spec_version: int | None
+    revision: int
+    conditions: tuple[Condition, ...]
+
+
+class StatusAnswer(Schema):
+    """`GET /status`: the operator's health and every room's status."""
+
+    version: str
+    health: int = Field(description="0 healthy, 1 degraded, 2 unhealthy")
+    health_status: str
+    rooms: list[RoomStatus]
+    queued_requests: int
+    active_reconciliations: int
+    timestamp: dt.datetime
+
+
+class ApplyAnswer(Schema):
+    """`POST /apply` after the run (or the dry run) finished: the reference body, then `code`, `converged`."""
+
+    success: bool
+    partial_success: bool
+    correlation_id: str
+    phase: Phase
+    diff: ReconcileDiff | None
+    warnings: list[str]
+    errors: list[str]
+    duration: float
+    code: RunCode | None
+    converged: bool | None
+
+    @classmethod
+    def of(cls, result: RunResult, *, warnings: list[str]) -> ApplyAnswer:
+        """The answer for `result`, with the acceptance `warnings` before the run's own."""
+        fields = {name: getattr(result, name) for name in cls.model_fields if name != "warnings"}
+        return cls(**fields, warnings=[*warnings, *result.warnings])
+
+
+class Queued(Schema):
+    """202: the run is accepted and will run after the room's current one; poll `location`."""
+
+    message: str
+    correlation_id: str
+    location: str
+
+
+class ApplyRefusal(Schema):
+    """400/413/415 of `/apply`: the reference's error body plus a machine-readable `code`."""
+
+    errors: list[str]
+    warnings: list[str]
+    code: ApiCode | RunCode
+    issues: list[dict[str, Any]] | None = None
+
+
+class NotFound(Schema):
+    error: str
+
+
+class Problem(Schema):
+    """An RFC 9457 problem."""
+
+    type: str
+    title: str
+    status: int
+
+
+class Unhealthy(Problem):
+    """`GET /health` when the operator is unhealthy (503)."""
+
+    timestamp: dt.datetime
+    checks: dict[str, Any]
+
+
+class UpstreamFailed(Problem):
+    """`/mcp/*` when the room server fails (502)."""
+
+    detail: str
+
+
+class HealthAnswer(Schema):
+    status: str
+    timestamp: dt.datetime
+    checks: dict[str, Any]
+
+
+class AuditAnswer(Schema):
+    entries: list[AuditEntry]
+
+
+class McpLoaded(Schema):
+    message: str
+    count: int
+
+
+class McpStatus(Schema):
+    enabled: bool
+    providers: list[dict[str, Any]]
+
+
+class RoomSummary(Schema):
+    """One item of `GET /rooms`."""
+
+    room_id: str
+    managed: bool
+    spec_version: int | None
+    revision: int
+    conditions: tuple[Condition, ...]
+    status: RoomStatus
+
+
+class RoomDetail(RoomSummary):
+    """`GET /rooms/{roomId}`: the summary, the desired spec and the last run's result."""
+
+    spec: dict[str, Any] | None
+    seed_root: str | None
+    last_run: RunResult | None
+
+
+class RoomList(Schema):
+    items: list[RoomSummary]
+
+
+class HistoryItem(Schema):
+    revision: int
+    spec_version: int
+    actor: str | None
+    applied_at: dt.datetime
+    correlation_id: str
+    diff: dict[str, Any] | None
+    spec: dict[str, Any]
+
+
+class History(Schema):
+    room_id: str
+    items: list[HistoryItem]
+
+
+class Unmanaged(Schema):
+    room_id: str
+    managed: Literal[False] = False
+
+
+class RunAnswer(Schema):
+    """`GET /runs/{correlationId}`: a run from the store, queued, running or finished."""
+
+    correlation_id: str
+    room_id: str
+    trigger: RunTrigger
+    status: RunStatus
+    dry_run: bool
+    confirm: bool
+    actor: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    superseded_by: str | None
+    result: dict[str, Any] | None
