@@ -274,3 +274,19 @@ async def test_delete_limit_against_the_server(roomserver: RoomServerHandle, see
             ("Artifact delete count (2) exceeds limit (1)",),
         )
         assert len((await client.get_state("room-eng-1")).artifacts) == 2
+
+
+async def test_reference_clients_policy_none_is_declared_and_kept(
+    roomserver: RoomServerHandle, seeds: Path
+) -> None:
+    """`allow_commands_from: none` (sent by the reference's clients) is accepted on both sides and stays
+    converged."""
+    silent = {**AGENT, "policy": {"allow_commands_from": "none"}}
+    async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+        reconciler = Reconciler(client, fast_settings())
+        result = await reconciler.reconcile(full_spec(entities=[silent], artifacts=[]), seed_root=seeds)
+        assert result.success, result.warnings
+        (entity,) = (await client.get_state("room-eng-1")).entities
+        assert entity.policy.allow_commands_from == "none"
+        again = await reconciler.reconcile(full_spec(entities=[silent], artifacts=[]), seed_root=seeds)
+        assert (again.applied, again.converged) == ((), True)

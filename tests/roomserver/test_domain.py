@@ -92,7 +92,7 @@ def test_entity_is_normalised_like_the_reference_join() -> None:
         ({"kind": "agent", "capabilities": ["Bad-Cap"]}, "INVALID_CAPABILITY"),
         ({"kind": "agent", "visibility": "everyone"}, "INVALID_ENTITY_SPEC"),
         ({"kind": "agent", "visibility": "owner"}, "INVALID_ENTITY_SPEC"),
-        ({"kind": "agent", "allow_commands_from": "none"}, "INVALID_ENTITY_SPEC"),
+        ({"kind": "agent", "allow_commands_from": "nobody"}, "INVALID_ENTITY_SPEC"),
     ],
 )
 def test_invalid_entities_get_the_hub_codes(kwargs: dict[str, object], code: str) -> None:

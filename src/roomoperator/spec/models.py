@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from roomcontract import identifiers as patterns
+from roomcontract.entities import CommandsFrom, EntityKind, Visibility
 from roomoperator.spec.seeds import check_seed_path
 
 # Identifier formats: one rule on both sides of the wire, the shared contract's (`roomcontract.identifiers`).
@@ -44,9 +45,6 @@ ID_FORMATS: dict[str, str] = {
 Capability = Annotated[str, Field(pattern=CAPABILITY_PATTERN)]
 Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 
-EntityKind = Literal["human", "agent", "npc", "orchestrator"]
-Visibility = Literal["public", "team", "owner"]
-CommandsFrom = Literal["any", "orchestrator", "owner"]
 MissingDependency = Literal["skip", "fail"]
 RollbackMode = Literal["never", "on-failure"]
 

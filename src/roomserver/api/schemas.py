@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from roomcontract.entities import CommandsFrom, EntityKind, Visibility
 from roomserver.domain.entities import Entity, make_entity
 
 
@@ -106,7 +107,7 @@ UPLOAD_SCHEMA: dict[str, Any] = {
 
 
 class PolicyOut(Strict):
-    allow_commands_from: Literal["any", "orchestrator", "owner"]
+    allow_commands_from: CommandsFrom
     sandbox_mode: bool
     env_whitelist: list[str]
     scopes: list[str]
@@ -114,9 +115,9 @@ class PolicyOut(Strict):
 
 class EntityOut(Strict):
     id: str
-    kind: Literal["human", "agent", "npc", "orchestrator"]
+    kind: EntityKind
     displayName: str | None
-    visibility: Literal["public", "team", "owner"]
+    visibility: Visibility
     ownerUserId: str | None
     capabilities: list[str]
     policy: PolicyOut
@@ -124,7 +125,7 @@ class EntityOut(Strict):
 
 
 class PoliciesOut(Strict):
-    dmVisibilityDefault: Literal["public", "team", "owner"]
+    dmVisibilityDefault: Visibility
     allowResourceCreation: bool
     maxArtifactsPerEntity: int
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
+from roomcontract.entities import COMMANDS_FROM, ENTITY_KINDS, VISIBILITIES
 from roomserver.domain.identifiers import CAPABILITY, check_entity_id
 from roomserver.errors import bad_request
-
-KINDS: Final = ("human", "agent", "npc", "orchestrator")
-VISIBILITIES: Final = ("public", "team", "owner")
-COMMANDS_FROM: Final = ("any", "orchestrator", "owner")
 
 
 @dataclass(frozen=True)
@@ -99,8 +96,8 @@ def make_entity(
     check_entity_id(entity_id, field="entity.id")
     if not kind.strip():
         raise bad_request("INVALID_ENTITY_SPEC", "entity.kind is required")
-    if kind.lower() not in KINDS:
-        raise bad_request("INVALID_ENTITY_KIND", f"entity.kind must be one of: {', '.join(KINDS)}")
+    if kind.lower() not in ENTITY_KINDS:
+        raise bad_request("INVALID_ENTITY_KIND", f"entity.kind must be one of: {', '.join(ENTITY_KINDS)}")
     for capability in capabilities:
         if not CAPABILITY.fullmatch(capability):
             raise bad_request(

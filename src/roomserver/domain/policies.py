@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from roomserver.domain.entities import VISIBILITIES
+from roomcontract.entities import VISIBILITIES
 from roomserver.errors import bad_request
 
 
