@@ -19,6 +19,7 @@ from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier
 from roomoperator.model.changes import Change, EntityBody, Fields, Op, PolicyValue, Provider, SeedContent
 from roomoperator.model.observed import ObservedArtifact, ObservedRoom
+from roomoperator.model.seeds import SeedLabels
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -144,18 +145,8 @@ class Applier:
         after, source = _payload(change.after, SeedContent), change.source
         if source is None:
             raise ValueError(f"{change.op} {change.name} has no seed file")
-        await self._write(
-            lambda: self.client.seed_artifact(
-                self.room_id,
-                name=change.name,
-                type_=after.type,
-                workspace=after.workspace,
-                tags=after.tags,
-                fingerprint=after.fingerprint,
-                source=source,
-            ),
-            tally=tally,
-        )
+        labels = SeedLabels(change.name, after.type, after.workspace, after.tags)
+        await self._upload(labels, fingerprint=after.fingerprint, source=source, tally=tally)
         detail = {"artifactName": change.name, "hash": after.fingerprint, "sha256": after.sha256}
         previous = self._artifacts.get(change.name)
         if previous is None:
@@ -177,14 +168,21 @@ class Applier:
                     self.room_id, previous.name, version=previous.version, target=copy
                 )
             )
-            await self._write(
-                lambda: self.client.seed_artifact(
-                    self.room_id,
-                    name=previous.name,
-                    type_=previous.type,
-                    workspace=previous.workspace,
-                    tags=previous.tags,
-                    fingerprint=previous.fingerprint,
-                    source=copy,
-                )
-            )
+            labels = SeedLabels(previous.name, previous.type, previous.workspace, previous.tags)
+            await self._upload(labels, fingerprint=previous.fingerprint, source=copy)
+
+    async def _upload(
+        self, labels: SeedLabels, *, fingerprint: str | None, source: Path, tally: list[int] | None = None
+    ) -> None:
+        await self._write(
+            lambda: self.client.seed_artifact(
+                self.room_id,
+                name=labels.name,
+                type_=labels.type,
+                workspace=labels.workspace,
+                tags=labels.tags,
+                fingerprint=fingerprint,
+                source=source,
+            ),
+            tally=tally,
+        )
