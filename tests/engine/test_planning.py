@@ -87,7 +87,9 @@ def test_converged_room_plans_nothing() -> None:
     plan = plan_room(spec, room(entities=[OBSERVED_AGENT], artifacts=[OBSERVED_DOC]), seeds={"doc": seed()})
     assert plan.empty
     assert plan_summary(plan_to_json(plan)) == "No changes. The room matches its spec."
-    assert diff_lists(plan).model_dump() == diff_lists(plan_room(make_spec(), room(), seeds={})).model_dump()
+    empty = diff_lists(plan_room(make_spec(), room(), seeds={}))
+    assert diff_lists(plan).model_dump(exclude={"to_ensure"}) == empty.model_dump(exclude={"to_ensure"})
+    assert diff_lists(plan).to_ensure == ["E-agent-1"]
 
 
 def test_update_lists_only_differing_fields() -> None:
@@ -97,7 +99,7 @@ def test_update_lists_only_differing_fields() -> None:
     assert change.op is Op.UPDATE
     assert change.before == Fields({"displayName": "Old", "capabilities": ["read_artifacts", "x"]})
     assert change.after == Fields({"displayName": "Agent", "capabilities": ["read_artifacts"]})
-    assert diff_lists(plan).to_ensure == ["E-agent-1"]
+    assert (diff_lists(plan).to_update, diff_lists(plan).to_ensure) == (["E-agent-1"], ["E-agent-1"])
 
 
 def test_capability_order_is_not_a_difference() -> None:
@@ -324,3 +326,22 @@ def test_planning_is_deterministic(
     first = plan_room(spec, observed, seeds=seeds)
     assert first == plan_room(spec, observed, seeds=seeds)
     assert plan_to_json(first) == plan_to_json(plan_room(spec, observed, seeds=seeds))
+
+
+def test_to_ensure_keeps_the_reference_meaning() -> None:
+    """Every declared entity present on both sides, even unchanged (the reference's unit test: one
+    matching entity, one entry); updates and provider loads have lists of their own."""
+    plan = plan_room(make_spec(entities=[AGENT]), room(entities=[OBSERVED_AGENT]), seeds={})
+    diff = diff_lists(plan)
+    assert plan.empty
+    assert (diff.to_ensure, diff.to_update, diff.to_load) == (["E-agent-1"], [], [])
+    assert list(diff.model_dump(by_alias=True))[:8] == [
+        "toJoin",
+        "toKick",
+        "toEnsure",
+        "toSeed",
+        "toPromote",
+        "toApply",
+        "toDeleteArtifacts",
+        "blocked",
+    ]

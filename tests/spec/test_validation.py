@@ -202,6 +202,16 @@ def test_missing_dm_visibility_default_is_a_reference_warning() -> None:
     assert loaded.spec.spec.policies.dm_visibility_default == "team"
 
 
+def test_blank_or_null_dm_visibility_default_is_team_with_the_reference_warning() -> None:
+    """The reference's clients send `""`; the reference warned and used `team`."""
+    for value in ("", "  ", None):
+        data = minimal()
+        data["spec"]["policies"] = {"dmVisibilityDefault": value}
+        [loaded] = load_text(json.dumps(data), source="room.json")
+        assert loaded.spec.spec.policies.dm_visibility_default == "team"
+        assert [w.message for w in loaded.warnings] == ["dmVisibilityDefault not set, will default to 'team'"]
+
+
 def test_all_errors_of_a_file_are_reported_in_order_with_positions() -> None:
     text = """\
 apiVersion: v1

@@ -14,7 +14,7 @@ engine remembers the inputs and outputs of those steps. The policy for every cac
 |---|---|---|
 | `seed_paths` | (spec folder, `seedFrom`) | the `seedFrom` path's lstat (inode, mtime, mode) changed |
 | `seed_digests` | (resolved path, size, mtime_ns, labels) | never: a changed file has another key |
-| `plans` | room id | the room's ETag, the spec, the previous spec, the seeds or the server kind changed |
+| `plans` | room id | the room's ETag, the spec, the protected names, the seeds or the server kind changed |
 | `renderings` | room id | the plan is not equal to the one rendered |
 
 Outside the engine, two caches follow the same rules in their own layer: the room-server client keeps
@@ -28,14 +28,17 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cachetools import LRUCache
 
-from roomoperator.model.changes import Plan
-from roomoperator.model.results import ReconcileDiff
-from roomoperator.model.seeds import LocalSeed, SeedDigest, SeedLabels
-from roomoperator.spec.models import RoomSpec
+from roomoperator.model.seeds import SeedLabels
+
+if TYPE_CHECKING:  # annotations only: hashing imports this module and stays light
+    from roomoperator.model.changes import Plan
+    from roomoperator.model.results import ReconcileDiff
+    from roomoperator.model.seeds import LocalSeed, SeedDigest
+    from roomoperator.spec.models import RoomSpec
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -97,14 +100,14 @@ class ResolvedSeed:
 
 @dataclass(frozen=True)
 class PlanMemo:
-    """The inputs of a room's last plan (the observed room by its ETag, the specs by identity) and the
+    """The inputs of a room's last plan (the observed room by its ETag, the spec by identity) and the
     plan made from them."""
 
     etag: str
     spec: RoomSpec
     seeds: dict[str, LocalSeed]
     endpoints: bool
-    previous: RoomSpec | None
+    protected: frozenset[str]
     plan: Plan
 
     def fits(
@@ -114,12 +117,12 @@ class PlanMemo:
         seeds: dict[str, LocalSeed],
         *,
         endpoints: bool,
-        previous: RoomSpec | None,
+        protected: frozenset[str],
     ) -> bool:
         return (
             etag == self.etag
             and spec is self.spec
-            and previous is self.previous
+            and protected == self.protected
             and endpoints == self.endpoints
             and seeds == self.seeds
         )

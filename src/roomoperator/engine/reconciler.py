@@ -42,7 +42,7 @@ from roomoperator.model.seeds import LocalSeed
 from roomoperator.planning.difflists import diff_lists
 from roomoperator.planning.guardrails import check
 from roomoperator.planning.planjson import plan_to_json
-from roomoperator.planning.planner import plan_room, protected_names
+from roomoperator.planning.planner import plan_room
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
 
@@ -97,12 +97,13 @@ class Reconciler:
         correlation_id: str | None = None,
         actor: str | None = None,
         progress: Progress | None = None,
-        previous: RoomSpec | None = None,
+        protected: frozenset[str] = frozenset(),
         expect: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Every phase for `spec`.
 
-        `previous` (the last applied spec) protects its `protect: true` items. `expect` is the JSON plan
+        `protected` names entities and artifacts that must never be removed (the service knows them from
+        the room's revisions; see `planning.planner.protected_names`). `expect` is the JSON plan
         the caller confirmed (`RunResult.plan` of a dry run): when the plan made at APPLY has other
         changes, nothing is written and the run ends with `RunCode.PLAN_CHANGED` and the new plan.
         """
@@ -121,7 +122,7 @@ class Reconciler:
                 seed_root=seed_root,
                 confirm=confirm,
                 progress=progress,
-                previous=previous,
+                protected=protected,
                 expect=expect,
             )
         except RunAborted as abort:
@@ -136,7 +137,7 @@ class Reconciler:
         seed_root: Path,
         confirm: bool,
         progress: Progress | None,
-        previous: RoomSpec | None,
+        protected: frozenset[str],
         expect: Mapping[str, Any] | None,
     ) -> None:
         spec = run.spec
@@ -144,7 +145,7 @@ class Reconciler:
         seeds, (observed, endpoints, read_at) = await self._read_with_seeds(spec, seed_root)
         if not endpoints:
             run.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
-        plan = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
+        plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
         self._record_plan(run, plan)
         await run.audit("reconcile.planning", changes=len(plan.changes), revision=observed.revision)
         run.phase = Phase.PRE_CHECKS
@@ -158,7 +159,7 @@ class Reconciler:
             return
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
-            plan = self._plan(spec, observed, seeds, endpoints=endpoints, previous=previous)
+            plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
             run.warnings.append("Room state was stale when APPLY started: re-read and re-planned")
             self._record_plan(run, plan)
             checked = await self._pre_checks(run, plan, observed, confirm=confirm, expect=expect)
@@ -180,7 +181,7 @@ class Reconciler:
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await roll_back(run)
         _tell(progress, Phase.VERIFY)
-        await self._verify(run, seeds, endpoints=endpoints, previous=previous)
+        await self._verify(run, seeds, endpoints=endpoints, protected=protected)
 
     # ---- PLANNING ------------------------------------------------------------------------------------
 
@@ -223,12 +224,12 @@ class Reconciler:
         seeds: dict[str, LocalSeed],
         *,
         endpoints: bool,
-        previous: RoomSpec | None,
+        protected: frozenset[str],
     ) -> Plan:
         """The plan of `spec` against `observed`, reused from the room's last one when nothing changed."""
         memo = self.caches.plans.get(
             spec.room_id,
-            valid=lambda m: m.fits(spec, observed.etag, seeds, endpoints=endpoints, previous=previous),
+            valid=lambda m: m.fits(spec, observed.etag, seeds, endpoints=endpoints, protected=protected),
         )
         if memo is not None:
             return memo.plan
@@ -238,11 +239,11 @@ class Reconciler:
             seeds=seeds,
             resources=self.settings.features.resources,
             operator_endpoints=endpoints,
-            protected=protected_names(previous),
+            protected=protected,
         )
         if observed.etag is not None:
             self.caches.plans.put(
-                spec.room_id, PlanMemo(observed.etag, spec, seeds, endpoints, previous, plan)
+                spec.room_id, PlanMemo(observed.etag, spec, seeds, endpoints, protected, plan)
             )
         return plan
 
@@ -320,14 +321,14 @@ class Reconciler:
     # ---- VERIFY --------------------------------------------------------------------------------------
 
     async def _verify(
-        self, run: RunDraft, seeds: dict[str, LocalSeed], *, endpoints: bool, previous: RoomSpec | None
+        self, run: RunDraft, seeds: dict[str, LocalSeed], *, endpoints: bool, protected: frozenset[str]
     ) -> None:
         try:
             observed, _, _ = await self._read(run.spec.room_id)
         except RunAborted as exc:
             run.warnings.append(f"Verification failed: {exc.message}")
         else:
-            remaining = self._plan(run.spec, observed, seeds, endpoints=endpoints, previous=previous)
+            remaining = self._plan(run.spec, observed, seeds, endpoints=endpoints, protected=protected)
             run.remaining = [label(c) for c in remaining]
             run.converged = remaining.empty
         run.conclude()

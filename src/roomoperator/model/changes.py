@@ -301,6 +301,8 @@ class Plan:
     observed_revision: int
     changes: tuple[Change, ...] = ()
     verdict: Verdict = Verdict()
+    present: tuple[str, ...] = ()
+    """Declared entities the room already has, in spec order (the reference's `toEnsure`)."""
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)

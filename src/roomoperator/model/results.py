@@ -28,7 +28,11 @@ class WireModel(BaseModel):
 
 
 class ReconcileDiff(WireModel):
-    """The reference's eight diff lists, derived from the plan (but true: see planning)."""
+    """The reference's eight diff lists, derived from the plan (but true: see planning), then ours.
+
+    `toEnsure` keeps the reference's meaning (every declared entity present on both sides, in spec
+    order); the entities whose declared fields differ are `toUpdate`, the MCP providers to load `toLoad`.
+    """
 
     to_join: list[str] = Field(default_factory=list)
     to_kick: list[str] = Field(default_factory=list)
@@ -38,6 +42,8 @@ class ReconcileDiff(WireModel):
     to_apply: list[str] = Field(default_factory=list)
     to_delete_artifacts: list[str] = Field(default_factory=list)
     blocked: list[str] = Field(default_factory=list)
+    to_update: list[str] = Field(default_factory=list)
+    to_load: list[str] = Field(default_factory=list)
 
 
 class ItemFailure(WireModel):

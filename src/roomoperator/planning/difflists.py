@@ -1,9 +1,11 @@
 """The reference's eight diff lists (`toJoin, toKick, toEnsure, toSeed, toPromote, toApply,
-toDeleteArtifacts, blocked`), derived from a plan, so they are true: `toSeed` lists only artifacts
-that need a write, `toPromote` only those not yet promoted, `blocked` everything that will not be done.
+toDeleteArtifacts, blocked`) and our two (`toUpdate`, `toLoad`), derived from a plan, so they are true:
+`toSeed` lists only artifacts that need a write, `toPromote` only those not yet promoted, `blocked`
+everything that will not be done.
 
-`toEnsure` lists entities whose declared fields differ (`update`) and resources to load
-(`resource:{name}`); the reference listed every entity present on both sides and did nothing with it.
+`toEnsure` keeps the reference's meaning: every declared entity present on both sides, in spec order
+(informational: the reference did nothing with it). Entities whose declared fields differ are `toUpdate`;
+MCP providers to load for the spec's resources are `toLoad`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from roomoperator.model.results import ReconcileDiff
 
 
 def diff_lists(plan: Plan) -> ReconcileDiff:
-    diff = ReconcileDiff()
+    diff = ReconcileDiff(to_ensure=list(plan.present))
     targets = {
         Op.JOIN: diff.to_join,
         Op.KICK: diff.to_kick,
-        Op.UPDATE: diff.to_ensure,
+        Op.UPDATE: diff.to_update,
         Op.SEED: diff.to_seed,
         Op.RESEED: diff.to_seed,
         Op.PROMOTE: diff.to_promote,
         Op.DELETE_ARTIFACT: diff.to_delete_artifacts,
+        Op.ENSURE_RESOURCE: diff.to_load,
     }
     for change in plan:
         if change.blocked is not None:
@@ -29,8 +32,6 @@ def diff_lists(plan: Plan) -> ReconcileDiff:
                 diff.blocked.append(change.name)
         elif change.op is Op.SET_POLICY:
             diff.to_apply.append(f"policy:{change.name}={_policy_value(change.after)}")
-        elif change.op is Op.ENSURE_RESOURCE:
-            diff.to_ensure.append(f"resource:{change.name}")
         else:
             targets[change.op].append(change.name)
     return diff

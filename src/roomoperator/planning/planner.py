@@ -296,12 +296,14 @@ def plan_room(
         changes += _resource_changes(spec, observed, changes)
     if not operator_endpoints:
         changes = [_block_unsupported(c) for c in changes]
+    in_room = {e.id for e in observed.entities}
     return Plan(
         room_id=spec.room_id,
         spec_name=spec.metadata.name,
         spec_version=spec.metadata.version,
         observed_revision=observed.revision,
         changes=tuple(changes),
+        present=tuple(dict.fromkeys(e.id for e in spec.spec.entities if e.id in in_room)),
     )
 
 

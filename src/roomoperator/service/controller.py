@@ -24,6 +24,7 @@ from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.audit import utcnow
 from roomoperator.model.codes import RunCode
 from roomoperator.model.results import Phase, RunResult
+from roomoperator.planning.planner import protected_names
 from roomoperator.service.acceptance import Accepted, accept
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
@@ -190,7 +191,7 @@ class Controller:
             confirm=confirm,
             correlation_id=request.correlation_id,
             actor=actor,
-            previous=self._previous(spec.room_id),
+            protected=self._protected(spec.room_id),
         )
         await self._runs.dry_run(request, result)
         request.done.set_result(result)
@@ -286,7 +287,7 @@ class Controller:
                     correlation_id=request.correlation_id,
                     actor=request.actor,
                     progress=progress,
-                    previous=self._previous(request.room_id),
+                    protected=self._protected(request.room_id),
                 )
         except Exception as exc:  # an engine bug must not leave the run "running" forever
             log.exception("reconcile raised", room_id=request.room_id, correlation_id=request.correlation_id)
@@ -349,9 +350,10 @@ class Controller:
         view.desire(target.spec, base_dir=target.base_dir, confirmed=request.confirm, revision=revision)
         await self._observers.publish(SpecAccepted(request, result, revision))
 
-    def _previous(self, room_id: str) -> RoomSpec | None:
+    def _protected(self, room_id: str) -> frozenset[str]:
+        """What the room's desired spec marks `protect: true`."""
         view = self._rooms.managed(room_id)
-        return view.spec if view is not None else None
+        return protected_names(view.spec if view is not None else None)
 
     def _refresh_gauges(self) -> None:
         self._gauges.refresh(self._rooms, queued=self._scheduler.queued)

@@ -22,7 +22,16 @@ from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, Store
 from roomoperator.store.records import RunStatus, RunTrigger
 
-DIFF_LISTS = ("to_join", "to_kick", "to_ensure", "to_seed", "to_promote", "to_apply", "to_delete_artifacts")
+DIFF_LISTS = (
+    "to_join",
+    "to_kick",
+    "to_update",
+    "to_seed",
+    "to_promote",
+    "to_apply",
+    "to_delete_artifacts",
+    "to_load",
+)
 
 
 def new_id() -> str:

@@ -155,11 +155,17 @@ class Policies(SpecModel):
     """Room-level policies; `dmVisibilityDefault` is mandatory on the server and defaults to team."""
 
     dm_visibility_default: Visibility = "team"
-    """Default visibility of direct messages in the room."""
+    """Default visibility of direct messages in the room; empty or null means `team` (with a warning)."""
     allow_resource_creation: bool = False
     """Whether room members may create resources."""
     max_artifacts_per_entity: int = Field(default=100, ge=0)
     """Most artifacts one entity may own."""
+
+    @field_validator("dm_visibility_default", mode="before")
+    @classmethod
+    def _blank_is_team(cls, value: object) -> object:
+        """The reference treated a null or blank value as not set: `team`, with a warning."""
+        return "team" if value is None or (isinstance(value, str) and not value.strip()) else value
 
 
 class ResourceSpec(SpecModel):

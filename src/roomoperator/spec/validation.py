@@ -253,7 +253,8 @@ def _cross_checks(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tup
 def _warnings(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tuple[Path, str]]:
     """What is allowed but probably not meant: the reference's policies warning, seed files not there yet."""
     policies = _get(data, ("spec", "policies"))
-    if not isinstance(policies, dict) or "dmVisibilityDefault" not in policies:
+    chosen = policies.get("dmVisibilityDefault") if isinstance(policies, dict) else None
+    if chosen is None or (isinstance(chosen, str) and not chosen.strip()):
         yield ("spec", "policies"), "dmVisibilityDefault not set, will default to 'team'"
     body = data.get("spec")
     body = body if isinstance(body, dict) else {}
