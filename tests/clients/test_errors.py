@@ -75,7 +75,7 @@ async def test_a_timeout_is_unreachable_and_transient(roomserver: RoomServerHand
         "ROOM_SERVER_UNREACHABLE",
         True,
     )
-    assert f"room server {url} timed out: GET /room/room-err-1/state" in failed.value.message
+    assert failed.value.message.startswith(f"GET /room/room-err-1/state at {url} timed out: ")
     assert seen == [None]
 
 
@@ -86,7 +86,19 @@ async def test_a_refused_connection_is_unreachable() -> None:
             await client.whoami()
         assert await client.health() is False
     assert failed.value.transient
-    assert failed.value.message.startswith(f"room server {url} unreachable: GET /auth/whoami: ")
+    assert failed.value.message == (
+        f"GET /auth/whoami: cannot connect to the room server at {url} (connection refused); check that"
+        " it is running there, or give its URL with --server / RoomServer__BaseUrl"
+    )
+
+
+async def test_a_url_without_a_scheme_says_so() -> None:
+    async with RoomServerClient("127.0.0.1:5000") as client:
+        with pytest.raises(RoomServerError) as failed:
+            await client.get_state("room-err-1")
+    assert failed.value.code == "INVALID_URL"
+    assert "is not an http:// or https:// URL" in failed.value.message
+    assert "http://127.0.0.1:5000" in failed.value.message
 
 
 async def test_a_redirect_loop_is_an_invalid_response_not_worth_retrying() -> None:

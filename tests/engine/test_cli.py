@@ -105,7 +105,7 @@ async def test_errors_exit_1(roomserver: RoomServerHandle, tmp_path: Path) -> No
         invoke, "plan", "-f", str(EXAMPLE), "--server", roomserver.url, "--token", "bad-token-0123456789"
     )
     assert bad_token.exit_code == 1
-    assert "refused the operator's token" in bad_token.output
+    assert "room server refused the token it was given" in bad_token.output
     down = f"http://127.0.0.1:{free_port()}"
     unreachable = await asyncio.to_thread(invoke, "plan", "-f", str(EXAMPLE), "--server", down, "-o", "json")
     assert unreachable.exit_code == 1

@@ -222,6 +222,18 @@ async def test_missing_scopes_block_before_any_write(tmp_path: Path, seeds: Path
     assert result.converged is False
 
 
+async def test_a_run_whose_every_change_is_blocked_is_no_success(tmp_path: Path, seeds: Path) -> None:
+    """A read-only token: the room needs changes and none can be made; the answer must not say success."""
+    async with (
+        running_roomserver(tmp_path / "readonly", scopes=("room:read",)) as limited,
+        RoomServerClient(limited.url, token=limited.token) as client,
+    ):
+        result = await Reconciler(client, fast_settings()).reconcile(full_spec(), seed_root=seeds)
+    assert (result.success, result.partial_success, result.code) == (False, True, "CHANGES_BLOCKED")
+    assert result.applied == ()
+    assert result.remaining
+
+
 async def test_unauthorized_and_unreachable_are_run_level_codes(
     roomserver: RoomServerHandle, seeds: Path
 ) -> None:
@@ -234,7 +246,7 @@ async def test_unauthorized_and_unreachable_are_run_level_codes(
         down = await Reconciler(client, fast_settings()).reconcile(full_spec(), seed_root=seeds)
     assert (down.success, down.code) == (False, "ROOM_SERVER_UNREACHABLE")
     assert down.errors
-    assert "unreachable" in down.errors[0]
+    assert "cannot connect to the room server" in down.errors[0]
 
 
 async def test_resources_load_providers_and_stay_pending_until_connected(

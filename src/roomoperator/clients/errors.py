@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import time
 
 import aiohttp
@@ -105,11 +106,37 @@ def error_from_answer(
 
 
 def error_from_failure(exc: BaseException, *, base_url: str, what: str) -> RoomServerError:
-    """The error for a call (`what`, e.g. "GET /health") that got no usable answer: `Unreachable` (worth
-    retrying) for a refused, broken or garbled connection and for a timeout; `INVALID_RESPONSE` for a
-    redirect loop, which will not heal by itself."""
-    detail = str(exc) or type(exc).__name__
+    """The error for a call (`what`, e.g. "GET /health") that got no usable answer, in one sentence that
+    says what was tried, what failed and what to do: `Unreachable` (worth retrying) for a refused, broken
+    or garbled connection and for a timeout; `INVALID_URL` for a URL that is not http(s), and
+    `INVALID_RESPONSE` for a redirect loop, which will not heal by themselves."""
+    if isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidURL):
+        message = (
+            f"{what}: the room server URL {base_url!r} is not an http:// or https:// URL;"
+            " give it with its scheme, for example http://127.0.0.1:5000"
+        )
+        return RoomServerError(None, "INVALID_URL", message)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return RoomServerError(None, "INVALID_RESPONSE", f"{what}: {detail}")
-    kind = "timed out" if isinstance(exc, TimeoutError) else "unreachable"
-    return Unreachable(None, "ROOM_SERVER_UNREACHABLE", f"room server {base_url} {kind}: {what}: {detail}")
+        return RoomServerError(None, "INVALID_RESPONSE", f"{what} at {base_url}: {exc}")
+    if isinstance(exc, TimeoutError):
+        return Unreachable(
+            None,
+            "ROOM_SERVER_UNREACHABLE",
+            f"{what} at {base_url} timed out: the room server did not answer in time;"
+            " check that it is running and not overloaded (or raise room_server.timeout_seconds)",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        reason = os.strerror(errno) if errno else exc.os_error.strerror or str(exc.os_error)
+        return Unreachable(
+            None,
+            "ROOM_SERVER_UNREACHABLE",
+            f"{what}: cannot connect to the room server at {base_url} ({reason.lower()});"
+            " check that it is running there, or give its URL with --server / RoomServer__BaseUrl",
+        )
+    detail = str(exc) or type(exc).__name__
+    return Unreachable(
+        None,
+        "ROOM_SERVER_UNREACHABLE",
+        f"{what} at {base_url} failed: the connection broke ({detail}); it is retried on the next run",
+    )

@@ -38,7 +38,11 @@ AUDIT_ACTION: dict[Op, str] = {
 
 def unauthorized(error: Exception) -> RunAborted:
     message = getattr(error, "message", str(error))
-    return RunAborted(RunCode.UNAUTHORIZED, f"Room server refused the operator's token: {message}")
+    return RunAborted(
+        RunCode.UNAUTHORIZED,
+        f"The room server refused the token it was given ({message}): set ROOM_AUTH_TOKEN (or --token) to a"
+        " token it knows; `roomop up` writes its tokens to .roomop/credentials.json",
+    )
 
 
 async def fail_fatal_blocks(run: RunDraft, plan: Plan) -> None:

@@ -32,6 +32,8 @@ FAILURE_TEXT: dict[Op, str] = {
     Op.ENSURE_RESOURCE: "Failed to ensure resource {name}: {error}",
 }
 NOT_CONVERGED = "State not fully converged after reconciliation"
+# Blocks that mean the run cannot do what the room needs (others are choices: protect, skip, waiting).
+UNABLE = frozenset({BlockCode.MISSING_SCOPE, BlockCode.UNSUPPORTED, BlockCode.SEED_FILE_MISSING})
 
 
 class RunAborted(Exception):
@@ -83,6 +85,8 @@ class RunDraft:
     remaining: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     undos: list[Undo] = field(default_factory=list)
+    unable: int = 0
+    """Changes blocked because they cannot be made (`UNABLE`), not by choice."""
     aborted: RunAborted | None = None
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     started: float = field(default_factory=time.perf_counter)
@@ -95,12 +99,16 @@ class RunDraft:
         self.success, self.code, self.errors = False, code, errors
 
     def conclude(self) -> None:
-        """success: nothing failed; partialSuccess: the run finished but the room is not fully converged."""
+        """success: nothing failed, and the room needed nothing or got something; partialSuccess: the run
+        finished but the room is not fully converged. A run that made nothing because what the room
+        needs cannot be made (`unable`: missing scopes or seed files, a server without the endpoints) is
+        no success; removals held back by `protect` and providers still connecting are not failures."""
         if self.remaining:
             self.warn(NOT_CONVERGED)
-        self.success = not self.failed
+        all_blocked = self.unable > 0 and not self.applied
+        self.success = not self.failed and not all_blocked
         self.partial_success = bool(self.failed or self.remaining)
-        self.code = RunCode.ITEMS_FAILED if self.failed else None
+        self.code = RunCode.ITEMS_FAILED if self.failed else RunCode.CHANGES_BLOCKED if all_blocked else None
 
     async def fail(self, change: Change, message: str, *, attempts: int) -> None:
         self.failed.append(

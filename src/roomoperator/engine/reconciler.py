@@ -29,7 +29,7 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.applying import Applier
 from roomoperator.engine.caches import EngineCaches, PlanMemo, Rendering
 from roomoperator.engine.executing import Execution, fail_fatal_blocks, roll_back, unauthorized
-from roomoperator.engine.outcome import RunAborted, RunDraft, blocked_warning, label
+from roomoperator.engine.outcome import UNABLE, RunAborted, RunDraft, blocked_warning, label
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier
 from roomoperator.engine.seeding import SeedFiles
@@ -314,6 +314,7 @@ class Reconciler:
         run.phase = Phase.VERIFY
         await fail_fatal_blocks(run, plan)
         run.remaining = [label(c) for c in plan.blocked]
+        run.unable = sum(1 for c in plan.blocked if c.blocked is not None and c.blocked.code in UNABLE)
         run.converged = not run.remaining
         run.conclude()
         await run.audit("reconcile.verify", converged=run.converged, remaining=len(run.remaining))

@@ -15,6 +15,8 @@ class RunCode(StrEnum):
 
     GUARDRAILS_EXCEEDED = "GUARDRAILS_EXCEEDED"
     ITEMS_FAILED = "ITEMS_FAILED"
+    CHANGES_BLOCKED = "CHANGES_BLOCKED"
+    """The room needs changes and every one of them is blocked (scopes, server, files): nothing was made."""
     PLAN_CHANGED = "PLAN_CHANGED"
     """The plan made at APPLY differs from the one the caller confirmed: nothing was written."""
     UNAUTHORIZED = "UNAUTHORIZED"
