@@ -144,6 +144,7 @@ def _manifest(**changes: object) -> Manifest:
         "origin_entity": "E-SERVICE",
         "promoted": False,
         "ts": now_iso(),
+        "created_by": "operator",
     }
     base.update(changes)
     return Manifest(**base)  # type: ignore[arg-type]
@@ -156,13 +157,14 @@ def test_a_draft_matches_only_an_identical_manifest() -> None:
     assert not draft.matches(_manifest(tags=("b",)))
     assert not draft.matches(_manifest(workspace="analysis"))
     assert not draft.matches(_manifest(metadata={"k": 1}))
+    assert draft.matches(_manifest(created_by="E-member"))  # the same bytes again keep the version
 
 
 def test_manifest_wire_has_reference_fields_and_ours() -> None:
     wire = _manifest(owner="E-agent-1").to_wire()
     assert set(wire) == {
         "name", "type", "path", "size", "sha256", "origin", "version", "parents", "metadata", "ts",
-        "workspace", "tags", "promoted", "fingerprint",
+        "workspace", "tags", "promoted", "fingerprint", "createdBy",
     }  # fmt: skip
     assert wire["origin"] == {
         "room": "ai-lab-01",

@@ -48,6 +48,7 @@ async def test_undeclared_room_has_an_empty_init_state(client: httpx.AsyncClient
             "maxArtifactsPerEntity": 100,
         },
         "resources": [],
+        "manager": None,
     }
 
 

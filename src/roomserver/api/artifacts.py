@@ -19,6 +19,7 @@ from roomserver.api.schemas import (
     VersionList,
 )
 from roomserver.api.uploads import read_limited_body, receive_form
+from roomserver.auth import Principal
 from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, parse_port, parse_upload_spec
 from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_artifact_name, check_entity_id
@@ -66,6 +67,11 @@ def _own_workspace(member: Entity | None, entity_id: str) -> str:
     return entity_id
 
 
+def _author(member: Entity | None, caller: Principal) -> str:
+    """Who a write is by (`createdBy`): the member of `X-Entity-Id`, else the token's name."""
+    return member.id if member is not None else caller.name
+
+
 def _manifest_response(manifest: Manifest, *, changed: bool) -> JSONResponse:
     return JSONResponse(
         {"manifest": manifest.to_wire()},
@@ -75,7 +81,12 @@ def _manifest_response(manifest: Manifest, *, changed: bool) -> JSONResponse:
 
 
 async def _write(
-    request: Request, server: Server, room_id: str, owner: str | None, member: Entity | None
+    request: Request,
+    server: Server,
+    room_id: str,
+    owner: str | None,
+    member: Entity | None,
+    caller: Principal,
 ) -> Response:
     settings = server.settings
     form = await receive_form(
@@ -102,6 +113,7 @@ async def _write(
             parents=parse_parents(form.fields.get("parents")),
             port=parse_port(form.fields.get("port")),
             origin_entity=origin,
+            created_by=_author(member, caller),
         )
     except BaseException:
         form.discard()
@@ -117,20 +129,21 @@ async def _write(
 
 @router.post("/rooms/{roomId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES)
 async def write_room_artifact(
-    request: Request, room_id: RoomId, server: Server, _: ArtifactWriter, member: Member
+    request: Request, room_id: RoomId, server: Server, caller: ArtifactWriter, member: Member
 ) -> Response:
-    """R4: write a room artifact (a member with `X-Entity-Id`, or a service token seeding without it)."""
-    return await _write(request, server, room_id, None, member)
+    """R4: write a room artifact (a member with `X-Entity-Id`, or a service token seeding without it);
+    the version records who wrote it (`createdBy`)."""
+    return await _write(request, server, room_id, None, member, caller)
 
 
 @router.post(
     "/rooms/{roomId}/entities/{entityId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES
 )
 async def write_entity_artifact(
-    request: Request, room_id: RoomId, entityId: str, server: Server, _: ArtifactWriter, member: Member
+    request: Request, room_id: RoomId, entityId: str, server: Server, caller: ArtifactWriter, member: Member
 ) -> Response:
     """R5: write to the caller's own private workspace."""
-    return await _write(request, server, room_id, _own_workspace(member, entityId), member)
+    return await _write(request, server, room_id, _own_workspace(member, entityId), member, caller)
 
 
 def _version(raw: str | None) -> int | None:
@@ -317,7 +330,7 @@ def _promote_request(raw: bytes) -> tuple[str, str | None, str, dict[str, Any] |
     },
 )
 async def promote(
-    request: Request, room_id: RoomId, server: Server, _: ArtifactWriter, member: Member
+    request: Request, room_id: RoomId, server: Server, caller: ArtifactWriter, member: Member
 ) -> Response:
     """R10: promote a room artifact (`{name}`) or copy an entity's artifact to the room (`{fromEntity}`)."""
     name, from_entity, target, metadata = _promote_request(
@@ -330,7 +343,13 @@ async def promote(
         missing = "Artifact not found"
     else:
         written = await server.db.run(
-            repository.promote_copy, room_id, from_entity, name, target=target, metadata=metadata
+            repository.promote_copy,
+            room_id,
+            from_entity,
+            name,
+            target=target,
+            metadata=metadata,
+            created_by=_author(member, caller),
         )
         missing = "Artifact not found in entity workspace"
     if written is None:

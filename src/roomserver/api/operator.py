@@ -1,4 +1,4 @@
-"""The operator endpoints (integration guide): room state, roster, policies, and `whoami`.
+"""The operator endpoints (integration guide): room state, roster, policies, the room's manager, `whoami`.
 
 The state read is conditional: it carries an `ETag` (the room's revision plus a digest of the whole
 body, so presence and MCP provider changes, which are not room events, change it too) and answers
@@ -14,8 +14,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
-from roomserver.api.dependencies import ERRORS, Caller, EntityWriter, PolicyWriter, Reader, RoomId, Server
-from roomserver.api.schemas import EntityBody, EntityOut, PoliciesBody, PoliciesOut, RoomStateOut, WhoamiOut
+from roomserver.api.dependencies import (
+    ERRORS,
+    Admin,
+    Caller,
+    EntityWriter,
+    PolicyWriter,
+    Reader,
+    RoomId,
+    Server,
+)
+from roomserver.api.schemas import (
+    EntityBody,
+    EntityOut,
+    ManagerBody,
+    ManagerOut,
+    PoliciesBody,
+    PoliciesOut,
+    RoomStateOut,
+    WhoamiOut,
+)
 from roomserver.domain.identifiers import check_entity_id
 from roomserver.errors import RoomServerError, bad_request
 from roomserver.storage import repository
@@ -41,7 +59,8 @@ async def room_state(
     body = (
         f'{{"roomId":{json.dumps(room_id)},"status":"{snapshot.status}","revision":{snapshot.revision},'
         f'"entities":[{entities}],"artifacts":[{",".join(snapshot.artifacts)}],'
-        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())}}}'
+        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())},'
+        f'"manager":{snapshot.manager or "null"}}}'
     )
     encoded = body.encode()
     etag = f'"{snapshot.revision}-{hashlib.blake2b(encoded, digest_size=8).hexdigest()}"'
@@ -122,6 +141,26 @@ async def put_policies(
     policies, events = await server.db.run(repository.update_policies, room_id, changes)
     server.publish(events)
     return policies.to_wire()
+
+
+@router.put("/rooms/{roomId}/manager", responses={200: {"model": ManagerOut}})
+async def put_manager(room_id: RoomId, body: ManagerBody, server: Server, _: Admin) -> dict[str, Any]:
+    """Record the operator that manages the room (idempotent: the same name and URL change nothing and
+    keep `since`); `ROOM.MANAGER` only when the manager changed. One-shot tools refuse a managed room."""
+    manager, events = await server.db.run(
+        repository.set_manager, room_id, {"name": body.name, "url": body.url}
+    )
+    server.publish(events)
+    assert manager is not None
+    return manager
+
+
+@router.delete("/rooms/{roomId}/manager", status_code=204, response_class=Response)
+async def delete_manager(room_id: RoomId, server: Server, _: Admin) -> Response:
+    """No operator manages the room any more (204 also when none did)."""
+    _released, events = await server.db.run(repository.set_manager, room_id, None)
+    server.publish(events)
+    return Response(status_code=204)
 
 
 @router.get("/auth/whoami", response_model=WhoamiOut)

@@ -62,6 +62,13 @@ class PoliciesBody(Strict):
     maxArtifactsPerEntity: StrictInt | None = None
 
 
+class ManagerBody(Strict):
+    """`PUT /rooms/{roomId}/manager`: the operator that manages the room, and where its API is."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+
+
 class ProviderBody(Strict):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
     url: str = Field(min_length=1, max_length=2048, pattern=r"^(wss?|https?)://\S+$")
@@ -142,6 +149,16 @@ class ArtifactStateOut(Strict):
     fingerprint: str | None
     createdAt: str
     updatedAt: str
+    createdBy: str | None
+    """Who wrote the first version (the `X-Entity-Id` member, else the token's name); null if not known."""
+    updatedBy: str | None
+    """Who wrote the latest version."""
+
+
+class ManagerOut(Strict):
+    name: str
+    url: str | None
+    since: str
 
 
 class ResourceOut(Strict):
@@ -159,6 +176,7 @@ class RoomStateOut(Strict):
     artifacts: list[ArtifactStateOut]
     policies: PoliciesOut
     resources: list[ResourceOut]
+    manager: ManagerOut | None
 
 
 class OriginOut(Strict):
@@ -184,6 +202,7 @@ class ManifestOut(Strict):
     tags: list[str]
     promoted: bool
     fingerprint: str | None
+    createdBy: str | None
 
 
 class ManifestEnvelope(Strict):

@@ -3,6 +3,8 @@
 A workspace is the room's (`owner=None`) or one entity's private one (`owner="E-..."`). Each write of a
 name makes the next version; every version's bytes stay in the content-addressed blob store. An upload
 whose bytes and metadata equal the latest live version is a no-op (the operator's idempotent seeding).
+Each version records who wrote it (`createdBy`: the member of `X-Entity-Id`, else the token's name), so the
+operator can tell what it created from what members did (it deletes only its own artifacts).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class ArtifactDraft:
     parents: tuple[str, ...] | None = None
     port: str | None = None
     origin_entity: str = "E-SERVICE"
+    created_by: str | None = None
 
     def matches(self, manifest: Manifest) -> bool:
-        """True when storing this draft with `manifest`'s bytes would repeat `manifest` exactly."""
+        """True when storing this draft with `manifest`'s bytes would repeat `manifest` exactly (who writes
+        it aside: repeating a version's bytes and labels keeps the version, and its author)."""
         return (
             self.name,
             self.type,
@@ -78,6 +82,8 @@ class Manifest:
     origin_entity: str
     promoted: bool
     ts: str
+    created_by: str | None
+    """Who wrote this version: the member (`X-Entity-Id`) or the token's name; None before it was kept."""
 
     def location(self) -> str:
         if self.owner is None:
@@ -85,7 +91,7 @@ class Manifest:
         return f"/rooms/{self.room_id}/entities/{self.owner}/artifacts/{self.name}"
 
     def to_wire(self) -> dict[str, Any]:
-        """The reference manifest plus `workspace` label, `tags`, `promoted`, `fingerprint`."""
+        """The reference manifest plus `workspace` label, `tags`, `promoted`, `fingerprint`, `createdBy`."""
         return {
             "name": self.name,
             "type": self.type,
@@ -107,6 +113,7 @@ class Manifest:
             "tags": list(self.tags),
             "promoted": self.promoted,
             "fingerprint": self.fingerprint,
+            "createdBy": self.created_by,
         }
 
 

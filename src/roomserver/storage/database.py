@@ -20,7 +20,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; a database written by a newer server is refused, not misread
+SCHEMA_VERSION = 2  # PRAGMA user_version; a database written by a newer server is refused, not misread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS rooms (
     status     TEXT NOT NULL,
     policies   TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    manager    TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entities (
     room_id     TEXT NOT NULL,
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS artifact_versions (
     origin_entity TEXT NOT NULL,
     promoted      INTEGER NOT NULL,
     ts            TEXT NOT NULL,
+    created_by    TEXT,
     PRIMARY KEY (room_id, owner, name, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS artifact_heads (
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS artifact_heads (
     version    INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     deleted_at TEXT,
+    created_by TEXT,
     PRIMARY KEY (room_id, owner, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -74,6 +77,15 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_room ON events (room_id, seq);
 """
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (  # who wrote each artifact version and who manages a room (NULL for what was stored before)
+        "ALTER TABLE rooms ADD COLUMN manager TEXT",
+        "ALTER TABLE artifact_versions ADD COLUMN created_by TEXT",
+        "ALTER TABLE artifact_heads ADD COLUMN created_by TEXT",
+    ),
+}
+"""The statements that bring a database of the previous version to each version (`SCHEMA` has them all)."""
 
 
 @contextlib.contextmanager
@@ -106,8 +118,14 @@ class Database:
             )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss, not only kill -9
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with transaction(conn):
+            for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._conn = conn
 
     async def open(self) -> None:

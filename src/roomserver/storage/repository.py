@@ -43,6 +43,7 @@ class RoomSnapshot:
     entities: list[tuple[str, str]]  # (entity id, wire JSON without `connected`), sorted by id
     artifacts: list[str]  # state entries as JSON objects, sorted by name
     policies: RoomPolicies
+    manager: str | None = None  # the manager as JSON text (`set_manager`), None when no operator manages it
 
 
 @dataclass(frozen=True)
@@ -226,11 +227,41 @@ def update_policies(
         )
 
 
+# --- the manager -----------------------------------------------------------------------------------------
+
+
+def set_manager(
+    conn: sqlite3.Connection, room_id: str, manager: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, list[RoomEvent]]:
+    """Record which operator manages the room (`{"name", "url"}`; None: none does). The time it started is
+    kept while the same manager claims again; an event (`ROOM.MANAGER`) only when the manager changed."""
+    with transaction(conn):
+        now = now_iso()
+        if manager is None and _room_row(conn, room_id) is None:
+            return None, []  # releasing an unknown room creates nothing
+        _ensure_room(conn, room_id, now)
+        raw = conn.execute("SELECT manager FROM rooms WHERE room_id = ?", (room_id,)).fetchone()[0]
+        current = None if raw is None else json.loads(raw)
+        same = (current is None and manager is None) or (
+            current is not None
+            and manager is not None
+            and (current["name"], current["url"]) == (manager["name"], manager["url"])
+        )
+        if same:
+            return current, []
+        stored = None if manager is None else {**manager, "since": now}
+        conn.execute(
+            "UPDATE rooms SET manager = ?, updated_at = ? WHERE room_id = ?",
+            (None if stored is None else _dumps(stored), now, room_id),
+        )
+        return stored, _emit(conn, room_id, now, [PendingEvent(ev.ROOM_MANAGER, {"manager": stored})])
+
+
 # --- artifacts --------------------------------------------------------------------------------------------
 
 _MANIFEST_COLUMNS = (
     "v.room_id, v.owner, v.name, v.version, v.type, v.sha256, v.size, v.workspace, v.tags, v.fingerprint, "
-    "v.metadata, v.parents, v.port, v.origin_entity, v.promoted, v.ts"
+    "v.metadata, v.parents, v.port, v.origin_entity, v.promoted, v.ts, v.created_by"
 )
 
 
@@ -250,7 +281,7 @@ def _manifest(row: tuple[Any, ...]) -> Manifest:
         parents,
         port,
     ) = row[:13]
-    origin_entity, promoted, ts = row[13:16]
+    origin_entity, promoted, ts, created_by = row[13:17]
     return Manifest(
         room_id=room_id,
         owner=owner or None,
@@ -268,6 +299,7 @@ def _manifest(row: tuple[Any, ...]) -> Manifest:
         origin_entity=origin_entity,
         promoted=bool(promoted),
         ts=ts,
+        created_by=created_by,
     )
 
 
@@ -326,9 +358,12 @@ def list_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[Mani
 
 
 def _insert_version(conn: sqlite3.Connection, manifest: Manifest, *, owner: str, created_at: str) -> None:
-    """Insert a version row and point the head at it (`created_at` counts only for a new head)."""
+    """Insert a version row and point the head at it (`created_at` and `created_by` count only for a new
+    head: like the time, the artifact's creator stays when later versions are written)."""
     conn.execute(
-        "INSERT INTO artifact_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO artifact_versions (room_id, owner, name, version, type, sha256, size, workspace, tags, "
+        "fingerprint, metadata, parents, port, origin_entity, promoted, ts, created_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             manifest.room_id,
             owner,
@@ -346,13 +381,14 @@ def _insert_version(conn: sqlite3.Connection, manifest: Manifest, *, owner: str,
             manifest.origin_entity,
             int(manifest.promoted),
             manifest.ts,
+            manifest.created_by,
         ),
     )
     conn.execute(
-        "INSERT INTO artifact_heads (room_id, owner, name, version, created_at, deleted_at) "
-        "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (room_id, owner, name) "
+        "INSERT INTO artifact_heads (room_id, owner, name, version, created_at, deleted_at, created_by) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (room_id, owner, name) "
         "DO UPDATE SET version = excluded.version, deleted_at = NULL",
-        (manifest.room_id, owner, manifest.name, manifest.version, created_at),
+        (manifest.room_id, owner, manifest.name, manifest.version, created_at, manifest.created_by),
     )
 
 
@@ -400,6 +436,7 @@ def _write(
         origin_entity=draft.origin_entity,
         promoted=False,
         ts=now,
+        created_by=draft.created_by,
     )
     _insert_version(conn, manifest, owner=owner, created_at=now)
     return manifest, True, [ev.artifact_written(manifest.name, manifest.version, sha256)]
@@ -446,12 +483,14 @@ def promote_copy(
     *,
     target: str,
     metadata: dict[str, Any] | None,
+    created_by: str | None,
 ) -> Written | None:
     """The reference promote: copy the latest version of an entity's artifact into the room workspace.
 
     The copy shares the blob (content-addressed), keeps the source type, port, workspace label, tags and
     metadata (unless new metadata is given), records the source SHA-256 as parent, and is marked promoted.
     Promoting unchanged bytes again returns the existing room version. None when the source is absent.
+    `created_by` is the caller (the copy is its write).
     """
     with transaction(conn):
         source = get_manifest(conn, room_id, from_entity, name)
@@ -468,6 +507,7 @@ def promote_copy(
             parents=(source.sha256,),
             port=source.port,
             origin_entity=from_entity,
+            created_by=created_by,
         )
         manifest, changed, pending = _write(
             conn, room_id, ROOM_WORKSPACE, draft, source.sha256, source.size, now=now
@@ -500,7 +540,8 @@ _STATE_ARTIFACTS = """
 SELECT json_object(
     'name', v.name, 'type', v.type, 'workspace', v.workspace, 'tags', json(v.tags), 'sha256', v.sha256,
     'size', v.size, 'version', v.version, 'promoted', json(CASE WHEN v.promoted THEN 'true' ELSE 'false' END),
-    'fingerprint', v.fingerprint, 'createdAt', h.created_at, 'updatedAt', v.ts)
+    'fingerprint', v.fingerprint, 'createdAt', h.created_at, 'updatedAt', v.ts,
+    'createdBy', h.created_by, 'updatedBy', v.created_by)
 FROM artifact_heads h JOIN artifact_versions v
     ON v.room_id = h.room_id AND v.owner = h.owner AND v.name = h.name AND v.version = h.version
 WHERE h.room_id = ? AND h.owner = '' AND h.deleted_at IS NULL
@@ -516,6 +557,7 @@ def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
         if found is None:
             return RoomSnapshot(room_id, UNDECLARED, 0, [], [], RoomPolicies())
         status, policies = found
+        manager = conn.execute("SELECT manager FROM rooms WHERE room_id = ?", (room_id,)).fetchone()[0]
         revision = conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE room_id = ?", (room_id,)
         ).fetchone()[0]
@@ -523,6 +565,6 @@ def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
             "SELECT entity_id, body FROM entities WHERE room_id = ? ORDER BY entity_id", (room_id,)
         ).fetchall()
         artifacts = [row[0] for row in conn.execute(_STATE_ARTIFACTS, (room_id,))]
-        return RoomSnapshot(room_id, status, revision, entities, artifacts, policies)
+        return RoomSnapshot(room_id, status, revision, entities, artifacts, policies, manager)
     finally:
         conn.execute("COMMIT")
