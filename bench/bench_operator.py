@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import socket
@@ -66,7 +67,7 @@ def _services(tmp: Path) -> Iterator[tuple[str, str, psutil.Process]]:
         "ROOMOP_ROOM_SERVER__BASE_URL": server_url,
         "ROOMOP_API__PORT": str(operator_port),
         "ROOMOP_STORE__URL": f"sqlite:///{tmp / 'operator.db'}",
-        "ROOMOP_SEED_ROOT": str(tmp / "seeds"),
+        "ROOMOP_SEEDS__ROOTS": json.dumps([str(tmp / "seeds")]),
         "ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER": "false",
         "ROOMOP_RECONCILIATION__RATE_LIMIT_PER_SECOND": "5000",
         "ROOMOP_LOGGING__LEVEL": "warning",

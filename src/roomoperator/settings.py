@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from ruamel.yaml import YAML
@@ -72,6 +72,9 @@ class ReconciliationSettings(BaseModel):
     failure_backoff_max_seconds: float = Field(default=60.0, gt=0)
     rollback: Literal["never", "on-failure"] = "never"
     """Default ROLLBACK mode for every room; a spec's own `spec.rollback: on-failure` also turns it on."""
+    upgrade: Literal["lenient", "strict"] = "lenient"
+    """The version rule of a changed spec: `lenient` takes the same `metadata.version` (with a warning) and
+    refuses a lower one; `strict` (the reference validator's rule) needs a greater one."""
 
 
 class FeatureSettings(BaseModel):
@@ -103,6 +106,20 @@ class EventsSettings(BaseModel):
     follow_room_server: bool = True
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     subscriber_buffer: int = Field(default=256, ge=1)
+
+
+class SeedSettings(BaseModel):
+    """Seed files of specs posted over HTTP: where they may come from and how much a request may send.
+
+    A spec posted as JSON or YAML resolves `seedFrom` only under `roots` (none by default: such a spec
+    names no file of the operator's disk); a multipart `POST /apply` sends the files themselves, each
+    part at most `max_part_bytes`, all at most `max_total_bytes`, at most `max_parts` parts.
+    """
+
+    roots: list[Path] = []
+    max_part_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    max_total_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_parts: int = Field(default=100, ge=2)
 
 
 class LoggingSettings(BaseModel):
@@ -162,7 +179,9 @@ class OperatorSettings(BaseSettings):
     )
 
     version: str = "0.1.0"
-    seed_root: Path = Path()
+    data_dir: Path | None = None
+    """The operator's data folder (the seeds HTTP applies sent); default: the SQLite store's folder."""
+    seeds: SeedSettings = SeedSettings()
     room_server: RoomServerSettings = RoomServerSettings()
     retry: RetrySettings = RetrySettings()
     guardrails: GuardrailSettings = GuardrailSettings()
@@ -172,6 +191,32 @@ class OperatorSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     events: EventsSettings = EventsSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _seed_roots_outside_data(self) -> OperatorSettings:
+        """No seed root may hold the data folder or the store (their tokens and bytes), nor lie inside
+        the data folder."""
+        private = [("the data folder", self.data_folder().resolve())]
+        if (database := _sqlite_file(self.store.url)) is not None:
+            private.append(("the store", database.resolve()))
+        for index, root in enumerate(self.seeds.roots):
+            resolved = root.resolve()
+            for name, path in private:
+                if path.is_relative_to(resolved) or (
+                    name == "the data folder" and resolved.is_relative_to(path)
+                ):
+                    raise ValueError(
+                        f"seeds.roots[{index}] ({root}) overlaps {name} ({path}): seed roots are served to "
+                        "specs posted over HTTP, so they must hold none of the operator's own files"
+                    )
+        return self
+
+    def data_folder(self) -> Path:
+        """`data_dir`, else the folder of the SQLite store, else `.roomop`."""
+        if self.data_dir is not None:
+            return self.data_dir
+        database = _sqlite_file(self.store.url)
+        return database.parent if database is not None else Path(".roomop")
 
     @classmethod
     def settings_customise_sources(
@@ -183,6 +228,15 @@ class OperatorSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _LegacyEnvSource(settings_cls), _YamlFileSource(settings_cls))
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a `sqlite:///path` URL (any driver); None for other stores and `:memory:`."""
+    scheme, _, rest = url.partition(":///")
+    if scheme.split("+")[0] != "sqlite" or not rest:
+        return None
+    path = rest.split("?")[0]
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def load_settings(*, config_file: Path | None = None, **overrides: Any) -> OperatorSettings:

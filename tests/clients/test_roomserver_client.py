@@ -50,6 +50,7 @@ CALLS: dict[str, Call] = {
     "delete_artifact": lambda client, _: client.delete_artifact(ROOM, "plan"),
     "put_policies": lambda client, _: client.put_policies(ROOM, {"allowResourceCreation": True}),
     "mcp_load": lambda client, _: client.mcp_load([{"id": "p1"}]),
+    "put_manager": lambda client, _: client.put_manager(ROOM, name="operator", url=None),
 }
 
 

@@ -1,4 +1,5 @@
-"""A test model of what the room server does with each change, to check planning properties."""
+"""A test model of what the room server does with each change, to check planning properties: the room
+server records the writer of each artifact version (`createdBy` of the first, `updatedBy` of the latest)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ def _entity(body: dict[str, Any]) -> ObservedEntity:
     return ObservedEntity.model_validate({**body, "id": body["entityId"]})
 
 
-def apply_plan(plan: Plan, observed: ObservedRoom) -> ObservedRoom:
-    """The room after every actionable change of `plan` succeeded."""
+def apply_plan(plan: Plan, observed: ObservedRoom, *, operator: str | None = None) -> ObservedRoom:
+    """The room after every actionable change of `plan` succeeded, written as `operator`."""
     entities = {e.id: e for e in observed.entities}
     artifacts = {a.name: a for a in observed.artifacts}
     policies = observed.policies.model_dump(by_alias=True)
@@ -36,6 +37,8 @@ def apply_plan(plan: Plan, observed: ObservedRoom) -> ObservedRoom:
                 size=payload_json(change.after)["size"],
                 version=(old.version + 1) if old else 1,
                 fingerprint=payload_json(change.after)["fingerprint"],
+                created_by=old.created_by if old else operator,
+                updated_by=operator,
             )
         elif change.op is Op.PROMOTE:
             artifacts[change.name] = artifacts[change.name].model_copy(update={"promoted": True})

@@ -1,5 +1,5 @@
 """Property against the real room server: from any starting room, one apply converges the room to any
-spec, and applying it again reads once and writes nothing."""
+spec, and applying it again reads once and writes nothing; an artifact somebody else wrote stays."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -62,15 +63,27 @@ def as_spec(room_id: str, body: dict[str, Any], version: int) -> RoomSpec:
     )
 
 
-async def converge(url: str, token: str, folder: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+async def converge(
+    handle: RoomServerProcess, folder: Path, before: dict[str, Any], after: dict[str, Any]
+) -> None:
     room_id = f"room-prop-{next(ROOMS)}"
-    async with RoomServerClient(url, token=token) as client:
+    async with (
+        RoomServerClient(handle.url, token=handle.token) as client,
+        httpx.AsyncClient(
+            base_url=handle.url, headers={"Authorization": f"Bearer {handle.admin_token}"}
+        ) as other,
+    ):
         reconciler = Reconciler(client, fast_settings(guardrails=OPEN_GUARDRAILS))
         start = await reconciler.reconcile(as_spec(room_id, before, 1), seed_root=folder)
         assert start.success, start.warnings
+        files = {"spec": (None, '{"name": "notes", "type": "document"}'), "data": ("notes", b"by admin")}
+        assert (await other.post(f"/rooms/{room_id}/artifacts", files=files)).status_code == 201
         result = await reconciler.reconcile(as_spec(room_id, after, 2), seed_root=folder)
         assert result.success, result.warnings
         assert result.converged, result.remaining
+        assert result.plan is not None
+        assert {"kind": "artifact", "name": "notes", "createdBy": "admin"} in result.plan["unmanaged"]
+        assert "notes" in {a.name for a in (await client.get_state(room_id)).artifacts}
         again = await reconciler.reconcile(as_spec(room_id, after, 2), seed_root=folder)
         assert (again.requests, again.applied, again.converged) == (1, (), True)
 
@@ -81,4 +94,4 @@ def test_any_room_converges_to_any_spec(
     server: tuple[RoomServerProcess, Path], before: dict[str, Any], after: dict[str, Any]
 ) -> None:
     handle, folder = server
-    asyncio.run(converge(handle.url, handle.token, folder, before, after))
+    asyncio.run(converge(handle, folder, before, after))

@@ -21,8 +21,19 @@ def entity(i: int) -> dict[str, Any]:
     return {"id": f"E-e{i:02d}", "kind": "agent"}
 
 
+OPERATOR = "operator"
+
+
 def artifact(i: int) -> dict[str, Any]:
-    return {"name": f"a{i:02d}", "type": "document", "workspace": "shared", "sha256": "0" * 64}
+    """An artifact the operator seeded (only those are ever deleted)."""
+    return {
+        "name": f"a{i:02d}",
+        "type": "document",
+        "workspace": "shared",
+        "sha256": "0" * 64,
+        "createdBy": OPERATOR,
+        "updatedBy": OPERATOR,
+    }
 
 
 def judge(
@@ -55,7 +66,7 @@ def judge(
             },
         }
     )
-    plan = plan_room(spec, observed, seeds={})
+    plan = plan_room(spec, observed, seeds={}, operator=OPERATOR)
     return guardrails.check(plan, observed, settings=GuardrailSettings(**limits), confirm=confirm), plan
 
 

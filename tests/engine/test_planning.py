@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roomoperator.cli.rendering import plan_summary
-from roomoperator.model.changes import Fields, Op, payload_json
+from roomoperator.model.changes import Fields, Kind, Op, Unmanaged, payload_json
 from roomoperator.model.codes import BlockCode
 from roomoperator.model.observed import ObservedRoom
 from roomoperator.model.seeds import LocalSeed, SeedDigest
@@ -45,6 +45,7 @@ OBSERVED_AGENT = {
     "policy": {"allow_commands_from": "any", "sandbox_mode": False, "env_whitelist": [], "scopes": []},
 }
 DOC = {"name": "doc", "type": "document", "workspace": "shared", "tags": ["t"], "seedFrom": "seeds/x"}
+OPERATOR = "operator"
 OBSERVED_DOC = {
     "name": "doc",
     "type": "document",
@@ -52,6 +53,8 @@ OBSERVED_DOC = {
     "tags": ["t"],
     "sha256": "a" * 64,
     "version": 2,
+    "createdBy": OPERATOR,
+    "updatedBy": OPERATOR,
 }
 
 
@@ -110,7 +113,7 @@ def test_capability_order_is_not_a_difference() -> None:
 
 def test_kick_and_delete_what_is_not_declared_unless_protected() -> None:
     observed = room(entities=[OBSERVED_AGENT, {**OBSERVED_AGENT, "id": "E-keep"}], artifacts=[OBSERVED_DOC])
-    plan = plan_room(make_spec(), observed, seeds={}, protected=frozenset({"E-keep"}))
+    plan = plan_room(make_spec(), observed, seeds={}, protected=frozenset({"E-keep"}), operator=OPERATOR)
     assert [(c.op, c.name, c.blocked.code if c.blocked else None) for c in plan] == [
         (Op.KICK, "E-agent-1", None),
         (Op.KICK, "E-keep", BlockCode.PROTECTED),
@@ -118,6 +121,40 @@ def test_kick_and_delete_what_is_not_declared_unless_protected() -> None:
     ]
     diff = diff_lists(plan)
     assert (diff.to_kick, diff.to_delete_artifacts, diff.blocked) == (["E-agent-1"], ["doc"], ["E-keep"])
+
+
+def test_only_what_the_operator_wrote_is_deleted_the_rest_is_unmanaged() -> None:
+    artifacts = [
+        {**OBSERVED_DOC, "name": "mine"},
+        {**OBSERVED_DOC, "name": "meeting-notes", "createdBy": "E-human-owner", "updatedBy": "E-human-owner"},
+        {**OBSERVED_DOC, "name": "edited", "updatedBy": "E-human-owner"},  # a member wrote the latest
+        {**OBSERVED_DOC, "name": "old", "createdBy": None, "updatedBy": None},  # before authors were kept
+        {**OBSERVED_DOC, "name": "admins", "createdBy": "admin", "updatedBy": "admin"},
+    ]
+    plan = plan_room(make_spec(), room(artifacts=artifacts), seeds={}, operator=OPERATOR)
+    assert [(c.op, c.name) for c in plan] == [(Op.DELETE_ARTIFACT, "mine")]
+    assert plan.unmanaged == (
+        Unmanaged(Kind.ARTIFACT, "meeting-notes", "E-human-owner"),
+        Unmanaged(Kind.ARTIFACT, "edited", OPERATOR),
+        Unmanaged(Kind.ARTIFACT, "old", None),
+        Unmanaged(Kind.ARTIFACT, "admins", "admin"),
+    )
+    assert diff_lists(plan).to_delete_artifacts == ["mine"]
+    body = plan_to_json(plan)
+    assert body["unmanaged"][0] == {"kind": "artifact", "name": "meeting-notes", "createdBy": "E-human-owner"}
+    assert body["summary"]["total"] == 1
+    # without the operator's name nothing counts as its own
+    assert [c.name for c in plan_room(make_spec(), room(artifacts=artifacts), seeds={})] == []
+
+
+def test_open_membership_keeps_undeclared_members_as_unmanaged() -> None:
+    observed = room(entities=[OBSERVED_AGENT, {**OBSERVED_AGENT, "id": "E-guest"}])
+    closed = plan_room(make_spec(entities=[AGENT]), observed, seeds={})
+    assert [(c.op, c.name) for c in closed] == [(Op.KICK, "E-guest")]
+    opened = plan_room(make_spec(entities=[AGENT], membership="open"), observed, seeds={})
+    assert opened.empty
+    assert opened.unmanaged == (Unmanaged(Kind.ENTITY, "E-guest"),)
+    assert plan_to_json(opened)["unmanaged"] == [{"kind": "entity", "name": "E-guest", "createdBy": None}]
 
 
 def test_reseed_on_content_or_metadata_change_and_promote_of_new_version() -> None:
@@ -289,14 +326,18 @@ observed_rooms = st.builds(
                 "tags": a["tags"],
                 "sha256": sha,
                 "promoted": p,
+                "createdBy": author,
+                "updatedBy": author,
             }
-            for a, sha, p in artifacts
+            for a, sha, p, author in artifacts
         ],
         policies={"dmVisibilityDefault": dm, "maxArtifactsPerEntity": 7},
     ),
     st.lists(entity_specs, max_size=4, unique_by=lambda e: e["id"]),
     st.lists(
-        st.tuples(artifact_specs, st.sampled_from(SHAS), st.booleans()),
+        st.tuples(
+            artifact_specs, st.sampled_from(SHAS), st.booleans(), st.sampled_from([OPERATOR, "E-m1", None])
+        ),
         max_size=3,
         unique_by=lambda t: t[0]["name"],
     ),
@@ -312,10 +353,16 @@ local_seeds = st.fixed_dictionaries(
 def test_planning_after_apply_is_empty(
     spec: RoomSpec, observed: ObservedRoom, seeds: dict[str, LocalSeed]
 ) -> None:
-    plan = plan_room(spec, observed, seeds=seeds)
+    plan = plan_room(spec, observed, seeds=seeds, operator=OPERATOR)
     assert not plan.blocked
-    after = apply_plan(plan, observed)
-    assert plan_room(spec, after, seeds=seeds).empty
+    after = apply_plan(plan, observed, operator=OPERATOR)
+    again = plan_room(spec, after, seeds=seeds, operator=OPERATOR)
+    assert again.empty
+    # nothing the operator did not write is ever removed, and what it leaves is reported
+    kept = {a.name for a in observed.artifacts if a.created_by != OPERATOR}
+    assert kept <= {a.name for a in after.artifacts}
+    declared = {a.name for a in spec.spec.artifacts}
+    assert {u.name for u in again.unmanaged} == kept - declared
 
 
 @settings(max_examples=100, deadline=None)
@@ -323,9 +370,9 @@ def test_planning_after_apply_is_empty(
 def test_planning_is_deterministic(
     spec: RoomSpec, observed: ObservedRoom, seeds: dict[str, LocalSeed]
 ) -> None:
-    first = plan_room(spec, observed, seeds=seeds)
-    assert first == plan_room(spec, observed, seeds=seeds)
-    assert plan_to_json(first) == plan_to_json(plan_room(spec, observed, seeds=seeds))
+    first = plan_room(spec, observed, seeds=seeds, operator=OPERATOR)
+    assert first == plan_room(spec, observed, seeds=seeds, operator=OPERATOR)
+    assert plan_to_json(first) == plan_to_json(plan_room(spec, observed, seeds=seeds, operator=OPERATOR))
 
 
 def test_to_ensure_keeps_the_reference_meaning() -> None:

@@ -40,7 +40,7 @@ class Operator:
 
 def operator_settings(rs: RoomServerHandle, tmp_path: Path, **overrides: Any) -> OperatorSettings:
     base: dict[str, Any] = {
-        "seed_root": EXAMPLES,
+        "seeds": {"roots": [EXAMPLES]},
         "room_server": {"base_url": rs.url, "token": SecretStr(rs.token)},
         "store": {"url": f"sqlite:///{tmp_path / 'operator.db'}"},
         "reconciliation": {"interval_seconds": 30.0, "failure_backoff_initial_seconds": 0.2},

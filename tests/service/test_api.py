@@ -106,10 +106,11 @@ async def test_invalid_specs_get_400_with_field_paths(operator: Operator) -> Non
 async def test_older_spec_versions_are_refused(operator: Operator) -> None:
     assert (await operator.http.post("/apply", json=room_spec("lab-05", version=2))).status_code == 200
     older = await operator.http.post("/apply", json=room_spec("lab-05", version=1, entities=3))
-    assert older.status_code == 400
-    assert older.json()["code"] == "SPEC_UPGRADE_REJECTED"
+    assert older.status_code == 409
+    assert older.json()["code"] == "SPEC_VERSION_REGRESSION"
+    assert (older.json()["offeredVersion"], older.json()["currentVersion"]) == (1, 2)
     newer = await operator.http.post("/apply", json=room_spec("lab-05", version=3, entities=3))
-    assert newer.status_code == 200
+    assert (newer.status_code, newer.json()["revision"]) == (200, 2)
     history = (await operator.http.get("/rooms/lab-05/history")).json()["items"]
     assert [(item["revision"], item["specVersion"]) for item in history] == [(1, 2), (2, 3)]
     assert history[1]["diff"]["toJoin"] == ["E-agent-2"]
@@ -248,7 +249,7 @@ async def test_openapi_describes_the_answer_of_every_route(operator: Operator) -
     operations = [
         (method, path, op) for path, item in document["paths"].items() for method, op in item.items()
     ]
-    assert len(operations) == 15
+    assert len(operations) == 16
     for method, path, operation in operations:
         described = {code: answer for code, answer in operation["responses"].items() if code != "422"}
         assert any(code.startswith("2") for code in described), (method, path)

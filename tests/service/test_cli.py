@@ -130,8 +130,26 @@ def _roomop_up(data: Path, operator_port: int, server_port: int, *specs: Path) -
     return [*command, "--operator-port", str(operator_port), "--server-port", str(server_port)]
 
 
+def _up_until_applied(command: list[str]) -> str:
+    """Run `roomop up` until it has applied its files, then stop it; its output (lines unfolded)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for raw in process.stdout:  # each line as `roomop up` prints it: nothing to poll
+            lines.append(raw.decode())
+            if "Ctrl-C stops both services." in lines[-1]:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        lines.append(process.communicate(timeout=20)[0].decode())
+    output = " ".join("".join(lines).split())  # rich folds long lines
+    assert process.returncode == 0, output
+    return output
+
+
 @pytest.mark.slow
-def test_up_refuses_a_file_spec_older_than_the_one_applied_through_the_api(tmp_path: Path) -> None:
+def test_up_keeps_a_newer_revision_applied_through_the_api(tmp_path: Path) -> None:
     data, spec_file = tmp_path / ".roomop", tmp_path / "lab.room.json"
     operator_port, server_port = free_port(), free_port()
     url = f"http://127.0.0.1:{operator_port}"
@@ -159,20 +177,14 @@ def test_up_refuses_a_file_spec_older_than_the_one_applied_through_the_api(tmp_p
     assert first.returncode == 0, log
     assert applied.status_code == 200, (applied.text, log)
     assert applied.json()["converged"] is True
+    command = _roomop_up(data, operator_port, server_port, spec_file)
     spec_file.write_text(json.dumps(room_spec("up-lab", version=4, entities=3)))
-    second = subprocess.run(
-        _roomop_up(data, operator_port, server_port, spec_file),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=60,
-        check=False,
-    )
-    output = " ".join(second.stdout.decode().split())  # rich folds long lines
-    assert second.returncode == 1, output
-    assert f"refused {spec_file}: room up-lab v4" in output
-    assert "New version (4) must be greater than current version (6)" in output
-    assert "The operator keeps v6" in output
-    assert "stopped the operator and the room server" in output
+    kept = _up_until_applied(command)
+    assert (
+        f"kept up-lab revision 1 (v6, by api); {spec_file} has v4: `roomop up --force` re-applies the file"
+        in kept
+    ), kept
+    assert "stopped the operator and the room server" in kept
 
     async def desired() -> tuple[int | None, list[int]]:
         store = Store(f"sqlite:///{data / 'operator.db'}")
@@ -184,3 +196,8 @@ def test_up_refuses_a_file_spec_older_than_the_one_applied_through_the_api(tmp_p
             await store.close()
 
     assert asyncio.run(desired()) == (6, [6])
+    spec_file.write_text(json.dumps(room_spec("up-lab", version=7, entities=3)))
+    assert "applied up-lab v7 revision 2: converged" in _up_until_applied(command)
+    restarted = _up_until_applied(command)  # the same file again: no new revision
+    assert "applied up-lab v7 revision 2 (unchanged): converged" in restarted, restarted
+    assert asyncio.run(desired()) == (7, [6, 7])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ def roomop_serve(roomserver: RoomServerHandle, store: Path, port: int) -> Iterat
         "ROOM_AUTH_TOKEN": roomserver.token,
         "ROOMOP_STORE__URL": f"sqlite:///{store}",
         "ROOMOP_API__PORT": str(port),
-        "ROOMOP_SEED_ROOT": str(EXAMPLES),
+        "ROOMOP_SEEDS__ROOTS": json.dumps([str(EXAMPLES)]),
         "ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER": "false",
         "ROOMOP_RECONCILIATION__RATE_LIMIT_PER_SECOND": "40",
         "ROOMOP_LOGGING__LEVEL": "warning",

@@ -44,8 +44,13 @@ async def test_one_room_is_serialised_and_coalesced_latest_spec_wins(
         assert runs[2]["result"]["converged"] is True
         state = (await admin.get("/room/busy-1/state")).json()
         assert len(state["entities"]) == 44
+        assert [answer.json()["revision"] for answer in queued] == [2, 3, 4]
+        assert [r["supersededByRevision"] for r in runs] == [3, 4, None]
         history = (await op.http.get("/rooms/busy-1/history")).json()["items"]
-        assert [item["specVersion"] for item in history] == [1, 4]
+        # Every acknowledged spec is a revision; only the last one ran and became desired.
+        assert [(item["specVersion"], item["desiredAt"] is not None) for item in history] == [
+            (1, True), (2, False), (3, False), (4, True),
+        ]  # fmt: skip
         superseded = (await op.http.get("/audit", params={"action": "run.superseded"})).json()["entries"]
         assert [e["correlationId"] for e in superseded] == ids[:2]
 
@@ -110,11 +115,10 @@ async def test_a_room_that_never_converges_becomes_stalled(
         roomserver,
         tmp_path,
         reconciliation={"interval_seconds": 0.1, "jitter_percent": 0, "max_cycles_until_converged": 3},
+        features={"resources": True},
     )
-    spec = room_spec("stall-1")
-    spec["spec"]["artifacts"] = [
-        {"name": "gone", "type": "document", "workspace": "shared", "seedFrom": "seeds/missing.md"}
-    ]
+    spec = room_spec("stall-1")  # a resource without an endpoint can never be loaded
+    spec["spec"]["resources"] = [{"name": "tool", "type": "mcp-tool"}]
     async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
         answer = await op.http.post("/apply", json=spec)
         assert (answer.status_code, answer.json()["partialSuccess"]) == (200, True)

@@ -247,6 +247,7 @@ def room_specs(draw: st.DrawFn) -> RoomSpec:
             ),
             resources=tuple(resources),
             rollback=draw(st.sampled_from(["never", "on-failure"])),
+            membership=draw(st.sampled_from(["closed", "open"])),
         ),
     )
 

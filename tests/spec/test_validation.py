@@ -252,6 +252,14 @@ def test_json_text_gets_positions_too() -> None:
     ]
 
 
+def test_membership_is_closed_or_open() -> None:
+    assert issues_of_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1, membership: half}\n") == [
+        "<string>:2:36: spec.membership: must be one of closed, open (got 'half')"
+    ]
+    [loaded] = load_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1}\n")
+    assert loaded.spec.spec.membership == "closed"
+
+
 def _document(name: str, version: int, spec: str) -> str:
     return f"metadata: {{name: {name}, version: {version}}}\nspec: {spec}\n"
 

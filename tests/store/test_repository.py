@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from roomoperator.model.audit import AuditEntry, utcnow
-from roomoperator.store import RunRecord, Store, StoreError, normalise_url
+from roomoperator.store import RunRecord, SpecVersion, Store, StoreError, normalise_url
 
 SPEC = {
     "apiVersion": "v1",
@@ -29,26 +30,75 @@ def entry(action: str, *, correlation_id: str = "c1", room_id: str = "lab-01") -
     )
 
 
-async def test_desired_spec_is_versioned_with_history(store: Store) -> None:
-    first = await store.set_desired("lab-01", SPEC, spec_version=1, base_dir="/seeds", correlation_id="c1")
-    second = await store.set_desired(
-        "lab-01", SPEC | {"metadata": {"name": "lab", "version": 2}}, spec_version=2, base_dir=None,
-        correlation_id="c2", actor="alice", diff={"toJoin": ["E-a"]},
-    )  # fmt: skip
+def revision(number: int, *, version: int = 1, actor: str | None = None, cid: str = "c1") -> SpecVersion:
+    spec = SPEC | {"metadata": {"name": "lab", "version": version}}
+    return SpecVersion(
+        room_id="lab-01",
+        revision=number,
+        spec_version=version,
+        spec=spec,
+        actor=actor,
+        correlation_id=cid,
+        diff=None,
+        applied_at=utcnow(),
+        digest=f"d{number}",
+        seeds={"plan": "ab" * 32},
+        base_dir="/seeds",
+    )
+
+
+def queued(cid: str, number: int) -> RunRecord:
+    return RunRecord(cid, "lab-01", "apply", "queued", utcnow(), spec=SPEC, revision=number)
+
+
+async def desire(store: Store, number: int, **how: Any) -> None:
+    assert await store.accept_revision(revision(number, **how))
+    await store.mark_desired("lab-01", number, confirmed=False)
+
+
+async def test_revisions_are_accepted_then_desired_with_history(store: Store) -> None:
+    assert await store.accept_revision(revision(1), run=queued("c1", 1))
+    assert await store.accept_revision(revision(2, version=2, actor="alice", cid="c2"), run=queued("c2", 2))
     room = await store.get_room("lab-01")
-    assert (first, second) == (1, 2)
     assert room is not None
-    assert (room.managed, room.spec_version, room.revision, room.base_dir) == (True, 2, 2, None)
+    assert (room.managed, room.revision, room.latest_revision) == (False, 0, 2)
+    await store.mark_desired("lab-01", 2, confirmed=True, diff={"toJoin": ["E-a"]})
+    room = await store.get_room("lab-01")
+    assert room is not None
+    assert (room.managed, room.spec_version, room.revision, room.base_dir, room.confirmed) == (
+        True, 2, 2, "/seeds", True,
+    )  # fmt: skip
     history = await store.history("lab-01")
     assert [(h.revision, h.spec_version, h.actor, h.diff) for h in history] == [
         (1, 1, None, None),
         (2, 2, "alice", {"toJoin": ["E-a"]}),
     ]
+    assert (history[0].desired_at, history[1].seeds) == (None, {"plan": "ab" * 32})
     assert history[1].applied_at.tzinfo is not None
+    assert history[1].desired_at is not None
+    assert (await store.latest_revisions())["lab-01"].revision == 2
+    assert await store.revision("lab-01", 1) == history[0]
+    run = await store.get_run("c2")
+    assert run is not None
+    assert (run.status, run.revision) == ("queued", 2)
+
+
+async def test_a_revision_is_compare_and_set_on_the_latest_one(store: Store) -> None:
+    assert await store.accept_revision(revision(1))
+    tries = await asyncio.gather(
+        *(store.accept_revision(revision(2, cid=f"c{n}"), run=queued(f"c{n}", 2)) for n in range(5))
+    )
+    assert sorted(tries) == [False, False, False, False, True]
+    assert await store.accept_revision(revision(2, cid="late")) is False  # the number is taken
+    assert await store.accept_revision(revision(4)) is False  # not the next one
+    assert [h.revision for h in await store.history("lab-01")] == [1, 2]
+    winner = (await store.history("lab-01"))[1].correlation_id
+    assert [await store.get_run(f"c{n}") is not None for n in range(5)].count(True) == 1
+    assert await store.get_run(winner) is not None
 
 
 async def test_unmanage_keeps_history_and_is_reported_once(store: Store) -> None:
-    await store.set_desired("lab-01", SPEC, spec_version=1, base_dir=None, correlation_id="c1")
+    await desire(store, 1)
     assert await store.unmanage("lab-01") is True
     assert await store.unmanage("lab-01") is False
     assert await store.list_rooms(managed_only=True) == []
@@ -130,7 +180,7 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'op.db'}"
     first = Store(url)
     await first.migrate()
-    await first.set_desired("lab-01", SPEC, spec_version=1, base_dir=None, correlation_id="c1")
+    await desire(first, 1)
     await first.record(entry("x"))
     await first.close()
     again = Store(url)
@@ -159,5 +209,5 @@ async def test_upgrading_from_the_first_schema_keeps_rooms(tmp_path: Path) -> No
     await new.migrate()
     room = await new.get_room("lab-01")
     assert room is not None
-    assert (room.managed, room.confirmed) == (True, False)
+    assert (room.managed, room.confirmed, room.latest_revision) == (True, False, 1)
     await new.close()

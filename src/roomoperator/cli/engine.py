@@ -9,6 +9,12 @@ Exit codes (`ExitCode`, Terraform's convention): `plan` 0 nothing to do, 2 chang
 success, 1 error, and with `--detailed-exitcode` 2 when it changed something. Any failed room makes the
 whole command 1. Tables and messages for people come from `cli/rendering.py`; `--output json` prints the
 versioned plan (`plan`) or the run result (`apply`), documented in `docs/plan-format.md`.
+
+A room an operator manages (the `manager` of its state) is refused with exit 1 unless `--force`: the
+operator would revert the change; its spec goes through the operator (`roomop apply --operator URL`).
+
+With `--operator URL` the same commands plan and apply through that running operator instead
+(`cli/remote.py`): same output, same exit codes; `--operator` and `--server` together are refused.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 from pydantic import ValidationError
@@ -29,7 +35,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
+from roomoperator.cli.remote import ThroughOperator
 from roomoperator.cli.rendering import print_applied, print_plan_changed, print_planned, print_spec_issues
+from roomoperator.clients.errors import RoomServerError
+from roomoperator.clients.operator import OperatorClient, OperatorError
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.reconciler import Progress as PhaseProgress
 from roomoperator.engine.reconciler import Reconciler
@@ -40,18 +49,33 @@ from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
 
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="RoomSpec file (YAML or JSON).")]
+# No `envvar=` on --server and --token: the settings read RoomServer__BaseUrl, ROOM_AUTH_TOKEN (one-shot)
+# and ROOMOP_API_TOKEN (--operator), so the environment never conflicts with --operator.
 ServerOption = Annotated[
     str | None,
-    typer.Option("--server", envvar="RoomServer__BaseUrl", help="Room server URL (default: settings)."),
+    typer.Option("--server", help="Room server URL, one-shot path (default: settings, RoomServer__BaseUrl)."),
+]
+OperatorOption = Annotated[
+    str | None,
+    typer.Option("--operator", help="URL of a running operator: plan and apply through it instead."),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        "--token", envvar="ROOM_AUTH_TOKEN", help="Bearer token for the room server.", show_default=False
+        "--token",
+        help="Bearer token: the room server's (default ROOM_AUTH_TOKEN), or with --operator the operator "
+        "API's (default ROOMOP_API_TOKEN).",
+        show_default=False,
     ),
 ]
 ConfirmOption = Annotated[
     bool, typer.Option("--confirm", help="Confirm removals beyond the guardrails (X-Confirm).")
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Write to a room an operator manages (it reverts what its spec does not say)."
+    ),
 ]
 
 
@@ -91,6 +115,94 @@ async def _reconciler(server: str | None, token: str | None) -> AsyncIterator[Re
         timeout=settings.room_server.timeout_seconds,
     ) as client:
         yield Reconciler(client, settings)
+
+
+async def refuse_managed_rooms(
+    reconciler: Reconciler, rooms: Sequence[Room], *, file: Path, force: bool
+) -> None:
+    """Exit 1 when an operator manages one of the rooms (its state names a `manager`), unless `force`.
+    A room whose state cannot be read is left to the engine, which reports why."""
+    for room in rooms:
+        try:
+            manager = (await reconciler.client.get_state(room.loaded.spec.room_id)).manager
+        except RoomServerError:
+            continue
+        if manager is None:
+            continue
+        url = manager.url or "URL"
+        where = f" ({manager.url})" if manager.url else ""
+        message = (
+            f"room {room.loaded.spec.room_id} is managed by the operator {manager.name!r}{where}: it would"
+            f" revert a change made here. Send the spec to it: roomop apply --operator {url} -f {file}"
+        )
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        if force:
+            console.print(f"[yellow]warning:[/yellow] {escape(message)} (--force: applying here anyway)")
+            continue
+        console.print(f"[red]error:[/red] {escape(message)}, or pass --force to write here anyway")
+        raise typer.Exit(ExitCode.ERROR)
+
+
+class Runner(Protocol):
+    """Where rooms are planned and applied: this process (the one-shot path) or a running operator."""
+
+    async def plan(self, rooms: Sequence[Room], *, confirm: bool) -> list[RunResult]: ...
+
+    async def apply(
+        self, room: Room, confirmed: RunResult, *, confirm: bool, console: Console | None
+    ) -> RunResult: ...
+
+
+@dataclass(frozen=True)
+class _OneShot:
+    reconciler: Reconciler
+
+    async def plan(self, rooms: Sequence[Room], *, confirm: bool) -> list[RunResult]:
+        return await plan_rooms(self.reconciler, rooms, confirm=confirm)
+
+    async def apply(
+        self, room: Room, confirmed: RunResult, *, confirm: bool, console: Console | None
+    ) -> RunResult:
+        return await apply_room(self.reconciler, room, confirmed, confirm=confirm, console=console)
+
+
+@asynccontextmanager
+async def _runner(
+    rooms: Sequence[Room],
+    *,
+    file: Path,
+    server: str | None,
+    operator: str | None,
+    token: str | None,
+    force: bool,
+) -> AsyncIterator[Runner]:
+    """The one-shot path (after the managed-room check), or with `operator` that operator."""
+    if operator is None:
+        async with _reconciler(server, token) as reconciler:
+            await refuse_managed_rooms(reconciler, rooms, file=file, force=force)
+            yield _OneShot(reconciler)
+        return
+    if server is not None:
+        Console(stderr=True).print(
+            "[red]error:[/red] --operator and --server name two different paths: --server applies the spec"
+            " from here to a room server (one-shot), --operator sends it to the operator that manages the"
+            " room. Pass one of them."
+        )
+        raise typer.Exit(ExitCode.ERROR)
+    secret = _settings().api.token
+    async with OperatorClient(
+        operator, token=token or (secret.get_secret_value() if secret else None)
+    ) as client:
+        yield ThroughOperator(client, force=force)
+
+
+def _run(work: Coroutine[Any, Any, list[RunResult]]) -> list[RunResult]:
+    """Run a command's work; an operator's refusal or failure is printed and exits 1."""
+    try:
+        return asyncio.run(work)
+    except OperatorError as error:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 async def plan_rooms(reconciler: Reconciler, rooms: Sequence[Room], *, confirm: bool) -> list[RunResult]:
@@ -173,10 +285,14 @@ def _error_body(result: RunResult) -> dict[str, Any]:
     return {"roomId": result.room_id, "code": result.code, "errors": result.errors}
 
 
-async def _plan(file: Path, server: str | None, token: str | None, *, confirm: bool) -> list[RunResult]:
+async def _plan(
+    file: Path, server: str | None, token: str | None, *, confirm: bool, force: bool, operator: str | None
+) -> list[RunResult]:
     rooms = _rooms(file)
-    async with _reconciler(server, token) as reconciler:
-        return await plan_rooms(reconciler, rooms, confirm=confirm)
+    async with _runner(
+        rooms, file=file, server=server, operator=operator, token=token, force=force
+    ) as runner:
+        return await runner.plan(rooms, confirm=confirm)
 
 
 @app.command()
@@ -185,6 +301,8 @@ def plan(
     server: ServerOption = None,
     token: TokenOption = None,
     confirm: ConfirmOption = False,
+    force: ForceOption = False,
+    operator: OperatorOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Show what `apply` would change. Exit 0: nothing to do, 2: changes, 1: error.
@@ -192,7 +310,7 @@ def plan(
     A plan the guardrails refuse cannot be applied as it is: it is shown with the refusal and the exit
     is 1 (pass --confirm, here and to apply, when the removals are intended).
     """
-    results = asyncio.run(_plan(file, server, token, confirm=confirm))
+    results = _run(_plan(file, server, token, confirm=confirm, force=force, operator=operator))
     if output is OutputFormat.json:
         _echo_json([result.plan if result.plan is not None else _error_body(result) for result in results])
     else:
@@ -209,12 +327,16 @@ async def _apply(
     dry_run: bool,
     yes: bool,
     json_output: bool,
+    force: bool,
+    operator: str | None,
 ) -> list[RunResult]:
     """Plan once, show, ask, apply exactly what was shown; every room's result in file order."""
     console = Console()
     rooms = _rooms(file)
-    async with _reconciler(server, token) as reconciler:
-        previews = await plan_rooms(reconciler, rooms, confirm=confirm)
+    async with _runner(
+        rooms, file=file, server=server, operator=operator, token=token, force=force
+    ) as runner:
+        previews = await runner.plan(rooms, confirm=confirm)
         if not json_output:
             print_planned(console, previews)
         if dry_run or not all(p.success for p in previews) or not any(_has_changes(p) for p in previews):
@@ -229,8 +351,8 @@ async def _apply(
             if not _has_changes(preview):
                 results.append(preview)
                 continue
-            result = await apply_room(
-                reconciler, room, preview, confirm=confirm, console=None if json_output else console
+            result = await runner.apply(
+                room, preview, confirm=confirm, console=None if json_output else console
             )
             results.append(result)
             if result.code is RunCode.PLAN_CHANGED:
@@ -246,6 +368,8 @@ def apply(
     server: ServerOption = None,
     token: TokenOption = None,
     confirm: ConfirmOption = False,
+    force: ForceOption = False,
+    operator: OperatorOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and run the pre-checks only.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before applying.")] = False,
     detailed_exitcode: Annotated[
@@ -261,8 +385,18 @@ def apply(
     Without a terminal to ask on, pass --yes.
     """
     json_output = output is OutputFormat.json
-    results = asyncio.run(
-        _apply(file, server, token, confirm=confirm, dry_run=dry_run, yes=yes, json_output=json_output)
+    results = _run(
+        _apply(
+            file,
+            server,
+            token,
+            confirm=confirm,
+            dry_run=dry_run,
+            yes=yes,
+            json_output=json_output,
+            force=force,
+            operator=operator,
+        )
     )
     if json_output:
         _echo_json(_run_bodies(results))

@@ -1,5 +1,5 @@
 """`roomop up` (room server + operator on this machine), `roomop serve` (the operator alone), and
-`roomop status` / `roomop audit` (clients of a running operator)."""
+`roomop status` / `roomop audit` / `roomop rollback` (clients of a running operator)."""
 
 from __future__ import annotations
 
@@ -106,9 +106,15 @@ def up(
         ".roomop"
     ),
     insecure_no_auth: Annotated[bool, typer.Option(help="No tokens anywhere (loopback only).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply the SPEC files even over newer revisions.")
+    ] = False,
     config: ConfigFile = None,
 ) -> None:
-    """Start the room server and the operator, apply SPEC files, show a live summary until Ctrl-C."""
+    """Start the room server and the operator, apply SPEC files, show a live summary until Ctrl-C.
+
+    A SPEC file never downgrades a room: when the operator holds a newer revision made another way (the
+    API), that one is kept (one line says so) unless `--force`."""
     loaded: list[LoadedSpec] = []
     try:
         for path in specs or []:
@@ -152,35 +158,27 @@ def up(
         raise _fail(str(exc)) from None
     console.print(f"room server: {server_url} (pid {child.process.pid}, log {data / 'roomserver.log'})")
     try:
-        asyncio.run(_up(settings, loaded))
+        asyncio.run(_up(settings, loaded, force=force))
     except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
         raise _fail(str(exc)) from None
-    except SpecRefused as refused:
-        raise _fail(str(refused)) from None
     finally:
         child.stop()
         console.print("stopped the operator and the room server")
 
 
-class SpecRefused(Exception):
-    """`roomop up` was given a spec the operator does not accept (e.g. older than the one applied)."""
-
-    def __init__(self, item: LoadedSpec, refused: Refused) -> None:
-        spec = item.spec
-        tried = f"{item.source}: room {spec.room_id} v{spec.metadata.version}"
-        if refused.desired is None:
-            super().__init__(f"refused {tried}: {'; '.join(refused.errors)}")
-            return
-        super().__init__(
-            f"refused {tried}: {'; '.join(refused.errors)}.\n"
-            f"The operator keeps v{refused.desired}, applied earlier"
-            f" (see `GET /rooms/{spec.room_id}/history`).\n"
-            f"To change the room, raise metadata.version in the file above {refused.desired}; to keep "
-            f"v{refused.desired}, run `roomop up` without this file."
-        )
+def _kept(item: LoadedSpec, refused: Refused) -> str:
+    """The one line `roomop up` prints when it keeps the room's revision over a SPEC file's spec."""
+    spec = item.spec
+    if refused.revision is None:
+        return f"not applied {item.source} (room {spec.room_id}): {'; '.join(refused.errors)}"
+    by = f", by {refused.actor}" if refused.actor else ""
+    return (
+        f"kept {spec.room_id} revision {refused.revision} (v{refused.desired}{by}); {item.source} has"
+        f" v{spec.metadata.version}: `roomop up --force` re-applies the file"
+    )
 
 
-async def _up(settings: OperatorSettings, loaded: list[LoadedSpec]) -> None:
+async def _up(settings: OperatorSettings, loaded: list[LoadedSpec], *, force: bool) -> None:
     stop = stop_on_signals()
     async with serving(settings) as (operator, _, task):
         console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
@@ -188,16 +186,27 @@ async def _up(settings: OperatorSettings, loaded: list[LoadedSpec]) -> None:
         for item in loaded:
             try:
                 submission = await controller.apply(
-                    item.spec, base_dir=item.base_dir, confirm=True, actor="roomop up"
+                    item.spec,
+                    base_dir=item.base_dir,
+                    confirm=True,
+                    actor="roomop up",
+                    force=force,
+                    keep_stored=not force,
                 )
             except Refused as refused:
-                raise SpecRefused(item, refused) from None
+                console.print(_kept(item, refused), soft_wrap=True, highlight=False, markup=False)
+                continue
             result = await asyncio.shield(submission.request.done)
             for warning in submission.warnings:
                 console.print(f"  [yellow]{warning}[/yellow]")
             if result is not None:
                 verdict = "converged" if result.converged else (result.code or "not converged")
-                console.print(f"applied {item.spec.room_id} v{item.spec.metadata.version}: {verdict}")
+                revision = f"revision {submission.request.revision}" + (
+                    " (unchanged)" if submission.unchanged else ""
+                )
+                console.print(
+                    f"applied {item.spec.room_id} v{item.spec.metadata.version} {revision}: {verdict}"
+                )
                 for problem in [*result.errors, *result.warnings]:
                     console.print(f"  [yellow]{problem}[/yellow]")
         console.print("Ctrl-C stops both services.")
@@ -334,3 +343,59 @@ def _follow(operator: str, wanted: dict[str, str], *, as_json: bool) -> None:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         return
+
+
+DIFF_KEYS = ("toJoin", "toKick", "toUpdate", "toSeed", "toPromote", "toApply", "toDeleteArtifacts", "toLoad")
+
+
+def _changes(answer: dict[str, Any]) -> list[str]:
+    """The plan lines of an `/apply`-shaped answer: each non-empty diff list."""
+    diff = answer.get("diff") or {}
+    return [f"{key}: {', '.join(map(str, diff[key]))}" for key in DIFF_KEYS if diff.get(key)]
+
+
+@app.command()
+def rollback(
+    room: Annotated[str, typer.Argument(help="The room to restore.")],
+    to_revision: Annotated[int, typer.Option("--to-revision", min=1, help="The revision to restore.")],
+    operator: OperatorUrl = "http://127.0.0.1:8080",
+    yes: Annotated[bool, typer.Option("--yes", help="Apply the restore after showing its plan.")] = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when the restore changed the room.")
+    ] = False,
+    config: ConfigFile = None,
+) -> None:
+    """Restore a revision of a room: show the plan, then (`--yes`) apply that revision's spec and seed
+    files again as a new revision. Exits 2 when the plan has changes and `--yes` is not given."""
+    secret = _settings(config).api.token
+    token = secret.get_secret_value() if secret else None
+
+    async def restore() -> int:
+        async with OperatorClient(operator, token=token) as client:
+            plan = await client.post_rollback(room, to_revision, dry_run=True, confirm=yes)
+            if plan.status not in (200, 202):
+                raise OperatorError(f"rollback of {room} to revision {to_revision}: {plan.body}")
+            changes = _changes(plan.body)
+            typer.echo(f"restore {room} to revision {to_revision}: {len(changes) or 'no'} kinds of change")
+            for line in [*changes, *plan.body.get("warnings", [])]:
+                typer.echo(f"  {line}")
+            if not changes and plan.body.get("unchanged"):
+                return ExitCode.OK
+            if not yes:
+                typer.echo("run again with --yes to apply it")
+                return ExitCode.CHANGES if changes else ExitCode.OK
+            answer = await client.post_rollback(room, to_revision, dry_run=False, confirm=True)
+            body = answer.body
+            if answer.status == 202 and answer.correlation_id:
+                body = (await client.follow_run(answer.correlation_id)).get("result") or {}
+            if answer.status not in (200, 202) or not body.get("success"):
+                typer.echo(f"restore failed: {'; '.join(body.get('errors') or [str(body)])}")
+                return ExitCode.ERROR
+            typer.echo(f"restored {room} revision {to_revision} as revision {answer.body.get('revision')}")
+            return ExitCode.CHANGES if detailed_exitcode and changes else ExitCode.OK
+
+    try:
+        code = asyncio.run(restore())
+    except OperatorError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)

@@ -40,7 +40,7 @@ from roomoperator.clients.errors import (
     error_from_failure,
 )
 from roomoperator.clients.http import SessionClient, SseEvent, read_events
-from roomoperator.model.observed import Identity, ObservedPolicies, ObservedRoom
+from roomoperator.model.observed import Identity, ObservedManager, ObservedPolicies, ObservedRoom
 
 JsonBody = dict[str, Any]
 RequestObserver = Callable[[int | None, float], None]
@@ -228,6 +228,11 @@ class RoomServerClient(SessionClient):
         """Set the given policy values (camelCase keys); returns the room's full policies."""
         body = await self._json("PUT", f"/rooms/{_part(room_id)}/policies", json=values)
         return ObservedPolicies.model_validate(body)
+
+    async def put_manager(self, room_id: str, *, name: str, url: str | None) -> ObservedManager:
+        """Record this operator as the room's manager (`PUT /rooms/{roomId}/manager`, idempotent)."""
+        body = await self._json("PUT", f"/rooms/{_part(room_id)}/manager", json={"name": name, "url": url})
+        return ObservedManager.model_validate(body)
 
     async def mcp_load(self, providers: list[dict[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("POST", "/admin/mcp/load", json={"providers": providers})

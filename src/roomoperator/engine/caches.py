@@ -14,7 +14,7 @@ engine remembers the inputs and outputs of those steps. The policy for every cac
 |---|---|---|
 | `seed_paths` | (spec folder, `seedFrom`) | the `seedFrom` path's lstat (inode, mtime, mode) changed |
 | `seed_digests` | (resolved path, size, mtime_ns, labels) | never: a changed file has another key |
-| `plans` | room id | the room's ETag, the spec, the protected names, the seeds or the server kind changed |
+| `plans` | room id | the room's ETag, spec, protected names, seeds, server kind or operator name changed |
 | `renderings` | room id | the plan is not equal to the one rendered |
 
 Outside the engine, two caches follow the same rules in their own layer: the room-server client keeps
@@ -108,6 +108,7 @@ class PlanMemo:
     seeds: dict[str, LocalSeed]
     endpoints: bool
     protected: frozenset[str]
+    operator: str | None
     plan: Plan
 
     def fits(
@@ -118,11 +119,13 @@ class PlanMemo:
         *,
         endpoints: bool,
         protected: frozenset[str],
+        operator: str | None,
     ) -> bool:
         return (
             etag == self.etag
             and spec is self.spec
             and protected == self.protected
+            and operator == self.operator
             and endpoints == self.endpoints
             and seeds == self.seeds
         )

@@ -30,6 +30,7 @@ from roomoperator.engine.applying import Applier
 from roomoperator.engine.caches import EngineCaches, PlanMemo, Rendering
 from roomoperator.engine.executing import Execution, fail_fatal_blocks, roll_back, unauthorized
 from roomoperator.engine.outcome import UNABLE, RunAborted, RunDraft, blocked_warning, label
+from roomoperator.engine.ownership import Ownership
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier
 from roomoperator.engine.seeding import SeedFiles
@@ -75,7 +76,11 @@ class Reconciler:
         caches: EngineCaches | None = None,
         retrier: Retrier | None = None,
         concurrency: int = 8,
+        claim_rooms: bool = False,
+        operator_url: str | None = None,
     ) -> None:
+        """`claim_rooms` records the operator as the manager of each room it writes, with its API's
+        `operator_url` (the service does; the one-shot CLI does not: `engine/ownership.py`)."""
         self.client = client
         self.settings = settings
         self.audit = audit
@@ -84,6 +89,7 @@ class Reconciler:
         self.seed_files = SeedFiles(caches=self.caches)
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
+        self.ownership = Ownership(client, claim=claim_rooms, url=operator_url)
 
     # ---- entry point ---------------------------------------------------------------------------------
 
@@ -145,7 +151,8 @@ class Reconciler:
         seeds, (observed, endpoints, read_at) = await self._read_with_seeds(spec, seed_root)
         if not endpoints:
             run.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
-        plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
+        operator = await self.ownership.operator(run, observed) if endpoints else None
+        plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator)
         self._record_plan(run, plan)
         await run.audit("reconcile.planning", changes=len(plan.changes), revision=observed.revision)
         run.phase = Phase.PRE_CHECKS
@@ -159,13 +166,18 @@ class Reconciler:
             return
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
-            plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected)
+            operator = await self.ownership.operator(run, observed) if endpoints else None
+            plan = self._plan(
+                spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
+            )
             run.warnings.append("Room state was stale when APPLY started: re-read and re-planned")
             self._record_plan(run, plan)
             checked = await self._pre_checks(run, plan, observed, confirm=confirm, expect=expect)
             if checked is None:
                 return
             plan = checked
+        if endpoints:
+            await self.ownership.claim_room(run, observed, operator)
         if not plan.actionable:
             await self._finish_without_writes(run, plan)
             return
@@ -181,7 +193,7 @@ class Reconciler:
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await roll_back(run)
         _tell(progress, Phase.VERIFY)
-        await self._verify(run, seeds, endpoints=endpoints, protected=protected)
+        await self._verify(run, seeds, endpoints=endpoints, protected=protected, operator=operator)
 
     # ---- PLANNING ------------------------------------------------------------------------------------
 
@@ -225,11 +237,14 @@ class Reconciler:
         *,
         endpoints: bool,
         protected: frozenset[str],
+        operator: str | None,
     ) -> Plan:
         """The plan of `spec` against `observed`, reused from the room's last one when nothing changed."""
         memo = self.caches.plans.get(
             spec.room_id,
-            valid=lambda m: m.fits(spec, observed.etag, seeds, endpoints=endpoints, protected=protected),
+            valid=lambda m: m.fits(
+                spec, observed.etag, seeds, endpoints=endpoints, protected=protected, operator=operator
+            ),
         )
         if memo is not None:
             return memo.plan
@@ -240,10 +255,11 @@ class Reconciler:
             resources=self.settings.features.resources,
             operator_endpoints=endpoints,
             protected=protected,
+            operator=operator,
         )
         if observed.etag is not None:
             self.caches.plans.put(
-                spec.room_id, PlanMemo(observed.etag, spec, seeds, endpoints, protected, plan)
+                spec.room_id, PlanMemo(observed.etag, spec, seeds, endpoints, protected, operator, plan)
             )
         return plan
 
@@ -322,14 +338,22 @@ class Reconciler:
     # ---- VERIFY --------------------------------------------------------------------------------------
 
     async def _verify(
-        self, run: RunDraft, seeds: dict[str, LocalSeed], *, endpoints: bool, protected: frozenset[str]
+        self,
+        run: RunDraft,
+        seeds: dict[str, LocalSeed],
+        *,
+        endpoints: bool,
+        protected: frozenset[str],
+        operator: str | None,
     ) -> None:
         try:
             observed, _, _ = await self._read(run.spec.room_id)
         except RunAborted as exc:
             run.warnings.append(f"Verification failed: {exc.message}")
         else:
-            remaining = self._plan(run.spec, observed, seeds, endpoints=endpoints, protected=protected)
+            remaining = self._plan(
+                run.spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
+            )
             run.remaining = [label(c) for c in remaining]
             run.converged = remaining.empty
         run.conclude()

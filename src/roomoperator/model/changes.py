@@ -292,6 +292,19 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Unmanaged:
+    """An item in the room that the spec does not declare and the operator leaves alone: an artifact it did
+    not create (a member's work), or a member of a room with `membership: open`. Not a change."""
+
+    kind: Kind
+    name: str
+    created_by: str | None = None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"kind": str(self.kind), "name": self.name, "createdBy": self.created_by}
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every change that would bring the room to its spec, in apply order, and the guardrail verdict."""
 
@@ -303,6 +316,8 @@ class Plan:
     verdict: Verdict = Verdict()
     present: tuple[str, ...] = ()
     """Declared entities the room already has, in spec order (the reference's `toEnsure`)."""
+    unmanaged: tuple[Unmanaged, ...] = ()
+    """Undeclared items the operator keeps (entities first, then artifacts, in room order)."""
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)

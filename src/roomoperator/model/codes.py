@@ -56,6 +56,15 @@ class ApiCode(StrEnum):
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     SPEC_UPGRADE_REJECTED = "SPEC_UPGRADE_REJECTED"
+    """`reconciliation.upgrade: strict`: a changed spec must carry a greater `metadata.version` (400)."""
+    SPEC_VERSION_REGRESSION = "SPEC_VERSION_REGRESSION"
+    """A lower `metadata.version` than the room's latest revision, neither forced nor a restore (409)."""
+    SPEC_KEPT = "SPEC_KEPT"
+    """`roomop up`: the file's spec is not newer than a revision made through another path, which is kept."""
+    SEED_REFUSED = "SEED_REFUSED"
+    """A `seedFrom` of a spec posted over HTTP that the operator will not read (outside the seed roots)."""
+    SEEDS_MISMATCH = "SEEDS_MISMATCH"
+    """A multipart `/apply` whose seed parts are not exactly the spec's `seedFrom` paths."""
     NOT_FOUND = "NOT_FOUND"
 
 

@@ -1,5 +1,8 @@
 """Typed shapes of the room server's answers (`docs/contract.md`): the room state and the identity.
 
+An artifact says who created it and who wrote its latest version (`createdBy`, `updatedBy`: a member id or
+a token name), so the planner deletes only what the operator made; the room says which operator manages it.
+
 Unknown keys are ignored, so a newer server does not break an older operator; entity `policy` keys are
 snake_case on the wire.
 """
@@ -44,6 +47,10 @@ class ObservedArtifact(WireModel):
     version: int = 1
     promoted: bool = False
     fingerprint: str | None = None
+    created_by: str | None = None
+    """Who wrote the first version; None when the server did not record it (treated as not the operator's)."""
+    updated_by: str | None = None
+    """Who wrote the latest version."""
 
 
 class ObservedPolicies(WireModel):
@@ -59,6 +66,14 @@ class ObservedResource(WireModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class ObservedManager(WireModel):
+    """The operator that manages a room (`PUT /rooms/{roomId}/manager`)."""
+
+    name: str
+    url: str | None = None
+    since: str | None = None
+
+
 class ObservedRoom(WireModel):
     """`GET /room/{roomId}/state`: the one read a plan is made from."""
 
@@ -69,6 +84,7 @@ class ObservedRoom(WireModel):
     artifacts: tuple[ObservedArtifact, ...] = ()
     policies: ObservedPolicies = ObservedPolicies()
     resources: tuple[ObservedResource, ...] = ()
+    manager: ObservedManager | None = None
     etag: str | None = Field(default=None, exclude=True)
     """The `ETag` the server sent with this state (a header, not part of the body)."""
 

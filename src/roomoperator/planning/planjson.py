@@ -31,7 +31,8 @@ def change_to_json(change: Change) -> dict[str, Any]:
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """The plan in format `FORMAT_VERSION`: summary, changes in apply order, guardrails, reference diff."""
+    """The plan in format `FORMAT_VERSION`: summary, changes in apply order, guardrails, reference diff,
+    and the undeclared items the operator leaves alone (`unmanaged`: not changes, in no diff list)."""
     counts = Counter(str(c.op) for c in plan.actionable)
     return {
         "formatVersion": FORMAT_VERSION,
@@ -50,4 +51,5 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "warnings": list(plan.verdict.warnings),
         },
         "diff": diff_lists(plan).model_dump(by_alias=True),
+        "unmanaged": [item.to_json() for item in plan.unmanaged],
     }

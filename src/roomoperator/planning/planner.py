@@ -3,6 +3,12 @@
 Order is deterministic: entities (join/update in spec order, then kicks in room order), artifacts in
 `dependsOn` order (seed or reseed, then promote; then deletes in room order), policies (fixed key order),
 resources (spec order). After a successful apply, planning again gives an empty plan.
+
+What the spec does not declare is removed only when it is the operator's (as Flux's inventory and Argo
+CD's tracking do): an undeclared artifact is deleted only when the operator wrote its first and latest
+version (`createdBy`, `updatedBy` of the room state equal the operator's token name); any other is listed
+as unmanaged and left alone. Undeclared entities are kicked (the spec is the roster) unless the spec says
+`membership: open`, which lists them as unmanaged instead.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from roomoperator.model.changes import (
     Change,
     EntityBody,
     Fields,
+    Kind,
     Op,
     Plan,
     Provider,
     SeedContent,
     SeedSource,
+    Unmanaged,
 )
 from roomoperator.model.codes import BlockCode
 from roomoperator.model.observed import ObservedArtifact, ObservedEntity, ObservedRoom
@@ -45,7 +53,9 @@ def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
     )
 
 
-def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collection[str]) -> list[Change]:
+def _entity_changes(
+    spec: RoomSpec, observed: ObservedRoom, protected: Collection[str], unmanaged: list[Unmanaged]
+) -> list[Change]:
     present = {e.id: e for e in observed.entities}
     changes: list[Change] = []
     first: dict[str, EntitySpec] = {}
@@ -75,16 +85,17 @@ def _entity_changes(spec: RoomSpec, observed: ObservedRoom, protected: Collectio
                 )
             )
     for current in observed.entities:
-        if current.id not in first:
-            kick = Change(
-                Op.KICK,
-                current.id,
-                "in the room, not declared in the spec",
-                before=EntityBody.of(current),
-            )
-            if current.id in protected:
-                kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
-            changes.append(kick)
+        if current.id in first:
+            continue
+        if spec.spec.membership == "open":
+            unmanaged.append(Unmanaged(Kind.ENTITY, current.id))
+            continue
+        kick = Change(
+            Op.KICK, current.id, "in the room, not declared in the spec", before=EntityBody.of(current)
+        )
+        if current.id in protected:
+            kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
+        changes.append(kick)
     return changes
 
 
@@ -145,8 +156,20 @@ def _artifact_content_changes(
     return Change(Op.RESEED, artifact.name, reason, before=before, after=after, source=seed.path)
 
 
+def is_operators(artifact: ObservedArtifact, operator: str | None) -> bool:
+    """True when `operator` (its token's name) wrote the artifact's first and latest version, so deleting
+    it loses nobody else's work. Unknown authors (an older server) count as somebody else."""
+    return operator is not None and artifact.created_by == operator and artifact.updated_by == operator
+
+
 def _artifact_changes(
-    spec: RoomSpec, observed: ObservedRoom, seeds: Mapping[str, LocalSeed], protected: Collection[str]
+    spec: RoomSpec,
+    observed: ObservedRoom,
+    seeds: Mapping[str, LocalSeed],
+    protected: Collection[str],
+    *,
+    operator: str | None,
+    unmanaged: list[Unmanaged],
 ) -> list[Change]:
     present = {a.name: a for a in observed.artifacts}
     changes: list[Change] = []
@@ -181,23 +204,26 @@ def _artifact_changes(
             )
     declared = {a.name for a in spec.spec.artifacts}
     for current in observed.artifacts:
-        if current.name not in declared:
-            before = Fields(
-                {
-                    "type": current.type,
-                    "workspace": current.workspace,
-                    "version": current.version,
-                    "sha256": current.sha256,
-                }
-            )
-            delete = Change(
-                Op.DELETE_ARTIFACT, current.name, "in the room, not declared in the spec", before=before
-            )
-            if current.name in protected:
-                delete = delete.block(
-                    BlockCode.PROTECTED, f"artifact {current.name} is protected (protect: true)"
-                )
-            changes.append(delete)
+        if current.name in declared:
+            continue
+        if not is_operators(current, operator):
+            unmanaged.append(Unmanaged(Kind.ARTIFACT, current.name, current.created_by))
+            continue
+        before = Fields(
+            {
+                "type": current.type,
+                "workspace": current.workspace,
+                "version": current.version,
+                "sha256": current.sha256,
+            }
+        )
+        delete = Change(
+            Op.DELETE_ARTIFACT, current.name, "in the room, not declared in the spec", before=before
+        )
+        if current.name in protected:
+            message = f"artifact {current.name} is protected (protect: true)"
+            delete = delete.block(BlockCode.PROTECTED, message)
+        changes.append(delete)
     return changes
 
 
@@ -282,15 +308,18 @@ def plan_room(
     resources: bool = False,
     operator_endpoints: bool = True,
     protected: Collection[str] = frozenset(),
+    operator: str | None = None,
 ) -> Plan:
     """Every change that brings `observed` to `spec`.
 
     `seeds` maps artifact names to their local seed files; `resources` enables MCP resources (feature flag);
     `operator_endpoints=False` (a reference server) blocks what such a server cannot do; `protected` names
-    items (protect: true in the last applied spec) that must never be removed.
+    items (protect: true in the last applied spec) that must never be removed; `operator` is the name the
+    room server records for the operator's writes (its token's name; None: unknown, nothing is its own).
     """
-    changes = _entity_changes(spec, observed, protected)
-    changes += _artifact_changes(spec, observed, seeds, protected)
+    unmanaged: list[Unmanaged] = []
+    changes = _entity_changes(spec, observed, protected, unmanaged)
+    changes += _artifact_changes(spec, observed, seeds, protected, operator=operator, unmanaged=unmanaged)
     changes += _policy_changes(spec, observed)
     if resources:
         changes += _resource_changes(spec, observed, changes)
@@ -304,6 +333,7 @@ def plan_room(
         observed_revision=observed.revision,
         changes=tuple(changes),
         present=tuple(dict.fromkeys(e.id for e in spec.spec.entities if e.id in in_room)),
+        unmanaged=tuple(unmanaged),
     )
 
 

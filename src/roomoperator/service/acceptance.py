@@ -1,23 +1,47 @@
-"""The operator's acceptance rules, in the one function every way a spec arrives goes through: `/apply`
-(and its dry runs), `roomop up SPEC`, and reconcile-now of the stored spec.
+"""The operator's acceptance rules, in the one function every way desired state changes goes through:
+`/apply` (and its dry runs), `roomop up SPEC`, reconcile-now of the stored spec, and restoring a revision.
 
-A spec offered for a managed room must pass the upgrade check against the room's desired spec (a
-different spec needs a greater `metadata.version`); reconcile-now needs a managed room. A refusal is
-`Refused`, which each edge turns into its own answer (a 400 or 404 body, a message and exit 1).
+An accepted spec becomes the room's next **revision** (per room, monotonic, like Kubernetes'
+`generation`), written with the run that will apply it in one store transaction that compares-and-sets
+the room's latest revision: two requests (or two operators on one store) can never both take the same
+number, and the loser is judged again against the winner. The order of revisions is the order of
+acknowledgment. `metadata.version` stays the author's label, judged by the version rule
+(`spec/upgrade.py`, setting `reconciliation.upgrade`):
+
+- identical content (the spec's canonical JSON plus the SHA-256 of every seed file it resolves, see
+  `content_of`) makes no revision: the answer is `unchanged` with the existing revision;
+- a changed spec at the same version is a new revision with a warning naming the version (`lenient`),
+  or refused (`strict`, `SPEC_UPGRADE_REJECTED`);
+- a lower version is refused (`SPEC_VERSION_REGRESSION`) unless forced or restoring a revision;
+- `keep_stored` (`roomop up`): a spec no newer than a revision made through another path is not
+  taken (`SPEC_KEPT`), so a restart never downgrades what the API applied.
+
+Reconcile-now needs a managed room. A refusal is `Refused`, which each edge turns into its own answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from roomoperator.engine.seeding import SeedFiles
+from roomoperator.model.audit import utcnow
 from roomoperator.model.codes import ApiCode
 from roomoperator.service.rooms import RoomView
+from roomoperator.service.runs import RunRequest
 from roomoperator.spec.models import RoomSpec
-from roomoperator.spec.upgrade import check_upgrade
+from roomoperator.spec.upgrade import UpgradeRule, check_upgrade
+from roomoperator.store import RunRecord, SpecVersion, Store
 
 
 class Refused(Exception):
-    """A spec or request the operator does not accept; `errors` say why, in the reference's words."""
+    """A spec or request the operator does not accept; `errors` say why, in the reference's words.
+
+    `offered` and `desired` are the versions compared; `revision` the room's revision kept.
+    """
 
     def __init__(
         self,
@@ -27,6 +51,8 @@ class Refused(Exception):
         room_id: str,
         offered: int | None = None,
         desired: int | None = None,
+        revision: int | None = None,
+        actor: str | None = None,
     ) -> None:
         super().__init__("; ".join(errors))
         self.code = code
@@ -34,36 +60,269 @@ class Refused(Exception):
         self.room_id = room_id
         self.offered = offered
         self.desired = desired
+        self.revision = revision
+        self.actor = actor
+
+
+@dataclass(frozen=True)
+class Content:
+    """A spec's identity for the version rule: the digest of its canonical form and its seeds' SHA-256s
+    (None for a seed file that cannot be read)."""
+
+    digest: str
+    seeds: dict[str, str | None]
+
+
+async def content_of(spec: RoomSpec, base_dir: Path, seed_files: SeedFiles) -> Content:
+    """The canonical form of `spec`: its wire form as sorted-key JSON plus the SHA-256 of every seed file
+    it resolves against `base_dir` (from the engine's caches when they know them, else read on a worker
+    thread)."""
+    local = seed_files.known_seeds(spec, base_dir)
+    if local is None:
+        local = await asyncio.to_thread(seed_files.local_seeds, spec, base_dir)
+    seeds = {name: seed.digest.sha256 if seed.digest else None for name, seed in sorted(local.items())}
+    canonical = json.dumps({"spec": spec.to_wire(), "seeds": seeds}, sort_keys=True, separators=(",", ":"))
+    return Content(hashlib.sha256(canonical.encode()).hexdigest(), seeds)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A spec offered for a room, and how: `force` skips the version rule's refusals, `restored_from` is
+    the revision it restores (which skips them too), `keep_stored` keeps a revision made through another
+    path when the offer is not newer (`roomop up`)."""
+
+    spec: RoomSpec
+    base_dir: Path
+    content: Content
+    actor: str | None = None
+    confirm: bool = False
+    force: bool = False
+    restored_from: int | None = None
+    keep_stored: bool = False
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """What to run (`spec` None: the room's stored desired spec) and what the caller should read."""
+    """What to run (`spec` None: the room's stored desired spec) as revision `revision` (None: a dry run
+    of a spec that is not a revision), whether it is `unchanged` (no new revision), and the warnings for
+    the caller."""
 
     spec: RoomSpec | None
+    revision: int | None
+    base_dir: Path | None = None
+    unchanged: bool = False
     warnings: list[str] = field(default_factory=list)
+    recorded: SpecVersion | None = None
+    """The revision this acceptance wrote."""
 
 
-def accept(room_id: str, offered: RoomSpec | None, view: RoomView | None) -> Accepted:
-    """Accept `offered` for the room `view` shows (None: the room is unknown), or raise `Refused`.
+def judge(offer: Offer, base: SpecVersion | None, *, rule: UpgradeRule) -> Accepted:
+    """The version rule for `offer` against the room's latest revision `base` (None: nothing to compare
+    with); raises `Refused`. The answer's `revision` is the base's when unchanged, else None."""
+    if base is None:
+        return Accepted(spec=offer.spec, revision=None, base_dir=offer.base_dir)
+    if base.digest == offer.content.digest:
+        return Accepted(spec=offer.spec, revision=base.revision, base_dir=offer.base_dir, unchanged=True)
+    current = RoomSpec.model_validate(base.spec)
+    offered, kept = offer.spec.metadata.version, current.metadata.version
 
-    `offered` None asks to run the desired spec again, which only a managed room has.
-    """
-    managed = view is not None and view.managed
-    desired = view.spec if view is not None and managed else None
-    if offered is None:
-        if desired is None:
-            raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
-        return Accepted(spec=None)
-    if desired is None:
-        return Accepted(spec=offered)
-    report = check_upgrade(desired, offered)
-    if not report.ok:
-        raise Refused(
-            ApiCode.SPEC_UPGRADE_REJECTED,
-            report.errors,
-            room_id=room_id,
-            offered=report.new_version,
-            desired=report.current_version,
+    def refused(code: ApiCode, errors: list[str]) -> Refused:
+        return Refused(
+            code,
+            errors,
+            room_id=offer.spec.room_id,
+            offered=offered,
+            desired=kept,
+            revision=base.revision,
+            actor=base.actor,
         )
-    return Accepted(spec=offered, warnings=report.warnings)
+
+    if offer.keep_stored and base.actor != offer.actor and offered <= kept and not offer.force:
+        by = base.actor or "unknown"
+        raise refused(
+            ApiCode.SPEC_KEPT, [f"revision {base.revision} (v{kept}, by {by}) is kept over v{offered}"]
+        )
+    forced = offer.force or offer.restored_from is not None
+    report = check_upgrade(current, offer.spec, rule=rule, force=forced)
+    if not report.ok:
+        raise refused(report.code or ApiCode.SPEC_UPGRADE_REJECTED, report.errors)
+    return Accepted(spec=offer.spec, revision=None, base_dir=offer.base_dir, warnings=report.warnings)
+
+
+def _run(offer: Offer, correlation_id: str, revision: int) -> RunRecord:
+    return RunRecord(
+        correlation_id=correlation_id,
+        room_id=offer.spec.room_id,
+        trigger="apply",
+        status="queued",
+        created_at=utcnow(),
+        confirm=offer.confirm,
+        actor=offer.actor,
+        spec=offer.spec.to_wire(),
+        base_dir=str(offer.base_dir),
+        revision=revision,
+    )
+
+
+async def accept(
+    store: Store,
+    view: RoomView,
+    offer: Offer | None,
+    *,
+    rule: UpgradeRule,
+    correlation_id: str,
+    dry_run: bool = False,
+    record_run: bool = True,
+) -> Accepted:
+    """Accept `offer` for the room `view` shows, or raise `Refused`.
+
+    A new revision is written (with its queued run `correlation_id`) in one compare-and-set transaction;
+    when another writer took the number first, the offer is judged again against that revision. An
+    unchanged offer writes its queued run alone. `offer` None asks to run the desired spec again, which
+    only a managed room has; `dry_run` judges and writes nothing; `record_run` False writes no run row
+    (the run has one already). Updates `view`'s latest revision.
+    """
+    room_id = view.room_id
+    if offer is None:
+        if not view.managed or view.spec is None:
+            raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
+        return Accepted(spec=None, revision=view.revision, base_dir=view.base_dir, unchanged=True)
+    while True:
+        verdict = judge(offer, view.latest, rule=rule)
+        if dry_run:
+            return verdict
+        if verdict.unchanged:
+            assert verdict.revision is not None
+            if record_run:
+                await store.add_run(_run(offer, correlation_id, verdict.revision))
+            return verdict
+        number = view.latest_revision + 1
+        version = SpecVersion(
+            room_id=room_id,
+            revision=number,
+            spec_version=offer.spec.metadata.version,
+            spec=offer.spec.to_wire(),
+            actor=offer.actor,
+            correlation_id=correlation_id,
+            diff=None,
+            applied_at=utcnow(),
+            digest=offer.content.digest,
+            seeds=dict(offer.content.seeds),
+            base_dir=str(offer.base_dir),
+            confirmed=offer.confirm,
+            restored_from=offer.restored_from,
+        )
+        run = _run(offer, correlation_id, number) if record_run else None
+        if await store.accept_revision(version, run=run):
+            view.latest_revision, view.latest = number, version
+            return Accepted(
+                spec=offer.spec,
+                revision=number,
+                base_dir=offer.base_dir,
+                warnings=verdict.warnings,
+                recorded=version,
+            )
+        room = await store.get_room(room_id)  # another writer won: judge the offer against its revision
+        moved = room.latest_revision if room is not None else 0
+        if moved == view.latest_revision:
+            raise RuntimeError(f"revision {number} of room {room_id} could not be written")
+        view.latest_revision, view.latest = moved, await store.revision(room_id, moved)
+
+
+def request_of(offer: Offer, accepted: Accepted, correlation_id: str) -> RunRequest:
+    """The run that applies an accepted offer."""
+    return RunRequest.of(
+        offer.spec.room_id,
+        "apply",
+        actor=offer.actor,
+        spec=offer.spec,
+        base_dir=offer.base_dir,
+        confirm=offer.confirm,
+        revision=accepted.revision,
+        correlation_id=correlation_id,
+    )
+
+
+class Acceptor:
+    """The acceptance as the controller uses it: offers made from specs (their content digests read
+    through the engine's seed files), judged under the configured rule, written to `store`."""
+
+    def __init__(self, store: Store, seed_files: SeedFiles, *, rule: UpgradeRule, seed_root: Path) -> None:
+        self._store = store
+        self._seed_files = seed_files
+        self._rule = rule
+        self._seed_root = seed_root
+
+    async def offer(
+        self,
+        spec: RoomSpec,
+        *,
+        base_dir: Path | None,
+        confirm: bool,
+        actor: str | None,
+        force: bool = False,
+        keep_stored: bool = False,
+        restored_from: int | None = None,
+    ) -> Offer:
+        """`spec` as the acceptance judges it (`base_dir` None: the default seed folder)."""
+        folder = base_dir or self._seed_root
+        return Offer(
+            spec=spec,
+            base_dir=folder,
+            content=await content_of(spec, folder, self._seed_files),
+            actor=actor,
+            confirm=confirm,
+            force=force,
+            restored_from=restored_from,
+            keep_stored=keep_stored,
+        )
+
+    async def accept(
+        self,
+        view: RoomView,
+        offer: Offer | None,
+        *,
+        correlation_id: str,
+        dry_run: bool = False,
+        record_run: bool = True,
+    ) -> Accepted:
+        """`accept` under the configured rule."""
+        return await accept(
+            self._store,
+            view,
+            offer,
+            rule=self._rule,
+            correlation_id=correlation_id,
+            dry_run=dry_run,
+            record_run=record_run,
+        )
+
+    async def adopt(self, view: RoomView, request: RunRequest) -> None:
+        """A run accepted before revisions were numbered (an older store) gets its revision now."""
+        if request.trigger != "apply" or request.spec is None or request.revision is not None:
+            return
+        offer = await self.offer(
+            request.spec, base_dir=request.base_dir, confirm=request.confirm, actor=request.actor, force=True
+        )
+        accepted = await self.accept(view, offer, correlation_id=request.correlation_id, record_run=False)
+        request.revision = accepted.revision
+
+    async def restoring(
+        self, room_id: str, revision: int, *, confirm: bool, actor: str | None
+    ) -> tuple[Offer, list[str]]:
+        """The offer that restores revision `revision` (its spec, its recorded seed folder), with a warning
+        when a seed file no longer has the bytes the revision recorded; raises `Refused` (404)."""
+        stored = await self._store.revision(room_id, revision)
+        if stored is None:
+            raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} has no revision {revision}"], room_id=room_id)
+        offer = await self.offer(
+            RoomSpec.model_validate(stored.spec),
+            base_dir=Path(stored.base_dir) if stored.base_dir else None,
+            confirm=confirm,
+            actor=actor,
+            restored_from=revision,
+        )
+        seeds = offer.content.seeds
+        changed = sorted(name for name, sha in (stored.seeds or {}).items() if seeds.get(name) != sha)
+        warnings = [f"Seed files changed since revision {revision}: {', '.join(changed)}"] if changed else []
+        return offer, warnings

@@ -70,6 +70,8 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             settings,
             audit=audit,
             rate_limiter=RateLimiter(settings.reconciliation.rate_limit_per_second),
+            claim_rooms=True,  # the room server records this operator as the manager of the rooms it writes
+            operator_url=f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None,
         )
         controller = Controller(
             settings=settings, store=store, audit=audit, reconciler=reconciler, metrics=metrics, health=health

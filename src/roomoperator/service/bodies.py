@@ -1,54 +1,102 @@
-"""Request bodies of the operator API: the RoomSpec of an `/apply` body (JSON `{"spec": ...}`, a bare JSON
-RoomSpec, or YAML), decoded, parsed and validated, with every failure an `ApiError` naming the problem;
-and the `/mcp/load` body.
+"""Request bodies of the operator API: an `/apply` body with its seeds, and the `/mcp/load` body.
+
+An `/apply` body is a RoomSpec (JSON `{"spec": ...}`, a bare JSON RoomSpec, or YAML), or a multipart form
+holding the spec (part `spec`) and one part per seed file, named by the `seedFrom` path as the spec
+writes it. Its seeds never come from an arbitrary file of the operator's disk: a multipart body brings
+them; a plain body may name only files under the configured seed roots (`seeds.roots`, none by
+default), and anything else is refused before any file is opened. Either way the bytes are kept in the
+seed store (`service/seedstore.py`) and the spec runs against its per-content seed folder.
+
+Every failure is an `ApiError` naming the field or part and the rule; sizes are checked while the body
+streams in (the spec part at most `MAX_DOCUMENT_BYTES`, seed parts and the whole body at most the
+`seeds.*` limits), so a refused body costs neither memory nor disk.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from roomoperator.model.codes import ApiCode
 from roomoperator.service.errors import ApiError
+from roomoperator.service.seedstore import Incoming, SeedStore, SeedTooLarge
+from roomoperator.settings import OperatorSettings, SeedSettings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import load_data, load_text
 from roomoperator.spec.models import RoomSpec
 from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES
+from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 SPEC_KEYS = {"apiVersion", "kind", "metadata"}
+SPEC_PART = "spec"
 
 
-async def read_spec(request: Request, *, base_dir: Path) -> RoomSpec:
-    """The RoomSpec of an `/apply` body, read up to `MAX_DOCUMENT_BYTES`."""
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+@dataclass(frozen=True)
+class ApplyBody:
+    """An `/apply` body: its spec and the seed folder (in the seed store) the spec's run reads."""
+
+    spec: RoomSpec
+    base_dir: Path
+
+
+async def read_apply(request: Request, *, settings: OperatorSettings) -> ApplyBody:
+    """The spec of an `/apply` body and its seeds, kept in the seed store; raises `ApiError`."""
+    media = _media(request.headers.get("content-type", "application/json"))
+    store = SeedStore.of(settings)
+    if media == "multipart/form-data":
+        upload = await _receive(request, store=store, limits=settings.seeds)
+        try:
+            spec = await anyio.to_thread.run_sync(parse_spec, upload.spec, upload.spec_media)
+            manifest = await anyio.to_thread.run_sync(_keep_parts, spec, upload, store)
+        finally:
+            upload.discard()
+    else:
+        raw = await _read_body(request, limit=MAX_DOCUMENT_BYTES)
+        # Parsing and validating a large spec is CPU work: keep it off the event loop.
+        spec = await anyio.to_thread.run_sync(parse_spec, raw, media)
+        manifest = await anyio.to_thread.run_sync(_keep_from_roots, spec, settings.seeds, store)
+    return ApplyBody(spec, await anyio.to_thread.run_sync(store.tree, manifest))
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _too_large(what: str, limit: int, setting: str | None = None) -> ApiError:
+    named = f" ({setting})" if setting else ""
+    return ApiError(
+        413, {"errors": [f"{what}: larger than {limit} bytes{named}"], "code": ApiCode.BODY_TOO_LARGE}
+    )
+
+
+async def _read_body(request: Request, *, limit: int) -> bytes:
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_DOCUMENT_BYTES:
-            raise ApiError(
-                413,
-                {"errors": [f"body: larger than {MAX_DOCUMENT_BYTES} bytes"], "code": ApiCode.BODY_TOO_LARGE},
-            )
+        if len(raw) > limit:
+            raise _too_large("body", limit)
     if not raw.strip():
         raise ApiError.apply(ApiCode.INVALID_BODY, ["body: a RoomSpec is required"])
-    # Parsing and validating a large spec is CPU work: keep it off the event loop.
-    return await anyio.to_thread.run_sync(parse_spec, bytes(raw), media, base_dir)
+    return bytes(raw)
 
 
-def parse_spec(raw: bytes, media: str, base_dir: Path) -> RoomSpec:
-    """Decode, parse and validate one `/apply` body."""
+def parse_spec(raw: bytes, media: str) -> RoomSpec:
+    """Decode, parse and validate one spec (no file is looked at: seeds are checked afterwards)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError.apply(ApiCode.INVALID_BODY, [f"body: not UTF-8 text (byte {exc.start})"]) from None
     try:
         if media in YAML_TYPES:
-            loaded = load_text(text, source="<request>", base_dir=base_dir)
+            loaded = load_text(text, source="<request>")
             if len(loaded) != 1:
                 raise ApiError.apply(
                     ApiCode.INVALID_BODY, [f"body: one RoomSpec document expected, got {len(loaded)}"]
@@ -75,13 +123,226 @@ def parse_spec(raw: bytes, media: str, base_dir: Path) -> RoomSpec:
             data = data["spec"]
             if data is None:
                 raise ApiError.apply(ApiCode.INVALID_SPEC, ["spec: a RoomSpec is required"])
-        return load_data(data, source="<request>", base_dir=base_dir)
+        return load_data(data, source="<request>")
     except SpecError as exc:
         raise ApiError.apply(
             ApiCode.INVALID_SPEC,
             [f"{issue.path or 'spec'}: {issue.message}" for issue in exc.issues],
             issues=[issue.to_json() for issue in exc.issues],
         ) from None
+
+
+def _seeds_of(spec: RoomSpec) -> Iterator[tuple[str, str, str]]:
+    """Each `seedFrom` of the spec: its field path, the path as written, and its normal form."""
+    for index, artifact in enumerate(spec.spec.artifacts):
+        if artifact.seed_from is not None:
+            normal = str(check_seed_path(artifact.seed_from))  # the model checked it already
+            yield f"spec.artifacts[{index}].seedFrom", artifact.seed_from, normal
+
+
+# Seeds from the configured seed roots (plain bodies) ----------------------------------------------------
+
+
+def _keep_from_roots(spec: RoomSpec, limits: SeedSettings, store: SeedStore) -> dict[str, str]:
+    """Find every seed under the seed roots (refusing the whole spec, before reading any file, when one
+    is not there), then keep their bytes; the manifest (normal path -> SHA-256)."""
+    found: dict[str, Path] = {}
+    errors: list[str] = []
+    for where, written, normal in _seeds_of(spec):
+        if not limits.roots:
+            errors.append(
+                f"{where}: {written!r}: a spec posted over HTTP names no file on the operator's disk; "
+                f"send the file with the spec in a multipart POST /apply (a part named {written!r}), or "
+                "configure seeds.roots"
+            )
+            continue
+        try:
+            found[normal] = _under_roots(limits.roots, written)
+        except SeedPathError as exc:
+            errors.append(f"{where}: {written!r} {exc}")
+    if errors:
+        raise ApiError.apply(ApiCode.SEED_REFUSED, errors)
+    try:
+        return {normal: store.copy_in(path, limit=limits.max_part_bytes) for normal, path in found.items()}
+    except SeedTooLarge as exc:
+        raise _too_large("a seed file", exc.limit, "seeds.max_part_bytes") from None
+
+
+def _under_roots(roots: list[Path], written: str) -> Path:
+    """The regular file `written` names in the first seed root that has it; symlinks out are refused."""
+    for root in roots:
+        try:
+            path = resolve_seed_path(root, written)
+        except SeedPathError:
+            raise SeedPathError(
+                f"leads out of the seed root {root} (through a symlink): only files inside seeds.roots "
+                "are read"
+            ) from None
+        if path.is_file():
+            return path
+    shown = ", ".join(str(root) for root in roots)
+    raise SeedPathError(
+        f"is not a file under the seed roots ({shown}): only files inside seeds.roots are read"
+    )
+
+
+# Multipart bodies: the spec and its seed files in one request ------------------------------------------
+
+
+@dataclass
+class _Upload:
+    """What a multipart body brought: the spec's bytes and media type, and each seed part by name."""
+
+    spec: bytes = b""
+    spec_media: str = "application/yaml"
+    parts: dict[str, Incoming] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        for incoming in self.parts.values():
+            incoming.discard()
+
+
+class _Receiver:
+    """python-multipart callbacks filling an `_Upload`, with every limit checked as bytes arrive."""
+
+    def __init__(self, store: SeedStore, limits: SeedSettings) -> None:
+        self.upload = _Upload()
+        self._store, self._limits = store, limits
+        self._headers: dict[str, str] = {}
+        self._field, self._value = b"", b""
+        self._count = 0
+        self._spec: bytearray | None = None
+        self._seed: Incoming | None = None
+        self._name = ""
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda data, start, end: self._add("_field", data[start:end]),
+            "on_header_value": lambda data, start, end: self._add("_value", data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+        }
+
+    def _add(self, attribute: str, data: bytes) -> None:
+        setattr(self, attribute, getattr(self, attribute) + data)
+
+    def _begin(self) -> None:
+        self._count += 1
+        if self._count > self._limits.max_parts:
+            raise ApiError(
+                413,
+                {
+                    "errors": [f"body: more than {self._limits.max_parts} parts (seeds.max_parts)"],
+                    "code": ApiCode.BODY_TOO_LARGE,
+                },
+            )
+        self._headers = {}
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        self._field, self._value = b"", b""
+
+    def _headers_done(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if not name:
+            raise ApiError.apply(
+                ApiCode.INVALID_BODY, ["body: every part needs a name (Content-Disposition)"]
+            )
+        if name == SPEC_PART:
+            if self._spec is not None:
+                raise ApiError.apply(ApiCode.INVALID_BODY, ["body: more than one part named 'spec'"])
+            self._spec = bytearray()
+            media = _media(self._headers.get("content-type", ""))
+            self.upload.spec_media = (
+                media if media == "application/json" or media.endswith("+json") else "application/yaml"
+            )
+            return
+        if name in self.upload.parts:
+            raise ApiError.apply(ApiCode.INVALID_BODY, [f"part {name!r}: sent more than once"])
+        self._name = name
+        self._seed = self.upload.parts[name] = self._store.incoming(limit=self._limits.max_part_bytes)
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._seed is not None:
+            try:
+                self._seed.write(data[start:end])
+            except SeedTooLarge as exc:
+                raise _too_large(f"part {self._name!r}", exc.limit, "seeds.max_part_bytes") from None
+        elif self._spec is not None:
+            self._spec += data[start:end]
+            if len(self._spec) > MAX_DOCUMENT_BYTES:
+                raise _too_large(f"part {SPEC_PART!r}", MAX_DOCUMENT_BYTES)
+
+    def _end(self) -> None:
+        if self._spec is not None and self._seed is None and not self.upload.spec:
+            self.upload.spec = bytes(self._spec)
+        self._seed = None
+
+
+async def _receive(request: Request, *, store: SeedStore, limits: SeedSettings) -> _Upload:
+    """Stream a multipart body into an `_Upload` (seed parts straight to the store's temporary files)."""
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise ApiError.apply(ApiCode.INVALID_BODY, ["Content-Type: multipart/form-data needs a boundary"])
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_total_bytes:
+        raise _too_large("body", limits.max_total_bytes, "seeds.max_total_bytes")
+    receiver = _Receiver(store, limits)
+    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limits.max_total_bytes:
+                raise _too_large("body", limits.max_total_bytes, "seeds.max_total_bytes")
+            # The callbacks write seed bytes to disk: off the event loop.
+            await anyio.to_thread.run_sync(parser.write, chunk)
+        parser.finalize()
+    except ApiError:
+        receiver.upload.discard()
+        raise
+    except Exception as exc:  # python-multipart's parse errors, a body cut short
+        receiver.upload.discard()
+        raise ApiError.apply(ApiCode.INVALID_BODY, [f"body: not a valid multipart form ({exc})"]) from None
+    if not receiver.upload.spec.strip():
+        receiver.upload.discard()
+        raise ApiError.apply(
+            ApiCode.INVALID_BODY, [f"body: a part named {SPEC_PART!r} with the RoomSpec is required"]
+        )
+    return receiver.upload
+
+
+def _keep_parts(spec: RoomSpec, upload: _Upload, store: SeedStore) -> dict[str, str]:
+    """Check the parts are exactly the spec's seeds, then keep them; the manifest (path -> SHA-256)."""
+    wanted: dict[str, str] = {}
+    missing: list[str] = []
+    sent = {_normal(name): name for name in upload.parts}
+    for where, written, normal in _seeds_of(spec):
+        wanted[normal] = written
+        if normal not in sent:
+            missing.append(f"{where}: {written!r} was not sent: add a part named {written!r} with the file")
+    extra = [
+        f"part {name!r}: names no seedFrom of the spec (parts are the spec, named 'spec', and its seed files)"
+        for normal, name in sent.items()
+        if normal not in wanted
+    ]
+    if missing or extra:
+        raise ApiError.apply(ApiCode.SEEDS_MISMATCH, [*missing, *extra])
+    return {normal: store.keep(upload.parts[name]) for normal, name in sent.items()}
+
+
+def _normal(name: str) -> str:
+    """A part name in the normal form of a `seedFrom` path (`./a/b` -> `a/b`); unusable names stay as they
+    are (and match no seed)."""
+    try:
+        return str(check_seed_path(name))
+    except SeedPathError:
+        return name
 
 
 class McpProvider(BaseModel):

@@ -5,14 +5,17 @@ lifecycle (`runs`), scheduling over the queue and loop (`scheduling`), the accep
 (`acceptance`) and the observers of run events (`observing`: metrics, health, audit). It is the only
 caller of the engine's `Reconciler`. Routes and the CLI use only its public methods.
 
-Every accepted apply is a durable run row before it is queued, so a crash never loses it: `start()`
-resumes it.
+Every accepted apply is a revision and a durable run row before it is queued (one store transaction,
+`acceptance.accept`), so a crash never loses it: `start()` resumes it. Acceptance and queueing of one
+room happen under the room's lock, so the queue sees requests in the order of their revisions: a
+pending (202) apply is superseded only by one acknowledged after it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,9 @@ from structlog.contextvars import bound_contextvars
 
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.audit import utcnow
-from roomoperator.model.codes import RunCode
+from roomoperator.model.codes import ApiCode, RunCode
 from roomoperator.model.results import Phase, RunResult
-from roomoperator.planning.planner import protected_names
-from roomoperator.service.acceptance import Accepted, accept
+from roomoperator.service.acceptance import Acceptor, Offer, Refused, request_of
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
@@ -46,10 +48,13 @@ from roomoperator.service.observing import (
     RunSuperseded,
     SpecAccepted,
 )
+from roomoperator.service.protection import Protection
+from roomoperator.service.queueing import Submitted
 from roomoperator.service.rooms import RoomRegistry, RoomView, settled, view_from_record
 from roomoperator.service.runs import RunLedger, RunRequest, Submission, has_changes, new_id, reached_apply
 from roomoperator.service.scheduling import Scheduler
 from roomoperator.service.schemas import ConditionType
+from roomoperator.service.seedstore import SeedStore
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, SpecVersion, Store
@@ -64,6 +69,7 @@ class _Target:
     spec: RoomSpec
     base_dir: Path | None
     confirm: bool
+    revision: int | None
 
 
 class Controller:
@@ -80,11 +86,18 @@ class Controller:
         health: HealthMonitor,
     ) -> None:
         self.settings = settings
-        self.seed_root = settings.seed_root.resolve()
+        # Where a run without a seed folder of its own looks: the (empty) folder of a spec naming no seed.
+        self.seed_root = SeedStore.of(settings).tree_of({})
         self._store = store
         self._reconciler = reconciler
         self._rooms = RoomRegistry()
         self._runs = RunLedger(store, seed_root=self.seed_root)
+        self._protection = Protection(store)
+        self._acceptor = Acceptor(
+            store, reconciler.seed_files, rule=settings.reconciliation.upgrade, seed_root=self.seed_root
+        )
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """Per room: held while a request is accepted and queued, so the queue sees revision order."""
         self._observers = Observers(
             MetricsObserver(metrics),
             HealthObserver(health),
@@ -103,8 +116,9 @@ class Controller:
 
     async def start(self) -> None:
         """Load every room from the store, resume interrupted runs, start the loop."""
+        latest = await self._store.latest_revisions()
         for record in await self._store.list_rooms():
-            view = view_from_record(record, seed_root=self.seed_root)
+            view = view_from_record(record, seed_root=self.seed_root, latest=latest.get(record.room_id))
             self._rooms.add(view)
             if view.managed:
                 self._scheduler.after_run(view.room_id)
@@ -112,7 +126,7 @@ class Controller:
             log.info(
                 "resuming interrupted run", room_id=request.room_id, correlation_id=request.correlation_id
             )
-            self._rooms.ensure(request.room_id)
+            await self._acceptor.adopt(self._rooms.ensure(request.room_id), request)
             self._scheduler.forget(request.room_id)
             await self._observers.publish(RunResumed(request, interrupted_while=status))
             self._scheduler.submit(request)
@@ -147,66 +161,92 @@ class Controller:
         return await self._store.get_run(correlation_id)
 
     async def history(self, room_id: str) -> list[SpecVersion] | None:
-        """Every spec version applied to the room; None for a room the operator does not know."""
+        """Every revision of a room; None for a room the operator does not know."""
         return None if self._rooms.get(room_id) is None else await self._store.history(room_id)
 
     # Requests ----------------------------------------------------------------------------------------
 
-    def accept(self, spec: RoomSpec | None, *, room_id: str) -> Accepted:
-        """The acceptance rules for `spec` (None: run the desired spec again); raises `Refused`."""
-        return accept(room_id, spec, self._rooms.get(room_id))
-
-    def _offer(
-        self, spec: RoomSpec, *, base_dir: Path | None, confirm: bool, actor: str | None
-    ) -> tuple[RunRequest, Accepted]:
-        """The request to apply `spec`, once the acceptance rules took it; raises `Refused`."""
-        accepted = self.accept(spec, room_id=spec.room_id)
-        request = RunRequest.of(
-            spec.room_id,
-            "apply",
-            actor=actor,
-            spec=spec,
-            base_dir=base_dir or self.seed_root,
-            confirm=confirm,
-        )
-        return request, accepted
-
     async def apply(
-        self, spec: RoomSpec, *, base_dir: Path | None = None, confirm: bool = False, actor: str | None = None
+        self,
+        spec: RoomSpec,
+        *,
+        base_dir: Path | None = None,
+        confirm: bool = False,
+        actor: str | None = None,
+        force: bool = False,
+        keep_stored: bool = False,
+        dry_run: bool = False,
     ) -> Submission:
-        """Accept a spec durably and run it now or after the room's current run; raises `Refused`."""
-        request, accepted = self._offer(spec, base_dir=base_dir, confirm=confirm, actor=actor)
-        await self._runs.accepted(request)
-        return Submission(request, await self._submit(request), accepted.warnings)
-
-    async def dry_run(
-        self, spec: RoomSpec, *, base_dir: Path | None = None, confirm: bool = False, actor: str | None = None
-    ) -> Submission:
-        """Plan and check a spec without writing (never waiting for the room's queue); raises `Refused`."""
-        request, accepted = self._offer(spec, base_dir=base_dir, confirm=confirm, actor=actor)
-        result = await self._reconciler.reconcile(
-            spec,
-            seed_root=request.base_dir or self.seed_root,
-            dry_run=True,
-            confirm=confirm,
-            correlation_id=request.correlation_id,
-            actor=actor,
-            protected=self._protected(spec.room_id),
+        """Accept a spec as a revision (or `unchanged`) and run it now or after the room's current run;
+        raises `Refused`. `force` takes a lower version; `keep_stored` keeps a revision made through
+        another path when the spec is not newer (`roomop up`); `dry_run` plans and checks it without
+        writing (never waiting for the room's queue)."""
+        offer = await self._acceptor.offer(
+            spec, base_dir=base_dir, confirm=confirm, actor=actor, force=force, keep_stored=keep_stored
         )
-        await self._runs.dry_run(request, result)
-        request.done.set_result(result)
-        return Submission(request, True, accepted.warnings)
+        return await (self._plan(offer) if dry_run else self._take(offer))
+
+    async def restore(
+        self,
+        room_id: str,
+        revision: int,
+        *,
+        dry_run: bool = False,
+        confirm: bool = False,
+        actor: str | None = None,
+    ) -> Submission:
+        """Apply revision `revision`'s spec again, with the seed folder it recorded, as a new revision
+        that says which one it restored (or only plan it: `dry_run`); raises `Refused`."""
+        if self._rooms.get(room_id) is None:
+            raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
+        offer, warnings = await self._acceptor.restoring(room_id, revision, confirm=confirm, actor=actor)
+        return await (self._plan(offer, warnings) if dry_run else self._take(offer, warnings))
 
     async def reconcile_now(self, room_id: str, *, actor: str | None = None) -> RunRequest:
         """Run a managed room's desired spec as soon as the room is free; raises `Refused` otherwise."""
-        self.accept(None, room_id=room_id)
-        pending = self._scheduler.pending(room_id)
-        if pending is not None and pending.durable:
-            return pending
-        request = RunRequest.of(room_id, "reconcile", actor=actor)
-        await self._runs.accepted(request)
-        await self._submit(request)
+        async with self._locks[room_id]:
+            view = self._rooms.get(room_id) or RoomView(room_id=room_id)
+            accepted = await self._acceptor.accept(view, None, correlation_id="")
+            pending = self._scheduler.pending(room_id)
+            if pending is not None and pending.durable:
+                return pending
+            request = RunRequest.of(room_id, "reconcile", actor=actor, revision=accepted.revision)
+            await self._runs.accepted(request)
+            submitted = self._scheduler.submit(request)
+        await self._queued(request, submitted)
         return request
+
+    async def _take(self, offer: Offer, warnings: Sequence[str] = ()) -> Submission:
+        """Accept `offer` and queue its run, under the room's lock (revision order is queue order)."""
+        room_id, correlation_id = offer.spec.room_id, new_id()
+        async with self._locks[room_id]:
+            view = self._rooms.ensure(room_id)
+            accepted = await self._acceptor.accept(view, offer, correlation_id=correlation_id)
+            if accepted.recorded is not None:
+                self._protection.declare(room_id, accepted.recorded.revision, offer.spec)
+            request = request_of(offer, accepted, correlation_id)
+            submitted = self._scheduler.submit(request)
+        await self._queued(request, submitted)
+        return Submission(request, submitted.started, [*warnings, *accepted.warnings], accepted.unchanged)
+
+    async def _plan(self, offer: Offer, warnings: Sequence[str] = ()) -> Submission:
+        """A dry run of `offer`: judged, planned and checked, nothing written to the room or the history."""
+        room_id, correlation_id = offer.spec.room_id, new_id()
+        view = self._rooms.get(room_id) or RoomView(room_id=room_id)
+        accepted = await self._acceptor.accept(view, offer, correlation_id=correlation_id, dry_run=True)
+        request = request_of(offer, accepted, correlation_id)
+        result = await self._reconciler.reconcile(
+            offer.spec,
+            seed_root=offer.base_dir,
+            dry_run=True,
+            confirm=offer.confirm,
+            correlation_id=correlation_id,
+            actor=offer.actor,
+            protected=await self._protection.names(room_id),
+        )
+        await self._runs.dry_run(request, result)
+        request.done.set_result(result)
+        return Submission(request, True, [*warnings, *accepted.warnings], accepted.unchanged)
 
     async def unmanage(self, room_id: str, *, actor: str | None = None) -> bool:
         """Stop reconciling a room (nothing is removed from the room server)."""
@@ -214,6 +254,7 @@ class Controller:
         if view is None:
             return False
         view.managed = False
+        view.latest = None  # a room managed again later takes any spec, as a new room does
         self._scheduler.forget(room_id)
         await self._store.unmanage(room_id)
         await self._observers.publish(RoomUnmanaged(room_id, actor, new_id()))
@@ -225,8 +266,8 @@ class Controller:
         """The room server reported a change in `room_id`: reconcile it now (drift correction)."""
         self._scheduler.on_room_event(room_id)
 
-    async def _submit(self, request: RunRequest) -> bool:
-        submitted = self._scheduler.submit(request)
+    async def _queued(self, request: RunRequest, submitted: Submitted[RunRequest]) -> None:
+        """Bookkeeping after `request` went to the queue: the run it superseded, the queued event."""
         old = submitted.superseded
         if old is not None:
             if old.durable:
@@ -236,19 +277,19 @@ class Controller:
         if not submitted.started:
             await self._observers.publish(RunQueued(request))
         self._refresh_gauges()
-        return submitted.started
 
     # Running -----------------------------------------------------------------------------------------
 
     def _target(self, request: RunRequest, view: RoomView) -> _Target | None:
         """The spec to run: the request's own, or the room's desired one (None: the room is unmanaged)."""
         if request.spec is not None:
-            return _Target(request.spec, request.base_dir, request.confirm)
+            return _Target(request.spec, request.base_dir, request.confirm, request.revision)
         if view.spec is None or not view.managed:
             return None
         # Runs of the stored spec keep its confirmation: converging towards a confirmed spec needs no
         # second confirmation (the kick and delete limits still apply to every run).
-        return _Target(view.spec, view.base_dir, view.confirmed)
+        request.revision = view.revision
+        return _Target(view.spec, view.base_dir, view.confirmed, view.revision)
 
     async def _execute(self, request: RunRequest) -> None:
         view = self._rooms.ensure(request.room_id)
@@ -287,7 +328,7 @@ class Controller:
                     correlation_id=request.correlation_id,
                     actor=request.actor,
                     progress=progress,
-                    protected=self._protected(request.room_id),
+                    protected=await self._protection.names(request.room_id),
                 )
         except Exception as exc:  # an engine bug must not leave the run "running" forever
             log.exception("reconcile raised", room_id=request.room_id, correlation_id=request.correlation_id)
@@ -309,7 +350,7 @@ class Controller:
         body = result.model_dump(mode="json", by_alias=True)
         before = settled(view)
         view.run_finished(result, limit=self._stall_limit)
-        if request.trigger == "apply" and reached_apply(result):
+        if request.trigger == "apply" and target.revision is not None and reached_apply(result):
             await self._desire(request, view, target, result, diff=body.get("diff"))
         if request.durable or changed or not result.success or before != settled(view):
             # A loop run that found a converged room and changed nothing is not worth a store write.
@@ -336,24 +377,12 @@ class Controller:
         *,
         diff: dict[str, Any] | None,
     ) -> None:
-        """The run got past the guardrails: its spec becomes the room's desired state."""
-        revision = await self._store.set_desired(
-            view.room_id,
-            target.spec.to_wire(),
-            spec_version=target.spec.metadata.version,
-            base_dir=str(target.base_dir) if target.base_dir else None,
-            confirmed=request.confirm,
-            correlation_id=result.correlation_id,
-            actor=request.actor,
-            diff=diff,
-        )
+        """The run got past the guardrails: its revision becomes the room's desired state."""
+        revision = target.revision
+        assert revision is not None
+        await self._store.mark_desired(view.room_id, revision, confirmed=request.confirm, diff=diff)
         view.desire(target.spec, base_dir=target.base_dir, confirmed=request.confirm, revision=revision)
         await self._observers.publish(SpecAccepted(request, result, revision))
-
-    def _protected(self, room_id: str) -> frozenset[str]:
-        """What the room's desired spec marks `protect: true`."""
-        view = self._rooms.managed(room_id)
-        return protected_names(view.spec if view is not None else None)
 
     def _refresh_gauges(self) -> None:
         self._gauges.refresh(self._rooms, queued=self._scheduler.queued)

@@ -41,9 +41,17 @@ class ApiError(Exception):
 
     @classmethod
     def refused(cls, refusal: Refused) -> ApiError:
+        """404 for an unknown room or revision; 409 for a version regression; else 400. A version
+        refusal names the versions compared and the revision kept."""
         if refusal.code is ApiCode.NOT_FOUND:
             return cls.not_found("; ".join(refusal.errors))
-        return cls.apply(refusal.code, refusal.errors)
+        versions = {
+            "offeredVersion": refusal.offered,
+            "currentVersion": refusal.desired,
+            "currentRevision": refusal.revision,
+        }
+        status = 409 if refusal.code is ApiCode.SPEC_VERSION_REGRESSION else 400
+        return cls(status, {"errors": refusal.errors, "warnings": [], "code": refusal.code, **versions})
 
 
 async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,7 @@ from roomoperator.model.audit import utcnow
 from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.schemas import Condition, ConditionType, RoomDetail, RoomStatus, RoomSummary
 from roomoperator.spec.models import RoomSpec
-from roomoperator.store.records import RoomRecord
+from roomoperator.store.records import RoomRecord, SpecVersion
 
 
 def stored_spec(
@@ -42,6 +42,11 @@ class RoomView:
     base_dir: Path | None = None
     confirmed: bool = False
     revision: int = 0
+    """The revision of the desired spec."""
+    latest_revision: int = 0
+    """The room's latest accepted revision (desired, or queued, superseded or refused since)."""
+    latest: SpecVersion | None = None
+    """The revision new specs are judged against (None: none, or the room was unmanaged since)."""
     is_reconciling: bool = False
     current_phase: str | None = None
     last_reconcile: dt.datetime | None = None
@@ -105,6 +110,7 @@ class RoomView:
             spec=self.spec.to_wire() if self.spec else None,
             seed_root=str(self.base_dir) if self.base_dir else None,
             last_run=self.last_result,
+            latest_revision=self.latest_revision,
         )
 
     # Run transitions ---------------------------------------------------------------------------------
@@ -131,8 +137,8 @@ class RoomView:
         self.revision = revision
 
 
-def view_from_record(record: RoomRecord, *, seed_root: Path) -> RoomView:
-    """The view of a room as the store last saw it."""
+def view_from_record(record: RoomRecord, *, seed_root: Path, latest: SpecVersion | None) -> RoomView:
+    """The view of a room as the store last saw it, with its latest revision `latest`."""
     spec, base_dir = stored_spec(record.spec, record.base_dir, seed_root=seed_root)
     return RoomView(
         room_id=record.room_id,
@@ -141,6 +147,10 @@ def view_from_record(record: RoomRecord, *, seed_root: Path) -> RoomView:
         base_dir=base_dir,
         confirmed=record.confirmed,
         revision=record.revision,
+        latest_revision=record.latest_revision,
+        # An unmanaged room (never desired, or `DELETE`d) takes any spec, unless a revision newer than
+        # its last desired one waits (its first run failed before APPLY).
+        latest=latest if record.managed or record.latest_revision > record.revision else None,
         last_reconcile=record.last_reconcile,
         last_result=RunResult.model_validate(record.last_result) if record.last_result else None,
         cycles_since_converged=record.cycles_since_converged,

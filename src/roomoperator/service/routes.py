@@ -1,6 +1,7 @@
 """The operator's HTTP API: the reference's endpoints (`/apply`, `/status`, `/health`, `/metrics`,
-`/audit`, `/events`, `/mcp/*`) with their shapes, plus `/rooms`, `/rooms/{id}/history`, reconcile,
-delete and `/runs/{correlationId}`. Reads are open; writes need the bearer token when auth is on.
+`/audit`, `/events`, `/mcp/*`) with their shapes, plus `/rooms`, `/rooms/{id}/history`, rollback (restore
+a revision), reconcile, delete and `/runs/{correlationId}`. Reads are open; writes need the bearer token
+when auth is on.
 
 Routes get the parts they use through FastAPI `Depends` and use only the controller's public methods.
 Each declares its answer (`response_model`, or `responses` for non-JSON bodies), and sends that model
@@ -27,12 +28,13 @@ from roomoperator.model.audit import utcnow
 from roomoperator.model.results import Phase
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
-from roomoperator.service.bodies import McpLoadRequest, read_spec
+from roomoperator.service.bodies import McpLoadRequest, read_apply
 from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError
 from roomoperator.service.health import Health, HealthMonitor
 from roomoperator.service.metrics import CONTENT_TYPE_LATEST, OperatorMetrics
 from roomoperator.service.rooms import RoomView
+from roomoperator.service.runs import RunRequest, Submission
 from roomoperator.service.schemas import (
     ApplyAnswer,
     ApplyRefusal,
@@ -44,6 +46,7 @@ from roomoperator.service.schemas import (
     McpStatus,
     NotFound,
     Queued,
+    RollbackRequest,
     RoomDetail,
     RoomList,
     RoomStatus,
@@ -59,6 +62,9 @@ router = APIRouter()
 TRUE_VALUES = {"true", "1", "yes"}
 P = TypeVar("P")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": NotFound}}
+QUEUED: dict[int | str, dict[str, Any]] = {
+    202: {"model": Queued, "description": "Queued behind the room's current run"}
+}
 
 
 def _part(name: str, kind: type[P]) -> Callable[[Request], Awaitable[P]]:
@@ -115,9 +121,19 @@ def flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() in TRUE_VALUES
 
 
-def _queued(message: str, correlation_id: str) -> Response:
-    location = f"/runs/{correlation_id}"
-    body = Queued(message=message, correlation_id=correlation_id, location=location)
+def _queued(
+    message: str, run: RunRequest, *, unchanged: bool = False, warnings: list[str] | None = None
+) -> Response:
+    """202 with the run's location and the revision it will apply."""
+    location = f"/runs/{run.correlation_id}"
+    body = Queued(
+        message=message,
+        correlation_id=run.correlation_id,
+        location=location,
+        revision=run.revision,
+        unchanged=unchanged,
+        warnings=warnings or [],
+    )
     return reply(body, status=202, headers={"Location": location})
 
 
@@ -133,11 +149,15 @@ def _view(controller: Controller, room_id: str) -> RoomView:
 
 @router.post(
     "/apply",
-    summary="Apply a RoomSpec (JSON or YAML)",
+    summary="Apply a RoomSpec (JSON or YAML), or a multipart form of the spec and its seed files",
     response_model=ApplyAnswer,
     responses={
-        202: {"model": Queued, "description": "Queued behind the room's current run"},
+        **QUEUED,
         400: {"model": ApplyRefusal, "description": "Refused spec or body; a failed run answers ApplyAnswer"},
+        409: {
+            "model": ApplyRefusal,
+            "description": "SPEC_VERSION_REGRESSION: lower than the latest revision",
+        },
         413: {"model": ApplyRefusal},
         415: {"model": ApplyRefusal},
     },
@@ -146,20 +166,38 @@ async def apply(
     request: Request,
     actor: Caller,
     controller: Operator,
+    settings: Settings,
     x_dry_run: Annotated[str | None, Header()] = None,
     x_confirm: Annotated[str | None, Header()] = None,
+    x_force: Annotated[str | None, Header()] = None,
 ) -> Response:
-    spec = await read_spec(request, base_dir=controller.seed_root)
-    if flag(x_dry_run):
-        submission = await controller.dry_run(spec, confirm=flag(x_confirm), actor=actor)
-    else:
-        submission = await controller.apply(spec, confirm=flag(x_confirm), actor=actor)
+    body = await read_apply(request, settings=settings)
+    spec, base_dir = body.spec, body.base_dir
+    submission = await controller.apply(
+        spec,
+        base_dir=base_dir,
+        confirm=flag(x_confirm),
+        actor=actor,
+        force=flag(x_force),
+        dry_run=flag(x_dry_run),
+    )
+    return await _answer(submission)
+
+
+async def _answer(submission: Submission) -> Response:
+    """The answer to an accepted apply or restore: its run's result, or 202 when it waits (or was
+    superseded while waiting), with the revision and the acceptance's warnings either way."""
     run = submission.request
     result = await asyncio.shield(run.done) if submission.started else None
     if result is None:
-        return _queued("Request queued", run.correlation_id)
+        return _queued(
+            "Request queued", run, unchanged=submission.unchanged, warnings=list(submission.warnings)
+        )
     finished = result.success or result.phase in (Phase.VERIFY, Phase.ROLLBACK)
-    return reply(ApplyAnswer.of(result, warnings=list(submission.warnings)), status=200 if finished else 400)
+    answer = ApplyAnswer.of(
+        result, warnings=list(submission.warnings), revision=run.revision, unchanged=submission.unchanged
+    )
+    return reply(answer, status=200 if finished else 400)
 
 
 # Status, health, metrics ---------------------------------------------------------------------------
@@ -356,6 +394,27 @@ async def history(roomId: str, controller: Operator) -> Response:
 
 
 @router.post(
+    "/rooms/{roomId}/rollback",
+    summary="Restore a revision: its spec and seed folder applied again as a new revision",
+    response_model=ApplyAnswer,
+    responses={**QUEUED, 400: {"model": ApplyRefusal}, **NOT_FOUND},
+)
+async def rollback(
+    roomId: str,
+    body: RollbackRequest,
+    actor: Caller,
+    controller: Operator,
+    dryRun: bool = False,
+    x_dry_run: Annotated[str | None, Header()] = None,
+    x_confirm: Annotated[str | None, Header()] = None,
+) -> Response:
+    submission = await controller.restore(
+        roomId, body.revision, dry_run=dryRun or flag(x_dry_run), confirm=flag(x_confirm), actor=actor
+    )
+    return await _answer(submission)
+
+
+@router.post(
     "/rooms/{roomId}/reconcile",
     summary="Reconcile a managed room now",
     status_code=202,
@@ -363,8 +422,7 @@ async def history(roomId: str, controller: Operator) -> Response:
     responses=NOT_FOUND,
 )
 async def reconcile(roomId: str, actor: Caller, controller: Operator) -> Response:
-    run = await controller.reconcile_now(roomId, actor=actor)
-    return _queued("Reconcile requested", run.correlation_id)
+    return _queued("Reconcile requested", await controller.reconcile_now(roomId, actor=actor))
 
 
 @router.delete(

@@ -1,6 +1,7 @@
 """Runs: what one request to reconcile a room is (`RunRequest`) and its durable life cycle in the store.
 
-A run asked for by a caller (`apply`, `reconcile`) is a row from the moment it is accepted: queued,
+A run asked for by a caller (`apply`, `reconcile`) is a row from the moment it is accepted (an apply's
+row is written by the acceptance, in the transaction that records its revision): queued,
 then running, then succeeded or failed, or superseded by a later request for the same room. Loop and
 event runs are written only when they found something (a change or a failure). After a crash,
 `RunLedger.interrupted` hands back the latest unfinished run of each room to resume.
@@ -40,7 +41,8 @@ def new_id() -> str:
 
 @dataclass
 class RunRequest:
-    """One run waiting in (or running from) a room's queue. `spec` None means the stored desired spec."""
+    """One run waiting in (or running from) a room's queue. `spec` None means the stored desired spec;
+    `revision` is the revision it applies (set when the run starts for runs of the desired spec)."""
 
     correlation_id: str
     room_id: str
@@ -49,6 +51,7 @@ class RunRequest:
     base_dir: Path | None = None
     confirm: bool = False
     actor: str | None = None
+    revision: int | None = None
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -68,21 +71,34 @@ class RunRequest:
         spec: RoomSpec | None = None,
         base_dir: Path | None = None,
         confirm: bool = False,
+        revision: int | None = None,
+        correlation_id: str | None = None,
     ) -> RunRequest:
-        """A new request with a fresh correlation id (`spec` None: the room's stored desired spec)."""
-        return cls(new_id(), room_id, trigger, spec=spec, base_dir=base_dir, confirm=confirm, actor=actor)
+        """A new request (a fresh correlation id unless given; `spec` None: the room's desired spec)."""
+        return cls(
+            correlation_id or new_id(),
+            room_id,
+            trigger,
+            spec=spec,
+            base_dir=base_dir,
+            confirm=confirm,
+            actor=actor,
+            revision=revision,
+        )
 
 
 @dataclass(frozen=True)
 class Submission:
     """An accepted request: `started` when it runs now, else it waits for the room's current run.
 
-    `warnings` are the acceptance's (e.g. entities the new spec removes), for the caller to show.
+    `warnings` are the acceptance's (e.g. entities the new spec removes), for the caller to show;
+    `unchanged` says the spec was identical to the room's latest revision (no new revision).
     """
 
     request: RunRequest
     started: bool
     warnings: Sequence[str] = ()
+    unchanged: bool = False
 
 
 def has_changes(result: RunResult) -> bool:
@@ -116,6 +132,7 @@ class RunLedger:
                 actor=request.actor,
                 spec=request.spec.to_wire() if request.spec else None,
                 base_dir=str(request.base_dir) if request.base_dir else None,
+                revision=request.revision,
             )
         )
 
@@ -124,7 +141,12 @@ class RunLedger:
             await self._store.update_run(request.correlation_id, status="running")
 
     async def superseded(self, old: RunRequest, *, by: RunRequest) -> None:
-        await self._store.update_run(old.correlation_id, status="superseded", superseded_by=by.correlation_id)
+        await self._store.update_run(
+            old.correlation_id,
+            status="superseded",
+            superseded_by=by.correlation_id,
+            superseded_by_revision=by.revision,
+        )
 
     async def not_managed(self, request: RunRequest) -> None:
         """The room stopped being managed before its run of the stored spec could start."""
@@ -163,6 +185,7 @@ class RunLedger:
                 actor=request.actor,
                 spec=request.spec.to_wire() if request.spec else None,
                 result=body,
+                revision=request.revision,
                 finished_at=utcnow(),
             )
         )
@@ -174,7 +197,10 @@ class RunLedger:
         for run in await self._store.unfinished_runs():
             if (older := latest.get(run.room_id)) is not None:
                 await self._store.update_run(
-                    older.correlation_id, status="superseded", superseded_by=run.correlation_id
+                    older.correlation_id,
+                    status="superseded",
+                    superseded_by=run.correlation_id,
+                    superseded_by_revision=run.revision,
                 )
             latest[run.room_id] = run
         return [(self._request(run), run.status) for run in latest.values()]
@@ -189,4 +215,5 @@ class RunLedger:
             base_dir=base_dir,
             confirm=run.confirm,
             actor=run.actor,
+            revision=run.revision,
         )

@@ -73,7 +73,9 @@ class StatusAnswer(Schema):
 
 
 class ApplyAnswer(Schema):
-    """`POST /apply` after the run (or the dry run) finished: the reference body, then `code`, `converged`."""
+    """`POST /apply` (and `/rooms/{id}/rollback`) after the run (or the dry run) finished: the reference
+    body, then `code`, `converged`, the `revision` run (None: a dry run of a spec that is no revision) and
+    whether the spec was `unchanged` (identical to the room's latest revision: no new revision)."""
 
     success: bool
     partial_success: bool
@@ -85,12 +87,17 @@ class ApplyAnswer(Schema):
     duration: float
     code: RunCode | None
     converged: bool | None
+    revision: int | None
+    unchanged: bool
 
     @classmethod
-    def of(cls, result: RunResult, *, warnings: list[str]) -> ApplyAnswer:
+    def of(
+        cls, result: RunResult, *, warnings: list[str], revision: int | None, unchanged: bool
+    ) -> ApplyAnswer:
         """The answer for `result`, with the acceptance `warnings` before the run's own."""
-        fields = {name: getattr(result, name) for name in cls.model_fields if name != "warnings"}
-        return cls(**fields, warnings=[*warnings, *result.warnings])
+        own = {"warnings", "revision", "unchanged"}
+        fields = {name: getattr(result, name) for name in cls.model_fields if name not in own}
+        return cls(**fields, warnings=[*warnings, *result.warnings], revision=revision, unchanged=unchanged)
 
 
 class Queued(Schema):
@@ -99,15 +106,22 @@ class Queued(Schema):
     message: str
     correlation_id: str
     location: str
+    revision: int | None = None
+    unchanged: bool = False
+    warnings: list[str] = Field(default_factory=list)
 
 
 class ApplyRefusal(Schema):
-    """400/413/415 of `/apply`: the reference's error body plus a machine-readable `code`."""
+    """400/409/413/415 of `/apply`: the reference's error body plus a machine-readable `code`; a version
+    refusal names the versions compared and the room's revision kept."""
 
     errors: list[str]
     warnings: list[str]
     code: ApiCode | RunCode
     issues: list[dict[str, Any]] | None = None
+    offered_version: int | None = None
+    current_version: int | None = None
+    current_revision: int | None = None
 
 
 class NotFound(Schema):
@@ -172,6 +186,7 @@ class RoomDetail(RoomSummary):
     spec: dict[str, Any] | None
     seed_root: str | None
     last_run: RunResult | None
+    latest_revision: int = Field(description="the latest accepted revision (desired, queued or refused)")
 
 
 class RoomList(Schema):
@@ -179,6 +194,10 @@ class RoomList(Schema):
 
 
 class HistoryItem(Schema):
+    """One revision: `appliedAt` is when it was accepted, `desiredAt` when its run got past the
+    guardrails (None: superseded or refused first), `restoredFrom` the revision it restored, `seeds` the
+    SHA-256 of each seed file it resolved (None: not readable)."""
+
     revision: int
     spec_version: int
     actor: str | None
@@ -186,6 +205,9 @@ class HistoryItem(Schema):
     correlation_id: str
     diff: dict[str, Any] | None
     spec: dict[str, Any]
+    desired_at: dt.datetime | None
+    restored_from: int | None
+    seeds: dict[str, Any] | None
 
 
 class History(Schema):
@@ -212,3 +234,13 @@ class RunAnswer(Schema):
     finished_at: dt.datetime | None
     superseded_by: str | None
     result: dict[str, Any] | None
+    revision: int | None = Field(description="the revision the run applies (None: a dry run of a new spec)")
+    superseded_by_revision: int | None
+
+
+class RollbackRequest(Schema):
+    """`POST /rooms/{roomId}/rollback`: the revision to restore."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    revision: int = Field(ge=1)

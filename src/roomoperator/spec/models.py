@@ -47,6 +47,7 @@ Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 
 MissingDependency = Literal["skip", "fail"]
 RollbackMode = Literal["never", "on-failure"]
+Membership = Literal["closed", "open"]
 
 
 class SpecModel(BaseModel):
@@ -222,9 +223,12 @@ class RoomSpecBody(SpecModel):
     room_id: str = Field(pattern=ROOM_ID_PATTERN)
     """The managed room: 3-64 letters, digits, `-` or `_`, starting with a letter or digit."""
     entities: tuple[EntitySpec, ...] = ()
-    """Every member the room must have; others are removed."""
+    """Every member the room must have; with `membership: closed` others are removed."""
+    membership: Membership = "closed"
+    """`closed`: the entities are the room's whole roster (undeclared ones are removed); `open`: undeclared
+    members stay and are reported as unmanaged."""
     artifacts: tuple[ArtifactSpec, ...] = ()
-    """Every artifact the room must hold; others are deleted."""
+    """Every artifact the room must hold; an undeclared one is deleted only when the operator created it."""
     policies: Policies = Policies()
     """Room-level policies."""
     resources: tuple[ResourceSpec, ...] = ()

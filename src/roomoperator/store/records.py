@@ -19,6 +19,9 @@ class RoomRecord:
     spec: dict[str, Any] | None
     spec_version: int | None
     revision: int
+    """The revision of the desired spec (0: none yet)."""
+    latest_revision: int
+    """The latest accepted revision, desired or not yet (0: none)."""
     base_dir: str | None
     confirmed: bool
     conditions: list[dict[str, Any]]
@@ -29,7 +32,10 @@ class RoomRecord:
 
 @dataclass(frozen=True)
 class SpecVersion:
-    """One entry of a room's spec history."""
+    """One revision of a room: an accepted spec (`applied_at`: when it was accepted), the run that
+    accepted it (`correlation_id`), its content `digest` and seed SHA-256s, the seed folder it resolved
+    against, the revision it restored, and when it became the desired spec (None: superseded or refused
+    before it got past the guardrails)."""
 
     room_id: str
     revision: int
@@ -39,6 +45,12 @@ class SpecVersion:
     correlation_id: str
     diff: dict[str, Any] | None
     applied_at: dt.datetime
+    digest: str | None = None
+    seeds: dict[str, Any] | None = None
+    base_dir: str | None = None
+    confirmed: bool = False
+    restored_from: int | None = None
+    desired_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,4 +69,6 @@ class RunRecord:
     base_dir: str | None = None
     result: dict[str, Any] | None = None
     superseded_by: str | None = None
+    revision: int | None = None
+    superseded_by_revision: int | None = None
     finished_at: dt.datetime | None = field(default=None)

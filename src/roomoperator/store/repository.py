@@ -1,4 +1,5 @@
-"""The store's repository: every read and write the operator makes, each in its own short transaction.
+"""The store's repository: every read and write the operator makes, each in its own short transaction
+(accepting a revision is one compare-and-set transaction on the room's latest revision).
 
 SQLite (`sqlite:///path`, the default `.roomop/operator.db`) and PostgreSQL (`postgresql://...`) are
 both reached through SQLAlchemy's async engine; `migrate()` brings the schema to the latest alembic
@@ -19,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from roomoperator.model.audit import AuditEntry, utcnow
@@ -140,7 +141,14 @@ class Store:
         """The room's row in `session`, added (unmanaged, never reconciled) when the room is new."""
         row = await session.get(RoomRow, room_id, with_for_update=lock)
         if row is None:
-            row = RoomRow(room_id=room_id, managed=False, revision=0, conditions=[], cycles_since_converged=0)
+            row = RoomRow(
+                room_id=room_id,
+                managed=False,
+                revision=0,
+                latest_revision=0,
+                conditions=[],
+                cycles_since_converged=0,
+            )
             session.add(row)
         return row
 
@@ -156,43 +164,69 @@ class Store:
         async with self._sessions() as session:
             return [_record(RoomRecord, row) for row in (await session.scalars(query)).all()]
 
-    async def set_desired(
-        self,
-        room_id: str,
-        spec: dict[str, Any],
-        *,
-        spec_version: int,
-        base_dir: str | None,
-        confirmed: bool = False,
-        correlation_id: str,
-        actor: str | None = None,
-        diff: dict[str, Any] | None = None,
-    ) -> int:
-        """Make `spec` the room's desired state (`confirmed`: applied with `X-Confirm`) and append it to
-        the history; return the new revision."""
+    async def accept_revision(self, version: SpecVersion, *, run: RunRecord | None = None) -> bool:
+        """Record `version` as the room's next revision, with `run` (the run that will apply it), in one
+        transaction, when the room's latest revision is still `version.revision - 1` (compare-and-set);
+        False when another writer accepted a revision of the room first (nothing is written)."""
+        expected = version.revision - 1
+        try:
+            async with self._writing(), self._sessions.begin() as session:
+                moved = await session.execute(
+                    update(RoomRow)
+                    .where(RoomRow.room_id == version.room_id, RoomRow.latest_revision == expected)
+                    .values(latest_revision=version.revision, updated_at=version.applied_at)
+                )
+                if not getattr(moved, "rowcount", 0):
+                    if expected != 0 or await session.get(RoomRow, version.room_id) is not None:
+                        return False
+                    row = await self._room_row(session, version.room_id)
+                    row.latest_revision, row.updated_at = version.revision, version.applied_at
+                session.add(SpecVersionRow(**asdict(version)))
+                if run is not None:
+                    session.add(RunRow(**asdict(run)))
+        except IntegrityError:  # a concurrent writer inserted the room or the revision first
+            return False
+        return True
+
+    async def mark_desired(
+        self, room_id: str, revision: int, *, confirmed: bool, diff: dict[str, Any] | None = None
+    ) -> None:
+        """Revision `revision` got past the guardrails: it is now the room's desired spec (`confirmed`:
+        applied with `X-Confirm`), with the diff of the run that made it so."""
         now = utcnow()
         async with self._writing(), self._sessions.begin() as session:
-            row = await self._room_row(session, room_id, lock=self.dialect != "sqlite")
-            row.managed = True
-            row.spec = spec
-            row.spec_version = spec_version
-            row.base_dir = base_dir
-            row.confirmed = confirmed
-            row.revision += 1
-            row.updated_at = now
-            session.add(
-                SpecVersionRow(
-                    room_id=room_id,
-                    revision=row.revision,
-                    spec_version=spec_version,
-                    spec=spec,
-                    actor=actor,
-                    correlation_id=correlation_id,
-                    diff=diff,
-                    applied_at=now,
+            version = await session.scalar(
+                select(SpecVersionRow).where(
+                    SpecVersionRow.room_id == room_id, SpecVersionRow.revision == revision
                 )
             )
-            return row.revision
+            if version is None:
+                raise KeyError(f"room {room_id} has no revision {revision}")
+            version.desired_at, version.diff = now, diff
+            row = await self._room_row(session, room_id, lock=self.dialect != "sqlite")
+            row.managed, row.revision, row.confirmed, row.updated_at = True, revision, confirmed, now
+            row.spec, row.spec_version, row.base_dir = version.spec, version.spec_version, version.base_dir
+            row.latest_revision = max(row.latest_revision, revision)
+
+    async def revision(self, room_id: str, revision: int) -> SpecVersion | None:
+        """One revision of a room."""
+        query = select(SpecVersionRow).where(
+            SpecVersionRow.room_id == room_id, SpecVersionRow.revision == revision
+        )
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+            return _record(SpecVersion, row) if row else None
+
+    async def latest_revisions(self) -> dict[str, SpecVersion]:
+        """Every room's latest revision, by room id (one query, for start-up)."""
+        query = select(SpecVersionRow).join(
+            RoomRow,
+            (RoomRow.room_id == SpecVersionRow.room_id)
+            & (RoomRow.latest_revision == SpecVersionRow.revision),
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return {row.room_id: _record(SpecVersion, row) for row in rows}
 
     async def save_status(
         self,
@@ -241,6 +275,7 @@ class Store:
         status: RunStatus,
         result: dict[str, Any] | None = None,
         superseded_by: str | None = None,
+        superseded_by_revision: int | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": status}
         if status in ("succeeded", "failed", "superseded"):
@@ -249,6 +284,8 @@ class Store:
             values["result"] = result
         if superseded_by is not None:
             values["superseded_by"] = superseded_by
+        if superseded_by_revision is not None:
+            values["superseded_by_revision"] = superseded_by_revision
         await self._write((), update(RunRow).where(RunRow.correlation_id == correlation_id).values(**values))
 
     async def get_run(self, correlation_id: str) -> RunRecord | None:

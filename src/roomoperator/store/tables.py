@@ -30,6 +30,9 @@ class RoomRow(Base):
     spec: Mapped[dict[str, Any] | None]
     spec_version: Mapped[int | None]
     revision: Mapped[int] = mapped_column(default=0)
+    """The revision of the desired spec."""
+    latest_revision: Mapped[int] = mapped_column(default=0)
+    """The latest accepted revision (compare-and-set by every acceptance)."""
     base_dir: Mapped[str | None] = mapped_column(Text)
     confirmed: Mapped[bool] = mapped_column(default=False)
     conditions: Mapped[list[Any]] = mapped_column(default=list)
@@ -40,7 +43,8 @@ class RoomRow(Base):
 
 
 class SpecVersionRow(Base):
-    """Every spec version applied to a room: who, when, with which diff."""
+    """Every spec accepted for a room (a revision): who, when, its content digest and seed digests, the
+    seed folder it resolved against, the revision it restored, when it became desired, with which diff."""
 
     __tablename__ = "spec_versions"
     __table_args__ = (UniqueConstraint("room_id", "revision"),)
@@ -54,6 +58,12 @@ class SpecVersionRow(Base):
     correlation_id: Mapped[str] = mapped_column(String(64))
     diff: Mapped[dict[str, Any] | None]
     applied_at: Mapped[dt.datetime]
+    digest: Mapped[str | None] = mapped_column(String(64))
+    seeds: Mapped[dict[str, Any] | None]
+    base_dir: Mapped[str | None] = mapped_column(Text)
+    confirmed: Mapped[bool] = mapped_column(default=False)
+    restored_from: Mapped[int | None]
+    desired_at: Mapped[dt.datetime | None]
 
 
 class RunRow(Base):
@@ -72,6 +82,8 @@ class RunRow(Base):
     base_dir: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None]
     superseded_by: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[int | None]
+    superseded_by_revision: Mapped[int | None]
     created_at: Mapped[dt.datetime]
     finished_at: Mapped[dt.datetime | None]
 
