@@ -17,6 +17,7 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.codes import ApiCode
+from roomoperator.service import room_routes, routes
 from roomoperator.service.acceptance import Refused
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
@@ -24,7 +25,6 @@ from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError, handle_api_error, handle_refused
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
-from roomoperator.service.routes import router
 from roomoperator.settings import OperatorSettings
 from roomoperator.store import Store
 
@@ -106,5 +106,6 @@ def create_app(settings: OperatorSettings) -> FastAPI:
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(Refused, handle_refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.include_router(router)
+    app.include_router(routes.router)
+    app.include_router(room_routes.router)
     return app

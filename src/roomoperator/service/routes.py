@@ -1,147 +1,56 @@
-"""The operator's HTTP API: the reference's endpoints (`/apply`, `/status`, `/health`, `/metrics`,
-`/audit`, `/events`, `/mcp/*`) with their shapes, plus `/rooms`, `/rooms/{id}/history`, rollback (restore
-a revision), reconcile, delete and `/runs/{correlationId}`. Reads are open; writes need the bearer token
-when auth is on.
-
-Routes get the parts they use through FastAPI `Depends` and use only the controller's public methods.
-Each declares its answer (`response_model`, or `responses` for non-JSON bodies), and sends that model
-as JSON; `/status` joins the rooms' ready-made JSON instead, in the declared shape.
+"""The operator's HTTP API, the reference's endpoints: `/apply`, `/status`, `/health`, `/metrics`,
+`/audit`, `/events`, `/mcp/*`, with their shapes. Reads are open; writes need the bearer token when auth
+is on. Each route declares its answer (`response_model`, or `responses` for non-JSON bodies); `/status`
+joins the rooms' ready-made JSON instead, in the declared shape. Shared parts: `service/dependencies.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 from pydantic_core import to_json
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from roomoperator.clients.errors import RoomServerError
-from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.model.audit import utcnow
-from roomoperator.model.results import Phase
-from roomoperator.service.auditing import AuditLog
-from roomoperator.service.auth import Authenticator
 from roomoperator.service.bodies import McpLoadRequest, read_apply
-from roomoperator.service.controller import Controller
+from roomoperator.service.dependencies import (
+    NOT_FOUND,
+    QUEUED,
+    Audit,
+    Caller,
+    Client,
+    Metrics,
+    Monitor,
+    Operator,
+    Settings,
+    answer,
+    flag,
+    reply,
+    view_of,
+)
 from roomoperator.service.errors import ApiError
-from roomoperator.service.health import Health, HealthMonitor
-from roomoperator.service.metrics import CONTENT_TYPE_LATEST, OperatorMetrics
-from roomoperator.service.rooms import RoomView
-from roomoperator.service.runs import RunRequest, Submission
+from roomoperator.service.health import Health
+from roomoperator.service.metrics import CONTENT_TYPE_LATEST
 from roomoperator.service.schemas import (
     ApplyAnswer,
     ApplyRefusal,
     AuditAnswer,
     HealthAnswer,
-    History,
-    HistoryItem,
     McpLoaded,
     McpStatus,
-    NotFound,
-    Queued,
-    RollbackRequest,
-    RoomDetail,
-    RoomList,
     RoomStatus,
-    RunAnswer,
     StatusAnswer,
     Unhealthy,
-    Unmanaged,
     UpstreamFailed,
 )
-from roomoperator.settings import OperatorSettings
 
 router = APIRouter()
-TRUE_VALUES = {"true", "1", "yes"}
-P = TypeVar("P")
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": NotFound}}
-QUEUED: dict[int | str, dict[str, Any]] = {
-    202: {"model": Queued, "description": "Queued behind the room's current run"}
-}
-
-
-def _part(name: str, kind: type[P]) -> Callable[[Request], Awaitable[P]]:
-    """A dependency handing a route the part the app factory put on `app.state` under `name`.
-
-    `async` so FastAPI calls it in the event loop (a plain function would cost a worker-thread hop per
-    request and dependency: `GET /status` is polled).
-    """
-
-    async def get(request: Request) -> P:
-        part = getattr(request.app.state, name)
-        assert isinstance(part, kind), name
-        return part
-
-    return get
-
-
-Operator = Annotated[Controller, Depends(_part("controller", Controller))]
-Settings = Annotated[OperatorSettings, Depends(_part("settings", OperatorSettings))]
-Audit = Annotated[AuditLog, Depends(_part("audit", AuditLog))]
-Monitor = Annotated[HealthMonitor, Depends(_part("health", HealthMonitor))]
-Metrics = Annotated[OperatorMetrics, Depends(_part("metrics", OperatorMetrics))]
-Client = Annotated[RoomServerClient, Depends(_part("client", RoomServerClient))]
-
-
-Auth = Annotated[Authenticator, Depends(_part("auth", Authenticator))]
-
-
-async def _caller(request: Request, auth: Auth) -> str:
-    """The authenticated caller of a mutating endpoint (checked before the body is read)."""
-    return auth.caller(request)
-
-
-Caller = Annotated[str, Depends(_caller)]
-
-
-def reply(
-    body: BaseModel,
-    *,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-    media_type: str | None = None,
-) -> Response:
-    """`body` as JSON, by alias (camelCase), UTC timestamps written `...Z` as the reference wrote them."""
-    return Response(
-        body.model_dump_json(by_alias=True),
-        status_code=status,
-        headers=headers,
-        media_type=media_type or "application/json",
-    )
-
-
-def flag(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in TRUE_VALUES
-
-
-def _queued(
-    message: str, run: RunRequest, *, unchanged: bool = False, warnings: list[str] | None = None
-) -> Response:
-    """202 with the run's location and the revision it will apply."""
-    location = f"/runs/{run.correlation_id}"
-    body = Queued(
-        message=message,
-        correlation_id=run.correlation_id,
-        location=location,
-        revision=run.revision,
-        unchanged=unchanged,
-        warnings=warnings or [],
-    )
-    return reply(body, status=202, headers={"Location": location})
-
-
-def _view(controller: Controller, room_id: str) -> RoomView:
-    view = controller.room(room_id)
-    if view is None:
-        raise ApiError.not_found(f"Room {room_id} not found")
-    return view
 
 
 # /apply ------------------------------------------------------------------------------------------------
@@ -181,23 +90,7 @@ async def apply(
         force=flag(x_force),
         dry_run=flag(x_dry_run),
     )
-    return await _answer(submission)
-
-
-async def _answer(submission: Submission) -> Response:
-    """The answer to an accepted apply or restore: its run's result, or 202 when it waits (or was
-    superseded while waiting), with the revision and the acceptance's warnings either way."""
-    run = submission.request
-    result = await asyncio.shield(run.done) if submission.started else None
-    if result is None:
-        return _queued(
-            "Request queued", run, unchanged=submission.unchanged, warnings=list(submission.warnings)
-        )
-    finished = result.success or result.phase in (Phase.VERIFY, Phase.ROLLBACK)
-    answer = ApplyAnswer.of(
-        result, warnings=list(submission.warnings), revision=run.revision, unchanged=submission.unchanged
-    )
-    return reply(answer, status=200 if finished else 400)
+    return await answer(submission)
 
 
 # Status, health, metrics ---------------------------------------------------------------------------
@@ -224,7 +117,7 @@ async def status(controller: Operator, settings: Settings, monitor: Monitor) -> 
     "/status/rooms/{roomId}", summary="Status of one room", response_model=RoomStatus, responses=NOT_FOUND
 )
 async def room_status(roomId: str, controller: Operator) -> Response:
-    return Response(_view(controller, roomId).status_bytes(), media_type="application/json")
+    return Response(view_of(controller, roomId).status_bytes(), media_type="application/json")
 
 
 @router.get(
@@ -358,93 +251,3 @@ async def mcp_status(client: Client) -> Response:
     except RoomServerError as exc:
         raise _upstream_problem("Failed to get MCP status", exc) from None
     return reply(McpStatus(enabled=answer.get("enabled", True), providers=answer.get("providers") or []))
-
-
-# Rooms and runs ------------------------------------------------------------------------------------
-
-
-@router.get("/rooms", summary="Every room the operator knows", response_model=RoomList)
-async def rooms(controller: Operator) -> Response:
-    views = sorted(controller.rooms(), key=lambda view: view.room_id)
-    return reply(RoomList(items=[view.summary() for view in views]))
-
-
-@router.get(
-    "/rooms/{roomId}",
-    summary="A room's desired spec, last run and conditions",
-    response_model=RoomDetail,
-    responses=NOT_FOUND,
-)
-async def room(roomId: str, controller: Operator) -> Response:
-    return reply(_view(controller, roomId).detail())
-
-
-@router.get(
-    "/rooms/{roomId}/history",
-    summary="Every spec version applied to a room",
-    response_model=History,
-    responses=NOT_FOUND,
-)
-async def history(roomId: str, controller: Operator) -> Response:
-    versions = await controller.history(roomId)
-    if versions is None:
-        raise ApiError.not_found(f"Room {roomId} not found")
-    items = [HistoryItem.model_validate(version, from_attributes=True) for version in versions]
-    return reply(History(room_id=roomId, items=items))
-
-
-@router.post(
-    "/rooms/{roomId}/rollback",
-    summary="Restore a revision: its spec and seed folder applied again as a new revision",
-    response_model=ApplyAnswer,
-    responses={**QUEUED, 400: {"model": ApplyRefusal}, **NOT_FOUND},
-)
-async def rollback(
-    roomId: str,
-    body: RollbackRequest,
-    actor: Caller,
-    controller: Operator,
-    dryRun: bool = False,
-    x_dry_run: Annotated[str | None, Header()] = None,
-    x_confirm: Annotated[str | None, Header()] = None,
-) -> Response:
-    submission = await controller.restore(
-        roomId, body.revision, dry_run=dryRun or flag(x_dry_run), confirm=flag(x_confirm), actor=actor
-    )
-    return await _answer(submission)
-
-
-@router.post(
-    "/rooms/{roomId}/reconcile",
-    summary="Reconcile a managed room now",
-    status_code=202,
-    response_model=Queued,
-    responses=NOT_FOUND,
-)
-async def reconcile(roomId: str, actor: Caller, controller: Operator) -> Response:
-    return _queued("Reconcile requested", await controller.reconcile_now(roomId, actor=actor))
-
-
-@router.delete(
-    "/rooms/{roomId}",
-    summary="Stop managing a room (removes nothing from it)",
-    response_model=Unmanaged,
-    responses=NOT_FOUND,
-)
-async def unmanage(roomId: str, actor: Caller, controller: Operator) -> Response:
-    if not await controller.unmanage(roomId, actor=actor):
-        raise ApiError.not_found(f"Room {roomId} not found")
-    return reply(Unmanaged(room_id=roomId))
-
-
-@router.get(
-    "/runs/{correlationId}",
-    summary="A run's status and result (queued runs too)",
-    response_model=RunAnswer,
-    responses=NOT_FOUND,
-)
-async def run(correlationId: str, controller: Operator) -> Response:
-    found = await controller.run(correlationId)
-    if found is None:
-        raise ApiError.not_found(f"Run {correlationId} not found")
-    return reply(RunAnswer.model_validate(found, from_attributes=True))
