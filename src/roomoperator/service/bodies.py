@@ -303,8 +303,11 @@ async def _receive(request: Request, *, store: SeedStore, limits: SeedSettings) 
             # The callbacks write seed bytes to disk: off the event loop.
             await anyio.to_thread.run_sync(parser.write, chunk)
         parser.finalize()
-    except ApiError:
+    except ApiError as refused:
         receiver.upload.discard()
+        # Answered before the body was read to its end: the rest of it must not be taken for the next
+        # request on this connection.
+        refused.headers = {**(refused.headers or {}), "Connection": "close"}
         raise
     except Exception as exc:  # python-multipart's parse errors, a body cut short
         receiver.upload.discard()
