@@ -16,7 +16,7 @@ from roomoperator.model.seeds import LocalSeed, SeedDigest
 from roomoperator.planning.difflists import diff_lists
 from roomoperator.planning.ordering import dependency_order
 from roomoperator.planning.planjson import FORMAT_VERSION, plan_to_json
-from roomoperator.planning.planner import plan_room, protected_names
+from roomoperator.planning.planner import plan_room
 from roomoperator.spec.models import RoomSpec
 from tests.engine.planning_model import apply_plan
 
@@ -269,14 +269,6 @@ def test_plan_json_is_versioned() -> None:
     assert body["summary"]["total"] == 1
     assert body["changes"][0]["scope"] == "room:entities:write"
     assert body["diff"]["toJoin"] == ["E-agent-1"]
-
-
-def test_protected_names() -> None:
-    spec = make_spec(
-        entities=[{**AGENT, "protect": True}], artifacts=[{**DOC, "protect": True}, {**DOC, "name": "x"}]
-    )
-    assert protected_names(spec) == {"E-agent-1", "doc"}
-    assert protected_names(None) == frozenset()
 
 
 # ---- properties ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from typing import Any
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.results import Phase
-from roomoperator.planning.planner import protected_names
 from roomoperator.settings import FeatureSettings, GuardrailSettings
 from tests.engine.conftest import ListSink, fast_settings, room_spec
 from tests.support.roomserver import RoomServerHandle, running_roomserver
@@ -179,7 +178,7 @@ async def test_protected_items_are_never_removed(roomserver: RoomServerHandle, s
         before = room_spec(entities=[{**AGENT, "protect": True}, HUMAN])
         assert (await reconciler.reconcile(before, seed_root=seeds)).success
         after = room_spec(entities=[HUMAN])
-        result = await reconciler.reconcile(after, seed_root=seeds, protected=protected_names(before))
+        result = await reconciler.reconcile(after, seed_root=seeds, protected=frozenset({AGENT["id"]}))
         assert result.success
         assert result.converged is False
         assert result.partial_success

@@ -11,6 +11,7 @@ import httpx
 from typer.testing import CliRunner, Result
 
 from roomoperator.cli import app
+from roomoperator.planning.planjson import changes_digest
 from roomoperator.spec.loading import load_data
 from tests.service.conftest import Operator, operator_settings, room_spec, running_operator
 from tests.support.roomserver import RoomServerHandle
@@ -206,3 +207,33 @@ async def test_roomop_rollback_plans_first_then_restores(operator: Operator) -> 
     assert again.exit_code == 0, again.output
     history = (await operator.http.get("/rooms/cli-back/history")).json()["items"]
     assert [item["restoredFrom"] for item in history] == [None, None, 1]
+
+
+async def test_an_apply_with_the_plan_it_confirmed_refuses_a_changed_room(
+    operator: Operator, admin: httpx.AsyncClient
+) -> None:
+    """`X-Expect-Plan` (what `roomop apply --operator` sends): when the room changed after the dry run
+    whose plan the caller confirmed, the operator writes nothing and answers the new plan."""
+    spec = room_spec("expect-1", entities=2)
+
+    async def plan_of(answer: httpx.Response) -> dict[str, Any]:
+        run = (await operator.http.get(f"/runs/{answer.json()['correlationId']}")).json()
+        plan: dict[str, Any] = run["result"]["plan"]
+        return plan
+
+    digest = changes_digest(
+        await plan_of(await operator.http.post("/apply", json=spec, headers={"X-Dry-Run": "true"}))
+    )
+    body = {"entityId": "E-agent-0", "kind": "agent", "displayName": "Someone else's"}
+    async with admin:
+        assert (await admin.put("/room/expect-1/entities/E-agent-0", json=body)).status_code == 201
+        changed = await operator.http.post("/apply", json=spec, headers={"X-Expect-Plan": digest})
+        assert (changed.status_code, changed.json()["code"]) == (400, "PLAN_CHANGED")
+        fresh = changes_digest(await plan_of(changed))
+        assert fresh != digest
+        entities = (await admin.get("/room/expect-1/state")).json()["entities"]
+        assert [(e["id"], e["displayName"]) for e in entities] == [("E-agent-0", "Someone else's")]
+        applied = await operator.http.post("/apply", json=spec, headers={"X-Expect-Plan": fresh})
+        assert (applied.status_code, applied.json()["success"]) == (200, True), applied.text
+        bad = await operator.http.post("/apply", json=spec, headers={"X-Expect-Plan": "not-a-digest"})
+        assert bad.status_code in (400, 422)

@@ -44,6 +44,7 @@ from roomoperator.engine.reconciler import Progress as PhaseProgress
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.codes import ExitCode, RunCode
 from roomoperator.model.results import RunResult
+from roomoperator.planning.planjson import changes_digest
 from roomoperator.settings import OperatorSettings, SettingsError, load_settings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
@@ -229,7 +230,7 @@ async def apply_room(
             seed_root=room.seed_root,
             confirm=confirm,
             actor="cli",
-            expect=confirmed.plan,
+            expect=None if confirmed.plan is None else changes_digest(confirmed.plan),
             progress=advance,
         )
 

@@ -3,7 +3,8 @@ apply, made by a running operator instead of this process, so the room keeps one
 
 Each room of the spec file is sent with its seed files (read from the file's folder, confined to it as
 the one-shot path reads them) as one multipart `POST /apply`: first as a dry run, whose plan is shown,
-then for real; the run is followed (`GET /runs/{id}`) to its result, which `cli/engine.py` renders and
+then for real, with the digest of the plan shown (`X-Expect-Plan`: a room that changed in between is not
+written); the run is followed (`GET /runs/{id}`) to its result, which `cli/engine.py` renders and
 turns into exit codes exactly as it does for the one-shot path.
 """
 
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from roomoperator.clients.operator import OperatorClient, OperatorError
 from roomoperator.model.results import RunResult
+from roomoperator.planning.planjson import changes_digest
 from roomoperator.spec.loading import LoadedSpec
 from roomoperator.spec.seeds import SeedPathError, resolve_seed_path
 
@@ -68,14 +70,18 @@ class ThroughOperator:
     async def apply(
         self, room: Room, confirmed: RunResult, *, confirm: bool, console: Console | None
     ) -> RunResult:
-        """Apply the room's spec through the operator and follow the run to its result."""
-        return await self._send(room, dry_run=False, confirm=confirm)
+        """Apply the room's spec through the operator and follow the run to its result; the operator
+        writes nothing when its plan is no longer the `confirmed` one (`PLAN_CHANGED`)."""
+        expect = None if confirmed.plan is None else changes_digest(confirmed.plan)
+        return await self._send(room, dry_run=False, confirm=confirm, expect=expect)
 
-    async def _send(self, room: Room, *, dry_run: bool, confirm: bool) -> RunResult:
+    async def _send(
+        self, room: Room, *, dry_run: bool, confirm: bool, expect: str | None = None
+    ) -> RunResult:
         spec = room.loaded.spec
         text = json.dumps(spec.to_wire())
         answer = await self._client.post_apply(
-            text, seed_files(room), dry_run=dry_run, confirm=confirm, force=self._force
+            text, seed_files(room), dry_run=dry_run, confirm=confirm, force=self._force, expect=expect
         )
         tried = f"{'planning' if dry_run else 'applying'} room {spec.room_id} through {self._client.base_url}"
         if answer.correlation_id is None:  # refused before any run: the spec, its seeds or the version

@@ -61,10 +61,18 @@ class OperatorClient(SessionClient):
         self._token = token
 
     async def post_apply(
-        self, spec_text: str, seeds: Mapping[str, bytes], *, dry_run: bool, confirm: bool, force: bool = False
+        self,
+        spec_text: str,
+        seeds: Mapping[str, bytes],
+        *,
+        dry_run: bool,
+        confirm: bool,
+        force: bool = False,
+        expect: str | None = None,
     ) -> ApplyAnswer:
         """`POST /apply` of the JSON `spec_text` with its seed files (a `seedFrom` path as the spec writes it
-        -> the bytes), as one multipart form. A refusal is an answer too; a 401 or a failure is not."""
+        -> the bytes), as one multipart form; `expect` is the digest of the plan the caller confirmed
+        (`X-Expect-Plan`). A refusal is an answer too; a 401 or a failure is not."""
         form = aiohttp.FormData(quote_fields=False)  # names as written: `./seeds/plan.md`
         form.add_field("spec", spec_text, content_type="application/json", filename="spec.json")
         for name, data in seeds.items():
@@ -72,6 +80,8 @@ class OperatorClient(SessionClient):
         headers = {"X-Dry-Run": str(dry_run).lower(), "X-Confirm": str(confirm).lower()}
         if force:
             headers["X-Force"] = "true"
+        if expect is not None:
+            headers["X-Expect-Plan"] = expect
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:

@@ -20,9 +20,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from roomoperator.clients.errors import NotFound, RoomServerError, Unauthorized, Unreachable
 from roomoperator.clients.roomserver import RoomServerClient
@@ -42,7 +41,7 @@ from roomoperator.model.results import Phase, RunResult
 from roomoperator.model.seeds import LocalSeed
 from roomoperator.planning.difflists import diff_lists
 from roomoperator.planning.guardrails import check
-from roomoperator.planning.planjson import plan_to_json
+from roomoperator.planning.planjson import changes_digest, plan_to_json
 from roomoperator.planning.planner import plan_room
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
@@ -104,14 +103,15 @@ class Reconciler:
         actor: str | None = None,
         progress: Progress | None = None,
         protected: frozenset[str] = frozenset(),
-        expect: Mapping[str, Any] | None = None,
+        expect: str | None = None,
     ) -> RunResult:
         """Every phase for `spec`.
 
         `protected` names entities and artifacts that must never be removed (the service knows them from
-        the room's revisions; see `planning.planner.protected_names`). `expect` is the JSON plan
-        the caller confirmed (`RunResult.plan` of a dry run): when the plan made at APPLY has other
-        changes, nothing is written and the run ends with `RunCode.PLAN_CHANGED` and the new plan.
+        the room's revisions, `service/protection.py`). `expect` is the digest
+        (`planning.planjson.changes_digest`) of the plan the caller confirmed (`RunResult.plan` of a dry
+        run): when the plan made at APPLY has other changes, nothing is written and the run ends with
+        `RunCode.PLAN_CHANGED` and the new plan.
         """
         requests_before = self.client.requests
         run = RunDraft(
@@ -144,7 +144,7 @@ class Reconciler:
         confirm: bool,
         progress: Progress | None,
         protected: frozenset[str],
-        expect: Mapping[str, Any] | None,
+        expect: str | None,
     ) -> None:
         spec = run.spec
         _tell(progress, Phase.PLANNING)
@@ -281,14 +281,14 @@ class Reconciler:
         observed: ObservedRoom,
         *,
         confirm: bool,
-        expect: Mapping[str, Any] | None,
+        expect: str | None,
     ) -> Plan | None:
         """Scope checks, the confirmed plan, guardrails; None when the run must stop here."""
         if plan.actionable:
             plan = await self._check_scopes(run, plan)
         if expect is not None:
             self._record_plan(run, plan)
-            if run.plan is not None and run.plan["changes"] != expect.get("changes"):
+            if run.plan is not None and changes_digest(run.plan) != expect:
                 # The plan the caller confirmed is not this one: say so before judging the new one.
                 run.refuse(RunCode.PLAN_CHANGED, [PLAN_CHANGED])
                 await run.audit("reconcile.plan_changed", changes=len(plan.changes))

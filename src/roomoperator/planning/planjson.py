@@ -5,7 +5,10 @@ The CLI renders this JSON for people (`cli/rendering.py`); the service stores an
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from roomoperator.model.changes import Change, Op, Plan, payload_json
@@ -53,3 +56,10 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "diff": diff_lists(plan).model_dump(by_alias=True),
         "unmanaged": [item.to_json() for item in plan.unmanaged],
     }
+
+
+def changes_digest(plan: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of a JSON plan's `changes` in canonical form: what a caller confirmed, small
+    enough to send back (`X-Expect-Plan`) and compared by the engine before it writes."""
+    canonical = json.dumps(plan.get("changes"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -335,12 +335,3 @@ def plan_room(
         present=tuple(dict.fromkeys(e.id for e in spec.spec.entities if e.id in in_room)),
         unmanaged=tuple(unmanaged),
     )
-
-
-def protected_names(spec: RoomSpec | None) -> frozenset[str]:
-    """Entities and artifacts a spec marks `protect: true`."""
-    if spec is None:
-        return frozenset()
-    return frozenset(e.id for e in spec.spec.entities if e.protect) | frozenset(
-        a.name for a in spec.spec.artifacts if a.protect
-    )

@@ -99,6 +99,8 @@ class Offer:
     force: bool = False
     restored_from: int | None = None
     keep_stored: bool = False
+    expect: str | None = None
+    """The digest of the plan the caller confirmed (`X-Expect-Plan`): a changed plan is not applied."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ def request_of(offer: Offer, accepted: Accepted, correlation_id: str) -> RunRequ
         confirm=offer.confirm,
         revision=accepted.revision,
         correlation_id=correlation_id,
+        expect=offer.expect,
     )
 
 
@@ -263,6 +266,7 @@ class Acceptor:
         force: bool = False,
         keep_stored: bool = False,
         restored_from: int | None = None,
+        expect: str | None = None,
     ) -> Offer:
         """`spec` as the acceptance judges it (`base_dir` None: the default seed folder)."""
         folder = base_dir or self._seed_root
@@ -275,6 +279,7 @@ class Acceptor:
             force=force,
             restored_from=restored_from,
             keep_stored=keep_stored,
+            expect=expect,
         )
 
     async def accept(

@@ -176,13 +176,21 @@ class Controller:
         force: bool = False,
         keep_stored: bool = False,
         dry_run: bool = False,
+        expect: str | None = None,
     ) -> Submission:
         """Accept a spec as a revision (or `unchanged`) and run it now or after the room's current run;
         raises `Refused`. `force` takes a lower version; `keep_stored` keeps a revision made through
         another path when the spec is not newer (`roomop up`); `dry_run` plans and checks it without
-        writing (never waiting for the room's queue)."""
+        writing (never waiting for the room's queue); `expect` is the digest of the plan the caller
+        confirmed."""
         offer = await self._acceptor.offer(
-            spec, base_dir=base_dir, confirm=confirm, actor=actor, force=force, keep_stored=keep_stored
+            spec,
+            base_dir=base_dir,
+            confirm=confirm,
+            actor=actor,
+            force=force,
+            keep_stored=keep_stored,
+            expect=expect,
         )
         return await (self._plan(offer) if dry_run else self._take(offer))
 
@@ -329,6 +337,7 @@ class Controller:
                     actor=request.actor,
                     progress=progress,
                     protected=await self._protection.names(request.room_id),
+                    expect=request.expect,
                 )
         except Exception as exc:  # an engine bug must not leave the run "running" forever
             log.exception("reconcile raised", room_id=request.room_id, correlation_id=request.correlation_id)

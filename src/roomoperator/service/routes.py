@@ -79,6 +79,7 @@ async def apply(
     x_dry_run: Annotated[str | None, Header()] = None,
     x_confirm: Annotated[str | None, Header()] = None,
     x_force: Annotated[str | None, Header()] = None,
+    x_expect_plan: Annotated[str | None, Header(pattern=r"^[0-9a-f]{64}$")] = None,
 ) -> Response:
     body = await read_apply(request, settings=settings)
     spec, base_dir = body.spec, body.base_dir
@@ -89,6 +90,7 @@ async def apply(
         actor=actor,
         force=flag(x_force),
         dry_run=flag(x_dry_run),
+        expect=x_expect_plan,
     )
     return await answer(submission)
 

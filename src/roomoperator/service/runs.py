@@ -52,6 +52,8 @@ class RunRequest:
     confirm: bool = False
     actor: str | None = None
     revision: int | None = None
+    expect: str | None = None
+    """The digest of the plan the caller confirmed, if any (see `Offer.expect`)."""
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -73,6 +75,7 @@ class RunRequest:
         confirm: bool = False,
         revision: int | None = None,
         correlation_id: str | None = None,
+        expect: str | None = None,
     ) -> RunRequest:
         """A new request (a fresh correlation id unless given; `spec` None: the room's desired spec)."""
         return cls(
@@ -84,6 +87,7 @@ class RunRequest:
             confirm=confirm,
             actor=actor,
             revision=revision,
+            expect=expect,
         )
 
 
