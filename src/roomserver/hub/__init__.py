@@ -1,0 +1,6 @@
+"""The SignalR hub at `/room`: the live room (presence, messages, commands, MCP tools), reference-compatible.
+
+Protocol (`protocol.py`, pure) and negotiation (`negotiate.py`) are separate from the hub's rules
+(`methods.py`); `connections.py` holds open connections, `routes.py` composes them on Starlette's
+WebSocket support (no SignalR server library exists for Python).
+"""
