@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from roomcontract.identifiers import SHA256_HEX
-from roomcontract.scopes import Scope
+from roomcontract.identifiers import ENTITY_ID, SHA256_HEX
+from roomcontract.scopes import OperatorScope, Scope
 
 
 class TokenConfigError(ValueError):
@@ -28,9 +28,11 @@ class TokenEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    scopes: tuple[Scope, ...] | None = None
+    scopes: tuple[Scope | OperatorScope, ...] | None = None
     sha256: str | None = Field(default=None, pattern=SHA256_HEX)
     token: str | None = Field(default=None, min_length=16, repr=False)
+    entity: str | None = Field(default=None, pattern=ENTITY_ID)
+    """The room server's hub: the one entity this token may join as (any entity when unset)."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> TokenEntry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,9 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from roomcontract.routing import RouteTolerance
 from roomserver import __version__
 from roomserver.api import artifacts, events, health, mcp, operator
+from roomserver.api.guard import BodyGuard
 from roomserver.errors import RoomServerError
+from roomserver.hub.routes import Hub
 from roomserver.server import RoomServer
 from roomserver.settings import ServerSettings
 
@@ -48,13 +52,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: ServerSettings) -> FastAPI:
     """A room server app; its lifespan opens the storage under `settings.data_dir` and closes it."""
     server = RoomServer(settings)
+    hub = Hub(server)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await server.open()
         try:
             yield
+        except asyncio.CancelledError:
+            # A second Ctrl-C makes uvicorn skip the lifespan shutdown and the loop's end cancels this
+            # task: the hub and the storage still close below, without a traceback in the log.
+            pass
         finally:
+            await hub.close()
             await server.close()
 
     app = FastAPI(
@@ -64,10 +74,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         "(wire-compatible with the reference RoomServer, plus the operator endpoints).",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyGuard)  # inner to RouteTolerance: it sees the declared route spelling
+    app.add_middleware(RouteTolerance, routes=lambda: app.routes)
     app.state.roomserver = server
+    app.state.hub = hub
     app.add_exception_handler(RoomServerError, _room_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     for module in (health, operator, artifacts, events, mcp):
         app.include_router(module.router)
+    app.include_router(hub.router)
     return app

@@ -23,6 +23,7 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
+    entity: str | None = None  # the only entity the token may be on the hub (tokens document `entity`)
 
     def require(self, scope: Scope) -> None:
         if scope not in self.scopes:
@@ -36,7 +37,9 @@ class TokenRegistry:
     """The known tokens, by digest; `authenticate` turns an Authorization header into a Principal."""
 
     def __init__(self, entries: list[TokenEntry], *, insecure: bool = False):
-        self._by_digest = {e.digest(): Principal(e.name, frozenset(e.scopes or ())) for e in entries}
+        self._by_digest = {
+            e.digest(): Principal(e.name, frozenset(e.scopes or ()), e.entity) for e in entries
+        }
         self._insecure = insecure
 
     @classmethod

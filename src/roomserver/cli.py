@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from roomcontract.tokens import TokenConfigError
+from roomserver.api.connections import uvicorn_config
 from roomserver.app import create_app
 from roomserver.server import token_registry
 from roomserver.settings import MIB, ServerSettings
@@ -73,7 +74,7 @@ def serve(
             err=True,
         )
     application = create_app(settings)
-    config = uvicorn.Config(application, host=settings.host, port=settings.port, log_level="info")
+    config = uvicorn_config(application, settings, log_level="info")
     _Server(config, on_shutdown=application.state.roomserver.feed.close).run()
 
 

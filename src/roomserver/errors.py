@@ -10,7 +10,9 @@ _E1_TITLES = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "RequestTimeout",
     409: "Conflict",
+    413: "PayloadTooLarge",
 }
 
 

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from roomcontract.network import is_loopback
 
 MIB = 1024 * 1024
+
+
+class McpServerSetting(BaseModel):
+    """A provider the server connects at start (`ROOMSERVER_MCP_SERVERS`, a JSON list): `url`, or `command`
+    (standard MCP over stdio). Only here may a command be named: `/admin/mcp/load` takes URLs only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^(wss?|https?)://\S+$")
+    command: list[str] | None = Field(default=None, min_length=1)
+    visibility: str = "room"
+
+    @model_validator(mode="after")
+    def _url_or_command(self) -> McpServerSetting:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"MCP server {self.id}: give exactly one of url and command")
+        return self
 
 
 class ServerSettings(BaseSettings):
@@ -29,7 +47,31 @@ class ServerSettings(BaseSettings):
     insecure_no_auth: bool = False
     max_upload_bytes: int = Field(default=100 * MIB, ge=0)
     max_form_field_bytes: int = Field(default=1 * MIB, ge=1)
+    max_body_bytes: int = Field(default=1 * MIB, ge=1)
+    """Largest body of every route but the two artifact uploads (JSON bodies, promote)."""
     sse_ping_seconds: float = Field(default=10.0, gt=0)
+    hub_keepalive_seconds: float = Field(default=15.0, gt=0)  # the hub's ping (ASP.NET KeepAliveInterval)
+    hub_client_timeout_seconds: float = Field(default=30.0, gt=0)  # ClientTimeoutInterval
+    hub_handshake_timeout_seconds: float = Field(default=15.0, gt=0)  # HandshakeTimeout
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A connection must send a whole request head (line and headers) within this time, else it is closed."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A body of up to `max_body_bytes` must arrive whole within this time; an upload may not pause longer."""
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    """An idle keep-alive connection is closed after this time."""
+    max_connections: int = Field(default=1000, ge=1)
+    """Connections and requests in flight at once; past it a request is answered 503 at once."""
+    mcp_servers: list[McpServerSetting] = Field(default_factory=list)
+    mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0)  # connect and list the tools
+    mcp_call_timeout_seconds: float = Field(default=30.0, gt=0)  # every call and liveness probe
+    mcp_retry_initial_seconds: float = Field(default=0.5, gt=0)  # first wait after a failed attempt
+    mcp_retry_max_seconds: float = Field(default=60.0, gt=0)  # the waits double up to this
+    mcp_health_seconds: float = Field(default=15.0, gt=0)  # liveness probe of a connected provider
+
+    @property
+    def max_upload_body_bytes(self) -> int:
+        """Largest multipart body of an upload: the `data` part plus the small parts and their framing."""
+        return self.max_upload_bytes + 8 * self.max_form_field_bytes
 
     @model_validator(mode="after")
     def _insecure_only_on_loopback(self) -> ServerSettings:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from roomserver.api.dependencies import ERRORS, ArtifactWriter, Member, Reader, RoomId, Server
+from roomcontract.scopes import ADMIN
+from roomserver.api.dependencies import (
+    ERRORS,
+    UPLOAD_BODY,
+    ArtifactWriter,
+    Member,
+    Reader,
+    RoomId,
+    Server,
+)
 from roomserver.api.schemas import (
     PROMOTE_SCHEMA,
     UPLOAD_SCHEMA,
@@ -18,11 +26,12 @@ from roomserver.api.schemas import (
     ManifestList,
     VersionList,
 )
-from roomserver.api.uploads import read_limited_body, receive_form
+from roomserver.api.uploads import receive_form
 from roomserver.auth import Principal
 from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, parse_port, parse_upload_spec
 from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_artifact_name, check_entity_id
+from roomserver.domain.limits import InputError, check_metadata, load_json, parse_count
 from roomserver.domain.timestamps import parse_iso, to_iso
 from roomserver.errors import RoomServerError, artifact_error
 from roomserver.storage import repository
@@ -127,7 +136,12 @@ async def _write(
     return _manifest_response(written.manifest, changed=written.changed)
 
 
-@router.post("/rooms/{roomId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES)
+@router.post(
+    "/rooms/{roomId}/artifacts",
+    openapi_extra=_WRITE_DOC,
+    responses=_WRITE_RESPONSES,
+    dependencies=[UPLOAD_BODY],
+)
 async def write_room_artifact(
     request: Request, room_id: RoomId, server: Server, caller: ArtifactWriter, member: Member
 ) -> Response:
@@ -137,7 +151,10 @@ async def write_room_artifact(
 
 
 @router.post(
-    "/rooms/{roomId}/entities/{entityId}/artifacts", openapi_extra=_WRITE_DOC, responses=_WRITE_RESPONSES
+    "/rooms/{roomId}/entities/{entityId}/artifacts",
+    openapi_extra=_WRITE_DOC,
+    responses=_WRITE_RESPONSES,
+    dependencies=[UPLOAD_BODY],
 )
 async def write_entity_artifact(
     request: Request, room_id: RoomId, entityId: str, server: Server, caller: ArtifactWriter, member: Member
@@ -146,19 +163,21 @@ async def write_entity_artifact(
     return await _write(request, server, room_id, _own_workspace(member, entityId), member, caller)
 
 
-def _version(raw: str | None) -> int | None:
+def _count(raw: str | None, error: str, field: str, *, minimum: int = 0) -> int | None:
+    """A count from the query (ASCII digits, at most 2^63 - 1), or None when absent; else 400 `error`."""
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise artifact_error(400, "InvalidVersion", "version must be a positive integer")
-    return int(raw)
+    try:
+        return parse_count(raw, field=field, minimum=minimum)
+    except InputError as exc:
+        raise artifact_error(400, error, str(exc)) from None
 
 
 async def _read(
     server: Server, room_id: str, owner: str, name: str, version: str | None, download: str | None
 ) -> FileResponse:
     check_artifact_name(name)
-    number = _version(version)
+    number = _count(version, "InvalidVersion", "version", minimum=1)
     manifest = await server.db.run(repository.get_manifest, room_id, owner, name, version=number)
     if manifest is None:
         raise _not_found("Artifact version not found" if number else "Artifact not found")
@@ -199,22 +218,20 @@ async def read_entity_artifact(
     return await _read(server, room_id, _own_workspace(member, entityId), name, version, download)
 
 
-def _non_negative(raw: str | None, error: str, field: str) -> int:
-    if raw is None:
-        return 0
-    if not raw.isdigit():
-        raise artifact_error(400, error, f"{field} must be a non-negative integer")
-    return int(raw)
+def _manifests(key: str, manifests: list[Manifest], **extra: Any) -> JSONResponse:
+    """Manifests answered as the stdlib encodes them: metadata stored before the depth limit (or as deep
+    as it allows) is read back as it was, never through a validator that gives up on nesting."""
+    return JSONResponse({key: [m.to_wire() for m in manifests], **extra})
 
 
-async def _list(server: Server, room_id: str, owner: str, request: Request) -> dict[str, Any]:
+async def _list(server: Server, room_id: str, owner: str, request: Request) -> JSONResponse:
     query = request.query_params
     since_raw = query.get("since")
     since = None if since_raw is None else parse_iso(since_raw)
     if since_raw is not None and since is None:
         raise artifact_error(400, "InvalidSince", "since must be an ISO datetime")
-    limit = _non_negative(query.get("limit"), "InvalidLimit", "limit")
-    offset = _non_negative(query.get("offset"), "InvalidOffset", "offset")
+    limit = _count(query.get("limit"), "InvalidLimit", "limit") or 0
+    offset = _count(query.get("offset"), "InvalidOffset", "offset") or 0
     prefix, kind, entity = (query.get(k, "").lower() for k in ("prefix", "type", "entity"))
     items = [
         m
@@ -226,7 +243,7 @@ async def _list(server: Server, room_id: str, owner: str, request: Request) -> d
     ]
     items.sort(key=lambda m: m.ts, reverse=True)
     items = items[offset:]
-    return {"items": [m.to_wire() for m in (items[:limit] if limit else items)]}
+    return _manifests("items", items[:limit] if limit else items)
 
 
 _LIST_PARAMS: Final[dict[str, Any]] = {
@@ -247,7 +264,7 @@ _LIST_PARAMS: Final[dict[str, Any]] = {
 @router.get("/rooms/{roomId}/artifacts", response_model=ManifestList, openapi_extra=_LIST_PARAMS)
 async def list_room_artifacts(
     request: Request, room_id: RoomId, server: Server, _: Reader, _member: Member
-) -> dict[str, Any]:
+) -> JSONResponse:
     """R8: the latest version of each live room artifact, newest first, filtered and paged."""
     return await _list(server, room_id, ROOM_WORKSPACE, request)
 
@@ -257,13 +274,15 @@ async def list_room_artifacts(
 )
 async def list_entity_artifacts(
     request: Request, room_id: RoomId, entityId: str, server: Server, _: Reader, member: Member
-) -> dict[str, Any]:
+) -> JSONResponse:
     """R9: the same for the caller's own workspace."""
     return await _list(server, room_id, _own_workspace(member, entityId), request)
 
 
 @router.get("/rooms/{roomId}/artifacts/{name}/hash", response_model=HashOut)
-async def artifact_hash(room_id: RoomId, name: str, server: Server, _: Reader) -> dict[str, str]:
+async def artifact_hash(
+    room_id: RoomId, name: str, server: Server, _: Reader, _member: Member
+) -> dict[str, str]:
     """The SHA-256 (lower-case hex) of the latest bytes of a room artifact."""
     manifest = await server.db.run(
         repository.get_manifest, room_id, ROOM_WORKSPACE, check_artifact_name(name)
@@ -274,18 +293,23 @@ async def artifact_hash(room_id: RoomId, name: str, server: Server, _: Reader) -
 
 
 @router.get("/rooms/{roomId}/artifacts/{name}/versions", response_model=VersionList)
-async def artifact_versions(room_id: RoomId, name: str, server: Server, _: Reader) -> dict[str, Any]:
+async def artifact_versions(
+    room_id: RoomId, name: str, server: Server, _: Reader, _member: Member
+) -> JSONResponse:
     """Every version of a room artifact, oldest first; deleted (tombstoned) artifacts too."""
     found = await server.db.run(repository.list_versions, room_id, ROOM_WORKSPACE, check_artifact_name(name))
     if found is None:
         raise _not_found()
     versions, deleted = found
-    return {"items": [m.to_wire() for m in versions], "deleted": deleted}
+    return _manifests("items", versions, deleted=deleted)
 
 
 @router.delete("/rooms/{roomId}/artifacts/{name}", status_code=204, response_class=Response)
-async def delete_artifact(room_id: RoomId, name: str, server: Server, _: ArtifactWriter) -> Response:
-    """Tombstone a room artifact: it leaves the state, its versions stay readable."""
+async def delete_artifact(
+    room_id: RoomId, name: str, server: Server, _: ArtifactWriter, _member: Member
+) -> Response:
+    """Tombstone a room artifact: it leaves the state, its versions stay readable. `X-Entity-Id`, when
+    given, must name an entity declared in the room (as on every artifact route)."""
     events = await server.db.run(repository.delete_artifact, room_id, check_artifact_name(name))
     if events is None:
         raise _not_found()
@@ -300,9 +324,9 @@ def _promote_request(raw: bytes) -> tuple[str, str | None, str, dict[str, Any] |
         return artifact_error(400, "InvalidPromoteRequest", message)
 
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise invalid("Body must be valid JSON") from None
+        body = load_json(raw, field="Body")  # the reference's words: "Body must be valid JSON"
+    except InputError as exc:
+        raise invalid(str(exc)) from None
     if not isinstance(body, dict):
         raise invalid("Body must be a JSON object")
     keys = {key.lower(): value for key, value in body.items()}
@@ -313,8 +337,10 @@ def _promote_request(raw: bytes) -> tuple[str, str | None, str, dict[str, Any] |
         raise invalid(f"fromEntity must match pattern: {ENTITY_ID.pattern}")
     if target is not None and not isinstance(target, str):
         raise invalid("as must be a string")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise invalid("metadata must be a JSON object")
+    try:
+        metadata = check_metadata(metadata, field="metadata")
+    except InputError as exc:
+        raise invalid(str(exc)) from None
     return check_artifact_name(name), from_entity, check_artifact_name(target or name), metadata
 
 
@@ -332,12 +358,20 @@ def _promote_request(raw: bytes) -> tuple[str, str | None, str, dict[str, Any] |
 async def promote(
     request: Request, room_id: RoomId, server: Server, caller: ArtifactWriter, member: Member
 ) -> Response:
-    """R10: promote a room artifact (`{name}`) or copy an entity's artifact to the room (`{fromEntity}`)."""
-    name, from_entity, target, metadata = _promote_request(
-        await read_limited_body(request, limit=server.settings.max_form_field_bytes)
-    )
+    """R10: promote a room artifact (`{name}`) or copy an entity's artifact to the room (`{fromEntity}`).
+
+    Copying from a private workspace needs its owner (or an orchestrator) in `X-Entity-Id`, or, without
+    the header, a token holding `room:admin`: artifact write alone never reads a member's private work.
+    """
+    name, from_entity, target, metadata = _promote_request(await request.body())
     if member is not None and member.kind != "orchestrator" and member.id != from_entity:
         raise RoomServerError(403, "not allowed to promote artifact", code="PERM_DENIED")
+    if member is None and from_entity is not None and ADMIN not in caller.scopes:
+        raise RoomServerError(
+            403,
+            f"copying from the workspace of {from_entity} needs X-Entity-Id: {from_entity} or scope {ADMIN}",
+            code="PERM_DENIED",
+        )
     if from_entity is None:
         written = await server.db.run(repository.promote, room_id, name)
         missing = "Artifact not found"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,17 +39,40 @@ def get_server(request: Request) -> RoomServer:
 Server = Annotated[RoomServer, Depends(get_server)]
 
 
-def _scoped(scope: Scope) -> Any:
-    def authorize(
+@dataclass(frozen=True)
+class RequireScope:
+    """The dependency that authorises a route: a valid token holding `scope`.
+
+    `api.guard` finds it in a route's dependencies to authorise a request before reading its body.
+    """
+
+    scope: Scope
+
+    def __call__(
+        self,
         request: Request,
         server: Server,
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         principal = server.tokens.authenticate(request.headers.get("authorization"))
-        principal.require(scope)
+        principal.require(self.scope)
         return principal
 
-    return Depends(authorize)
+
+@dataclass(frozen=True)
+class UploadBody:
+    """Marks a route whose body is an artifact upload: `api.guard` allows it `max_upload_body_bytes`
+    (every other route gets `max_body_bytes`) and lets it pause up to `body_timeout_seconds` per chunk."""
+
+    def __call__(self) -> None:
+        return None
+
+
+UPLOAD_BODY: Final = Depends(UploadBody())
+
+
+def _scoped(scope: Scope) -> Any:
+    return Depends(RequireScope(scope))
 
 
 def _any_token(request: Request, server: Server, _c: Annotated[Any, Depends(_bearer)]) -> Principal:

@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from roomserver.api.dependencies import ERRORS, Reader, Server
 from roomserver.domain.events import RoomEvent
 from roomserver.domain.identifiers import check_room_id
+from roomserver.domain.limits import InputError, parse_count
 from roomserver.domain.timestamps import now_iso
 from roomserver.errors import bad_request
 from roomserver.server import RoomServer
@@ -35,7 +36,8 @@ def _data(document: dict[str, Any]) -> str:
 
 def event_frame(event: RoomEvent) -> ServerSentEvent:
     """A stored room event: its sequence number is the SSE `id`, which `Last-Event-ID` resumes after."""
-    return ServerSentEvent(_data(event.envelope()), event="event", id=str(event.seq), sep=_SEP)
+    envelope = event.envelope()  # `event: event`, or `event: message` for a hub message
+    return ServerSentEvent(_data(envelope), event=envelope["type"], id=str(event.seq), sep=_SEP)
 
 
 def connected_frame(timestamp: str) -> ServerSentEvent:
@@ -85,13 +87,12 @@ async def events(
     """`connected` first, then every room event (`id:` = its sequence number); `: ping` every 10 s."""
     if room_id is not None:
         check_room_id(room_id)
-    after = 0
+    after = server.feed.latest
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise bad_request("INVALID_LAST_EVENT_ID", "Last-Event-ID must be a non-negative integer")
-        after = int(last_event_id)
-    else:
-        after = server.feed.latest
+        try:
+            after = parse_count(last_event_id, field="Last-Event-ID")
+        except InputError as exc:
+            raise bad_request("INVALID_LAST_EVENT_ID", str(exc)) from None
     return EventSourceResponse(
         _stream(server, room_id, after),
         media_type="text/event-stream; charset=utf-8",

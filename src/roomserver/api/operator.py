@@ -52,14 +52,12 @@ async def room_state(
 ) -> Response:
     """The whole room in one read. An undeclared room answers an empty state with status `init`."""
     snapshot = await server.db.run(repository.read_state, room_id)
-    presence = {True: ',"connected":true}', False: ',"connected":false}'}
-    connected = server.sessions.is_connected
-    entities = ",".join(body[:-1] + presence[connected(room_id, eid)] for eid, body in snapshot.entities)
+    entities = server.sessions.state_entities(room_id, snapshot.entities)  # + connected, sessions, declared
     # Assembled from the JSON text the database returns: no per-row objects on the hottest read.
     body = (
         f'{{"roomId":{json.dumps(room_id)},"status":"{snapshot.status}","revision":{snapshot.revision},'
         f'"entities":[{entities}],"artifacts":[{",".join(snapshot.artifacts)}],'
-        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())},'
+        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources(room_id))},'
         f'"manager":{snapshot.manager or "null"}}}'
     )
     encoded = body.encode()
@@ -145,10 +143,11 @@ async def put_policies(
 
 @router.put("/rooms/{roomId}/manager", responses={200: {"model": ManagerOut}})
 async def put_manager(room_id: RoomId, body: ManagerBody, server: Server, _: Admin) -> dict[str, Any]:
-    """Record the operator that manages the room (idempotent: the same name and URL change nothing and
-    keep `since`); `ROOM.MANAGER` only when the manager changed. One-shot tools refuse a managed room."""
+    """Record the operator that manages the room and whether the room is open to undeclared members
+    (idempotent: the same values change nothing and keep `since`); `ROOM.MANAGER` only on a change.
+    One-shot tools refuse a managed room."""
     manager, events = await server.db.run(
-        repository.set_manager, room_id, {"name": body.name, "url": body.url}
+        repository.set_manager, room_id, {"name": body.name, "url": body.url, "membership": body.membership}
     )
     server.publish(events)
     assert manager is not None

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from roomcontract.entities import CommandsFrom, EntityKind, Visibility
+from roomcontract.entities import CommandsFrom, EntityKind, Membership, Visibility
+from roomcontract.identifiers import ROOM_ID
 from roomserver.domain.entities import Entity, make_entity
 
 
@@ -67,6 +68,12 @@ class ManagerBody(Strict):
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    membership: Membership = "closed"
+    """`closed`: only declared entities may join the room over the hub (the operator keeps its roster);
+    `open`: anyone with a token may join too (the spec's `membership: open`)."""
+
+
+MAX_PROVIDERS_PER_LOAD = 256
 
 
 class ProviderBody(Strict):
@@ -78,7 +85,9 @@ class ProviderBody(Strict):
 class LoadBody(BaseModel):
     """`POST /admin/mcp/load` (unknown keys ignored, as the reference binds them)."""
 
-    providers: list[ProviderBody] | None = None
+    providers: list[ProviderBody] | None = Field(default=None, max_length=MAX_PROVIDERS_PER_LOAD)
+    roomId: str | None = Field(default=None, max_length=64, pattern=ROOM_ID)
+    """The room whose spec declares these providers (extension); without it they serve every room."""
 
 
 PROMOTE_SCHEMA: dict[str, Any] = {
@@ -129,6 +138,8 @@ class EntityOut(Strict):
     capabilities: list[str]
     policy: PolicyOut
     connected: bool | None = None
+    sessions: int | None = Field(default=None, description="live hub sessions (room state only)")
+    declared: bool | None = Field(default=None, description="false: connected but undeclared (state only)")
 
 
 class PoliciesOut(Strict):
@@ -159,6 +170,7 @@ class ManagerOut(Strict):
     name: str
     url: str | None
     since: str
+    membership: Membership = "closed"
 
 
 class ResourceOut(Strict):

@@ -4,7 +4,7 @@ Starlette's `request.form()` spools file parts to a temporary file that would th
 cannot stop a too-large part while it streams; this reader feeds python-multipart's push parser chunk by
 chunk, writes `data` (hashing as it goes) in a worker thread once per MiB while the next MiB is parsed, and
 refuses with 413 as soon as `data` passes the limit. Small parts (`spec`, `parents`, `port`, `entityId`)
-are kept in memory, bounded.
+are kept in memory, bounded. The whole body was authorised and is capped and timed by `api.guard`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,6 @@ _FLUSH_BYTES: Final = 1024 * 1024
 
 def _too_large(limit: int, what: str) -> RoomServerError:
     return RoomServerError(413, f"{what} exceeds the limit of {limit} bytes", error="PayloadTooLarge")
-
-
-async def read_limited_body(request: Request, *, limit: int) -> bytes:
-    """The whole (small) request body, refused with 413 past `limit` bytes."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit, "body")
-    return bytes(body)
 
 
 @dataclass
@@ -149,9 +139,6 @@ async def receive_form(request: Request, blobs: BlobStore, *, max_data: int, max
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise artifact_error(400, "InvalidContentType", "body must be multipart/form-data with a boundary")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_data + 8 * max_field:
-        raise UploadTooLarge(max_data)
     reader = _FormReader(blobs, max_data=max_data, max_field=max_field)
     callbacks: MultipartCallbacks = {
         "on_part_begin": reader.on_part_begin,

@@ -9,11 +9,20 @@ operator can tell what it created from what members did (it deletes only its own
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from roomserver.domain.identifiers import CAPABILITY, SHA256_HEX, TAG, WORKSPACE_LABEL, check_artifact_name
+from roomserver.domain.limits import (
+    MAX_CAPABILITY_LENGTH,
+    MAX_PARENT_LENGTH,
+    MAX_PARENTS,
+    MAX_TAGS,
+    InputError,
+    check_list,
+    check_metadata,
+    load_json,
+)
 from roomserver.errors import artifact_error
 
 
@@ -125,9 +134,9 @@ def parse_upload_spec(
     Errors are the reference's E2 `InvalidSpec` / `InvalidArtifactName`, each naming the field.
     """
     try:
-        spec = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _invalid_spec("spec must be valid JSON") from None
+        spec = load_json(raw, field="spec")
+    except InputError as exc:
+        raise _invalid_spec(str(exc)) from None
     if not isinstance(spec, dict):
         raise _invalid_spec("spec must be a JSON object")
     unknown = sorted(set(spec) - {"name", "type", "workspace", "tags", "fingerprint", "metadata"})
@@ -144,14 +153,17 @@ def parse_upload_spec(
     tags = spec.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) and TAG.fullmatch(t) for t in tags):
         raise _invalid_spec(f"spec.tags must be an array of strings matching {TAG.pattern}")
+    if len(tags) > MAX_TAGS:
+        raise _invalid_spec(f"spec.tags must have at most {MAX_TAGS} items (got {len(tags)})")
     fingerprint = spec.get("fingerprint")
     if fingerprint is not None and (
         not isinstance(fingerprint, str) or not SHA256_HEX.fullmatch(fingerprint)
     ):
         raise _invalid_spec("spec.fingerprint must be 64 lower-case hex characters")
-    metadata = spec.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise _invalid_spec("spec.metadata must be a JSON object")
+    try:
+        metadata = check_metadata(spec.get("metadata"), field="spec.metadata")
+    except InputError as exc:
+        raise _invalid_spec(str(exc)) from None
     return check_artifact_name(name), kind, workspace, tuple(tags), fingerprint, metadata
 
 
@@ -160,11 +172,15 @@ def parse_parents(raw: bytes | None) -> tuple[str, ...] | None:
     if raw is None:
         return None
     try:
-        parents = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        parents = load_json(raw, field="parents")
+    except InputError:
         parents = None
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise artifact_error(400, "InvalidParents", "parents must be an array of strings")
+    try:
+        check_list(parents, field="parents", max_items=MAX_PARENTS, max_length=MAX_PARENT_LENGTH)
+    except InputError as exc:
+        raise artifact_error(400, "InvalidParents", str(exc)) from None
     return tuple(parents)
 
 
@@ -173,6 +189,8 @@ def parse_port(raw: bytes | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     port = raw.decode("utf-8", errors="replace").strip()
+    if len(port) > MAX_CAPABILITY_LENGTH:
+        raise artifact_error(400, "InvalidPort", f"port must be at most {MAX_CAPABILITY_LENGTH} characters")
     if not CAPABILITY.fullmatch(port):
         raise artifact_error(400, "InvalidPort", f"port must match pattern: {CAPABILITY.pattern}")
     return port

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roomcontract.entities import COMMANDS_FROM, ENTITY_KINDS, VISIBILITIES
+from roomserver.domain import limits
 from roomserver.domain.identifiers import CAPABILITY, check_entity_id
+from roomserver.domain.limits import InputError, check_list, check_text
 from roomserver.errors import bad_request
 
 
@@ -75,6 +77,26 @@ class Entity:
         )
 
 
+def _check_sizes(
+    display_name: str | None,
+    owner_user_id: str | None,
+    capabilities: Sequence[str],
+    env_whitelist: Sequence[str],
+    scopes: Sequence[str],
+) -> None:
+    """The size bounds of `domain.limits` (checked first: no error message echoes an oversized value)."""
+    if display_name is not None:
+        check_text(display_name, field="entity.displayName", max_length=limits.MAX_DISPLAY_NAME)
+    if owner_user_id is not None:
+        check_text(owner_user_id, field="entity.ownerUserId", max_length=limits.MAX_OWNER_USER_ID)
+    for values, name, max_items, max_length in (
+        (capabilities, "entity.capabilities", limits.MAX_CAPABILITIES, limits.MAX_CAPABILITY_LENGTH),
+        (env_whitelist, "entity.policy.env_whitelist", limits.MAX_ENV_WHITELIST, limits.MAX_ENV_NAME_LENGTH),
+        (scopes, "entity.policy.scopes", limits.MAX_POLICY_SCOPES, limits.MAX_POLICY_SCOPE_LENGTH),
+    ):
+        check_list(list(values), field=name, max_items=max_items, max_length=max_length)
+
+
 def make_entity(
     entity_id: str,
     kind: str,
@@ -94,6 +116,10 @@ def make_entity(
     against their enumerations, `kind` is stored lower-case, and a blank visibility means `team`.
     """
     check_entity_id(entity_id, field="entity.id")
+    try:
+        _check_sizes(display_name, owner_user_id, capabilities, env_whitelist, scopes)
+    except InputError as exc:
+        raise bad_request("INVALID_ENTITY_SPEC", str(exc)) from None
     if not kind.strip():
         raise bad_request("INVALID_ENTITY_SPEC", "entity.kind is required")
     if kind.lower() not in ENTITY_KINDS:

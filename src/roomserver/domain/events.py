@@ -16,6 +16,10 @@ ARTIFACT_DELETED: Final = "ARTIFACT.DELETED"
 POLICIES_UPDATED: Final = "POLICIES.UPDATED"
 ROOM_STATE: Final = "ROOM.STATE"
 ROOM_MANAGER: Final = "ROOM.MANAGER"
+RESOURCE_CALLED: Final = "RESOURCE.CALLED"
+RESOURCE_RESULT: Final = "RESOURCE.RESULT"
+MESSAGE: Final = "MESSAGE"
+"""A hub room message (MessageModel as `data`): the client event `message`, SSE `event: message`."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,16 @@ class RoomEvent:
     data: dict[str, Any]
 
     def envelope(self) -> dict[str, Any]:
-        """The reference RoomEvent envelope (hub `event` argument, SSE `data`)."""
+        """The reference RoomEvent envelope (hub `event` argument, SSE `data`); a hub message's is the
+        reference's SSE message item, `{"id", "roomId", "ts", "type": "message", "payload": MessageModel}`."""
+        if self.kind == MESSAGE:
+            return {
+                "id": str(self.seq),
+                "roomId": self.room_id,
+                "ts": self.ts,
+                "type": "message",
+                "payload": self.data,
+            }
         return {
             "id": str(self.seq),
             "roomId": self.room_id,

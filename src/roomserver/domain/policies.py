@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from roomcontract.entities import VISIBILITIES
+from roomserver.domain.limits import MAX_ARTIFACTS_PER_ENTITY
 from roomserver.errors import bad_request
 
 
@@ -37,8 +38,12 @@ class RoomPolicies:
             raise bad_request(
                 "INVALID_POLICIES", f"dmVisibilityDefault must be one of: {', '.join(VISIBILITIES)}"
             )
-        if max_artifacts_per_entity is not None and max_artifacts_per_entity < 0:
-            raise bad_request("INVALID_POLICIES", "maxArtifactsPerEntity must be a non-negative integer")
+        most = MAX_ARTIFACTS_PER_ENTITY
+        if max_artifacts_per_entity is not None and not 0 <= max_artifacts_per_entity <= most:
+            raise bad_request(
+                "INVALID_POLICIES",
+                f"maxArtifactsPerEntity must be an integer from 0 to {most}",
+            )
         changes: dict[str, Any] = {
             "dm_visibility_default": dm_visibility_default,
             "allow_resource_creation": allow_resource_creation,

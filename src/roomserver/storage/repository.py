@@ -200,6 +200,45 @@ def remove_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> lis
         return _emit(conn, room_id, now, pending)
 
 
+# --- live sessions (the hub) ------------------------------------------------------------------------------
+
+
+def admission(conn: sqlite3.Connection, room_id: str, entity_id: str) -> tuple[Entity | None, bool]:
+    """What a hub Join needs: the entity's declaration (None when undeclared) and whether the room is
+    closed to undeclared entities (an operator manages it with `membership: closed`)."""
+    row = conn.execute("SELECT manager FROM rooms WHERE room_id = ?", (room_id,)).fetchone()
+    if row is None or row[0] is None:
+        return get_entity(conn, room_id, entity_id), False
+    return get_entity(conn, room_id, entity_id), _manager_key(json.loads(row[0]))[2] == "closed"
+
+
+def record_presence(
+    conn: sqlite3.Connection, room_id: str, event: PendingEvent, *, live: list[Entity], joined: bool
+) -> list[RoomEvent]:
+    """A live join or leave (`event`: ENTITY.JOIN or ENTITY.LEAVE) and the room's status, counting the
+    declared roster and the `live` entities after it; ROOM.STATE when the status changes."""
+    with transaction(conn):
+        now = now_iso()
+        status, _ = _ensure_room(conn, room_id, now)
+        declared = _entities(conn, room_id)
+        known = {e.id for e in declared}
+        everyone = sorted(declared + [e for e in live if e.id not in known], key=lambda e: e.id)
+        new_status = (
+            status_after_join(status) if joined else status_after_leave(status, remaining=len(everyone))
+        )
+        pending = [event]
+        if new_status != status:
+            _set_status(conn, room_id, new_status, now)
+            pending.append(_room_state_event(new_status, everyone))
+        return _emit(conn, room_id, now, pending)
+
+
+def append_events(conn: sqlite3.Connection, room_id: str, pending: list[PendingEvent]) -> list[RoomEvent]:
+    """Append events of a room that exists (hub messages, tool calls) to the log."""
+    with transaction(conn):
+        return _emit(conn, room_id, now_iso(), pending)
+
+
 # --- policies ---------------------------------------------------------------------------------------------
 
 
@@ -230,11 +269,16 @@ def update_policies(
 # --- the manager -----------------------------------------------------------------------------------------
 
 
+def _manager_key(manager: dict[str, Any]) -> tuple[object, ...]:
+    # Managers recorded before `membership` existed kept their rooms closed.
+    return manager["name"], manager["url"], manager.get("membership", "closed")
+
+
 def set_manager(
     conn: sqlite3.Connection, room_id: str, manager: dict[str, Any] | None
 ) -> tuple[dict[str, Any] | None, list[RoomEvent]]:
-    """Record which operator manages the room (`{"name", "url"}`; None: none does). The time it started is
-    kept while the same manager claims again; an event (`ROOM.MANAGER`) only when the manager changed."""
+    """Record which operator manages the room (`{"name", "url", "membership"}`; None: none does). The time
+    it started is kept while the same manager claims again; an event (`ROOM.MANAGER`) only on a change."""
     with transaction(conn):
         now = now_iso()
         if manager is None and _room_row(conn, room_id) is None:
@@ -243,9 +287,7 @@ def set_manager(
         raw = conn.execute("SELECT manager FROM rooms WHERE room_id = ?", (room_id,)).fetchone()[0]
         current = None if raw is None else json.loads(raw)
         same = (current is None and manager is None) or (
-            current is not None
-            and manager is not None
-            and (current["name"], current["url"]) == (manager["name"], manager["url"])
+            current is not None and manager is not None and _manager_key(current) == _manager_key(manager)
         )
         if same:
             return current, []
