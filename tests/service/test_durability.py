@@ -24,12 +24,15 @@ from tests.service.conftest import EXAMPLES, room_spec, sse_data
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port
 
-ROOMS = ("durable-0", "durable-1", "durable-2")
+ROOMS = ("room-durable-0", "room-durable-1", "room-durable-2")
 ENTITIES = 30
 
 
 @contextlib.contextmanager
-def roomop_serve(roomserver: RoomServerHandle, store: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def roomop_serve(
+    roomserver: RoomServerHandle, store: Path, port: int, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`roomop serve` as a child process on `port` over `store`; `settings`: more environment variables."""
     env = {
         **os.environ,
         "ROOMOP_ROOM_SERVER__BASE_URL": roomserver.url,
@@ -40,6 +43,7 @@ def roomop_serve(roomserver: RoomServerHandle, store: Path, port: int) -> Iterat
         "ROOMOP_GUARDRAILS__REQUIRE_CONFIRM_HEADER": "false",
         "ROOMOP_RECONCILIATION__RATE_LIMIT_PER_SECOND": "40",
         "ROOMOP_LOGGING__LEVEL": "warning",
+        **settings,
     }
     roomop = Path(sys.executable).parent / "roomop"
     process = subprocess.Popen(

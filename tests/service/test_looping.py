@@ -1,14 +1,19 @@
-"""The loop's schedule: jitter bounds, backoff growth, wake-ups, lazy heap invalidation."""
+"""The loop's schedule: jitter bounds, backoff growth, wake-ups, lazy heap invalidation; the scheduler's
+rule for room-server events (only news wakes a room, and never past its backoff)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from roomoperator.service.looping import Schedule
+from roomoperator.service.runs import RunRequest
+from roomoperator.service.scheduling import Scheduler
+from roomoperator.settings import ReconciliationSettings
 
 
 class Clock:
@@ -101,3 +106,57 @@ async def test_the_loop_stops_when_cancelled_while_being_woken() -> None:
         task.cancel()
         await asyncio.wait([task], timeout=2)
         assert task.cancelled(), "the cancellation was swallowed and the loop kept running"
+
+
+def scheduler(work: Callable[[RunRequest], Awaitable[None]]) -> Scheduler:
+    settings = ReconciliationSettings(
+        interval_seconds=100,
+        jitter_percent=0,
+        failure_backoff_initial_seconds=50,
+        failure_backoff_max_seconds=50,
+    )
+    return Scheduler(settings, work=work, managed=lambda _: True, on_queue_change=lambda: None)
+
+
+async def test_an_event_during_a_failing_run_waits_for_the_backoff() -> None:
+    release, ran = asyncio.Event(), []
+
+    async def work(request: RunRequest) -> None:
+        ran.append(request.trigger)
+        await release.wait()
+        plan.after_run(request.room_id, failures=1, room_revision=5)  # as the controller does
+
+    plan = scheduler(work)
+    plan.submit(RunRequest.of("room-a", "apply"))
+    await asyncio.sleep(0)  # the run starts
+    plan.on_room_event("room-a", 4)  # the run's own write (it read the room at 5 afterwards)
+    plan.on_room_event("room-a", 7)  # someone else's change, after the run's last read
+    release.set()
+    await plan.join()
+    assert ran == ["apply"], "no follow-up run right after the failed one"
+    wait = plan.schedule.seconds_until_next()
+    assert wait is not None
+    assert 49 < wait <= 50, "due when the backoff ends"
+    plan.on_room_event("room-a", 8)
+    wait = plan.schedule.seconds_until_next()
+    assert wait is not None
+    assert 49 < wait <= 50, "an event does not cut the backoff short"
+
+
+async def test_events_up_to_the_last_read_are_not_news() -> None:
+    async def work(request: RunRequest) -> None:
+        plan.after_run(request.room_id, room_revision=9)
+
+    plan = scheduler(work)
+    plan.submit(RunRequest.of("room-a", "apply"))
+    await plan.join()
+    for seq in (3, 9):  # the run's own writes, reported after it ended
+        plan.on_room_event("room-a", seq)
+    wait = plan.schedule.seconds_until_next()
+    assert wait is not None
+    assert wait > 99, "still an interval away"
+    plan.on_room_event("room-a", 10)
+    assert plan.schedule.seconds_until_next() == 0
+    plan.after_run("room-a", room_revision=10)
+    plan.on_room_event("room-a", None)  # an event without an id is always news
+    assert plan.schedule.seconds_until_next() == 0

@@ -52,7 +52,6 @@ class Done:
 
     attempts: int
     undo: Undo
-    detail: dict[str, str]
 
 
 class Applier:
@@ -84,8 +83,8 @@ class Applier:
     async def apply(self, change: Change) -> Done:
         """Make `change` (retried, rate-limited); raises RetryFailed when it could not be made."""
         tally: list[int] = []
-        undo, detail = await self._dispatch(change, tally)
-        return Done(attempts=sum(tally), undo=undo, detail=detail)
+        undo = await self._dispatch(change, tally)
+        return Done(attempts=sum(tally), undo=undo)
 
     async def apply_policies(self, changes: Sequence[Change]) -> Done:
         """One `PUT /rooms/{roomId}/policies` with only the differing values."""
@@ -97,36 +96,36 @@ class Applier:
         async def restore() -> None:
             await self._write(lambda: self.client.put_policies(self.room_id, previous))
 
-        return Done(sum(tally), Undo(f"restore policies {previous}", restore), {})
+        return Done(sum(tally), Undo(f"restore policies {previous}", restore))
 
-    async def _dispatch(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
+    async def _dispatch(self, change: Change, tally: list[int]) -> Undo:
         room, name, client = self.room_id, change.name, self.client
         if change.op is Op.JOIN:
             body = _payload(change.after, EntityBody).to_json()
             created = await self._write(lambda: client.put_entity(room, name, body), tally=tally)
-            return self._undo_join(name, created), {}
+            return self._undo_join(name, created)
         if change.op is Op.UPDATE:
             current = EntityBody.of(self._entities[name]).to_json()
             wanted = {**current, **_payload(change.after, Fields).values}
             await self._write(lambda: client.put_entity(room, name, wanted), tally=tally)
-            return Undo(f"restore entity {name}", lambda: self._put_entity(name, current)), {}
+            return Undo(f"restore entity {name}", lambda: self._put_entity(name, current))
         if change.op is Op.KICK:
             old = EntityBody.of(self._entities[name]).to_json()
             await self._write(lambda: client.kick(room, name), tally=tally)
-            return Undo(f"declare entity {name} again", lambda: self._put_entity(name, old)), {}
+            return Undo(f"declare entity {name} again", lambda: self._put_entity(name, old))
         if change.op in (Op.SEED, Op.RESEED):
             return await self._seed(change, tally)
         if change.op is Op.PROMOTE:
             await self._write(lambda: client.promote_artifact(room, name), tally=tally)
-            return Undo(f"promote of {name} cannot be undone", None), {}
+            return Undo(f"promote of {name} cannot be undone", None)
         if change.op is Op.DELETE_ARTIFACT:
             await self._write(lambda: client.delete_artifact(room, name), tally=tally)
             previous = self._artifacts[name]
-            return Undo(f"restore artifact {name} v{previous.version}", lambda: self._restore(previous)), {}
+            return Undo(f"restore artifact {name} v{previous.version}", lambda: self._restore(previous))
         if change.op is Op.ENSURE_RESOURCE:
             provider = _payload(change.after, Provider).to_json()
             await self._write(lambda: client.mcp_load([provider]), tally=tally)
-            return Undo(f"provider {name} stays loaded", None), {}
+            return Undo(f"provider {name} stays loaded", None)
         raise ValueError(f"no single-change call for {change.op}")  # set-policy goes through apply_policies
 
     def _undo_join(self, entity_id: str, created: bool) -> Undo:
@@ -141,23 +140,20 @@ class Applier:
     async def _put_entity(self, entity_id: str, body: dict[str, Any]) -> None:
         await self._write(lambda: self.client.put_entity(self.room_id, entity_id, body))
 
-    async def _seed(self, change: Change, tally: list[int]) -> tuple[Undo, dict[str, str]]:
+    async def _seed(self, change: Change, tally: list[int]) -> Undo:
         after, source = _payload(change.after, SeedContent), change.source
         if source is None:
             raise ValueError(f"{change.op} {change.name} has no seed file")
         labels = SeedLabels(change.name, after.type, after.workspace, after.tags)
         await self._upload(labels, fingerprint=after.fingerprint, source=source, tally=tally)
-        detail = {"artifactName": change.name, "hash": after.fingerprint, "sha256": after.sha256}
         previous = self._artifacts.get(change.name)
         if previous is None:
 
             async def delete() -> None:
                 await self._write(lambda: self.client.delete_artifact(self.room_id, change.name))
 
-            return Undo(f"delete artifact {change.name}", delete), detail
-        return Undo(
-            f"restore artifact {change.name} v{previous.version}", lambda: self._restore(previous)
-        ), detail
+            return Undo(f"delete artifact {change.name}", delete)
+        return Undo(f"restore artifact {change.name} v{previous.version}", lambda: self._restore(previous))
 
     async def _restore(self, previous: ObservedArtifact) -> None:
         """Upload the bytes of `previous.version` again, with its metadata (a new version, same content)."""

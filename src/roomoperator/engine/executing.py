@@ -5,6 +5,11 @@ concurrently (at most `concurrency` at once); the changes of one item (an artifa
 promote) run in order, and a failed change fails what waits for it. One failure never stops the other
 items; a refused token (401) stops the run after the items in flight. Each change made is audited with
 the action below; ROLLBACK undoes what the run made, newest first.
+
+With a journal, the intents of a group's changes are recorded (one transaction) before the group's first
+call, and each change's audit entry settles its intent; intents of changes never attempted (an aborted
+run) are dropped at the group's end. A crash in between leaves them open for the next start
+(`engine/settling.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from roomoperator.clients.errors import Unauthorized
 from roomoperator.engine.applying import Applier, Done
 from roomoperator.engine.outcome import RunAborted, RunDraft, blocked_warning, label
 from roomoperator.engine.retrying import RetryFailed
-from roomoperator.model.changes import Change, Kind, Op, Plan
+from roomoperator.model.audit import Intent
+from roomoperator.model.changes import Change, Kind, Op, Plan, SeedContent
 from roomoperator.model.codes import RunCode
 from roomoperator.model.results import Phase
 from roomoperator.planning.ordering import apply_groups
@@ -52,14 +58,21 @@ async def fail_fatal_blocks(run: RunDraft, plan: Plan) -> None:
             await run.fail(change, blocked_warning(change), attempts=0)
 
 
-def _audit_detail(change: Change, made: Done) -> dict[str, object]:
+def audit_detail(change: Change) -> dict[str, object]:
+    """What the audit entry of `change` says, known before it is made (its attempts are added after)."""
     if change.kind is Kind.ENTITY:
-        return {"entityId": change.name, "attempts": made.attempts}
+        return {"entityId": change.name}
     if change.kind is Kind.POLICY:
         return {"policyName": change.name, "value": change.after, "previous": change.before}
     if change.kind is Kind.RESOURCE:
-        return {"resourceName": change.name, "attempts": made.attempts}
-    return {"artifactName": change.name, **made.detail, "attempts": made.attempts}
+        return {"resourceName": change.name}
+    if isinstance(change.after, SeedContent):
+        return {"artifactName": change.name, "hash": change.after.fingerprint, "sha256": change.after.sha256}
+    return {"artifactName": change.name}
+
+
+def _attempts(change: Change, made: Done) -> dict[str, object]:
+    return {} if change.kind is Kind.POLICY else {"attempts": made.attempts}
 
 
 class Execution:
@@ -72,6 +85,8 @@ class Execution:
         self._gate = asyncio.Semaphore(concurrency)
         self._done = 0
         self._total = 0
+        self._intents: dict[str, Intent] = {}
+        """The open intents of the current group, by change label."""
 
     async def apply(self, plan: Plan) -> None:
         self._total = len(plan.actionable)
@@ -79,9 +94,24 @@ class Execution:
         for group in apply_groups(self.run.spec, plan):
             if self.run.aborted is not None:
                 break
+            await self._intend(group)
             async with asyncio.TaskGroup() as tasks:
                 for item in group:
                     tasks.create_task(self._item(item))
+            for intent in self._intents.values():  # never attempted: the run was aborted
+                await self.run.abandon(intent)
+            self._intents.clear()
+
+    async def _intend(self, group: list[list[Change]]) -> None:
+        for change in (change for item in group for change in item):
+            intent = self.run.intent(change, AUDIT_ACTION[change.op], **audit_detail(change))
+            if intent is not None:
+                self._intents[label(change)] = intent
+        await self.run.intend(list(self._intents.values()))
+
+    def _settling(self, change: Change) -> Intent | None:
+        """The open intent of `change`, which its audit entry now settles."""
+        return self._intents.pop(label(change), None)
 
     def _count(self, made: int) -> None:
         self._done += made
@@ -101,7 +131,8 @@ class Execution:
                 self._count(1)
                 if not made:  # what follows (a promote) waits for this change
                     for waiting in item[position + 1 :]:
-                        await self.run.fail(waiting, f"its {change.op} failed", attempts=0)
+                        message = f"its {change.op} failed"
+                        await self.run.fail(waiting, message, attempts=0, settles=self._settling(waiting))
                         self._count(1)
                     return
 
@@ -116,12 +147,19 @@ class Execution:
             if isinstance(failure.error, Unauthorized):
                 self.run.aborted = unauthorized(failure.error)
             for change in batch:
-                await self.run.fail(change, str(failure.error), attempts=failure.attempts)
+                await self.run.fail(
+                    change, str(failure.error), attempts=failure.attempts, settles=self._settling(change)
+                )
             return False
         self.run.undos.append(made.undo)
         for change in batch:
             self.run.applied.append(label(change))
-            await self.run.audit(AUDIT_ACTION[change.op], **_audit_detail(change, made))
+            await self.run.audit(
+                AUDIT_ACTION[change.op],
+                settles=self._settling(change),
+                **audit_detail(change),
+                **_attempts(change, made),
+            )
         return True
 
 

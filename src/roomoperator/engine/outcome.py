@@ -1,19 +1,22 @@
 """A run's outcome while it is made: the engine's mutable draft, frozen into a `RunResult` once, at the end.
 
 The draft also owns what every phase says about the run: the audit entries it records (through the
-engine's `AuditSink`), the reference's warning texts for failed items, and how success, partial success
-and the run's code follow from what was applied, failed and left over.
+engine's `AuditSink`, or, for a write announced by an intent, through its `Journal`), the reference's
+warning texts for failed items, and how success, partial success and the run's code follow from what was
+applied, failed and left over.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from roomoperator.engine.applying import Undo
-from roomoperator.model.audit import AuditEntry, AuditSink
+from roomoperator.model.audit import AuditEntry, AuditSink, Intent, Journal
 from roomoperator.model.changes import Change, Op
 from roomoperator.model.codes import BlockCode, RunCode
 from roomoperator.model.results import ItemFailure, Phase, ReconcileDiff, RunResult
@@ -57,7 +60,8 @@ def blocked_warning(change: Change) -> str:
     return f"Blocked {change.op} {change.name} ({change.blocked.code}): {change.blocked.message}"
 
 
-def _metadata_text(value: object) -> str:
+def metadata_text(value: object) -> str:
+    """An audit metadata value as text (booleans lower-case, as JSON writes them)."""
     return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -88,6 +92,10 @@ class RunDraft:
     unable: int = 0
     """Changes blocked because they cannot be made (`UNABLE`), not by choice."""
     aborted: RunAborted | None = None
+    journal: Journal | None = None
+    room_revision: int | None = None
+    """The room's revision (the id of its last event) at the run's last state read; None when that read
+    failed."""
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     started: float = field(default_factory=time.perf_counter)
 
@@ -110,28 +118,58 @@ class RunDraft:
         self.partial_success = bool(self.failed or self.remaining)
         self.code = RunCode.ITEMS_FAILED if self.failed else RunCode.CHANGES_BLOCKED if all_blocked else None
 
-    async def fail(self, change: Change, message: str, *, attempts: int) -> None:
+    async def fail(
+        self, change: Change, message: str, *, attempts: int, settles: Intent | None = None
+    ) -> None:
         self.failed.append(
             ItemFailure(op=str(change.op), target=change.name, message=message, attempts=attempts)
         )
         self.warnings.append(FAILURE_TEXT[change.op].format(name=change.name, error=message))
-        await self.audit("item.failed", op=change.op, target=change.name, error=message, attempts=attempts)
-
-    async def audit(self, action: str, **metadata: object) -> None:
-        if self.audit_sink is None:
-            return
-        await self.audit_sink.record(
-            AuditEntry(
-                type="event",
-                action=action,
-                correlation_id=self.correlation_id,
-                operator_version=self.operator_version,
-                spec_version=self.spec.metadata.version,
-                room_id=self.spec.room_id,
-                actor=self.actor,
-                metadata={key: _metadata_text(value) for key, value in metadata.items()},
-            )
+        await self.audit(
+            "item.failed", settles=settles, op=change.op, target=change.name, error=message, attempts=attempts
         )
+
+    def entry(self, action: str, **metadata: object) -> AuditEntry:
+        return AuditEntry(
+            type="event",
+            action=action,
+            correlation_id=self.correlation_id,
+            operator_version=self.operator_version,
+            spec_version=self.spec.metadata.version,
+            room_id=self.spec.room_id,
+            actor=self.actor,
+            metadata={key: metadata_text(value) for key, value in metadata.items()},
+        )
+
+    async def audit(self, action: str, *, settles: Intent | None = None, **metadata: object) -> None:
+        """Record an audit entry; with `settles`, as the outcome of that intent (one transaction)."""
+        if settles is not None and self.journal is not None:
+            await self.journal.settle(settles, self.entry(action, **metadata))
+        elif self.audit_sink is not None:
+            await self.audit_sink.record(self.entry(action, **metadata))
+
+    def intent(self, change: Change, action: str, **metadata: object) -> Intent | None:
+        """The intent of making `change` (audited `action` with `metadata` once made); None without a
+        journal."""
+        if self.journal is None:
+            return None
+        return Intent(
+            id=str(uuid.uuid4()),
+            op=str(change.op),
+            target=change.name,
+            since=self.room_revision or 0,
+            entry=self.entry(action, **metadata),
+        )
+
+    async def intend(self, intents: Sequence[Intent]) -> None:
+        """Record `intents` durably, before their writes are made."""
+        if self.journal is not None and intents:
+            await self.journal.intend(intents)
+
+    async def abandon(self, intent: Intent) -> None:
+        """`intent`'s write was never attempted: drop it without an audit entry."""
+        if self.journal is not None:
+            await self.journal.settle(intent, None)
 
     def freeze(self, *, requests: int) -> RunResult:
         """The run's `RunResult`, made once, with its duration and request count."""
@@ -157,4 +195,5 @@ class RunDraft:
             remaining=tuple(self.remaining),
             rolled_back=tuple(self.rolled_back),
             requests=requests,
+            room_revision=self.room_revision,
         )

@@ -51,14 +51,22 @@ class Ownership:
             return None
 
     async def claim_room(self, run: RunDraft, observed: ObservedRoom, operator: str | None) -> None:
-        """Record the operator as the room's manager unless the state already says so."""
+        """Record the operator as the room's manager, with the spec's `membership`, unless the state
+        already says so."""
         manager = observed.manager
         if not self.claim or self._claim_refused or operator is None:
             return
-        if manager is not None and (manager.name, manager.url) == (operator, self.url):
+        membership = run.spec.spec.membership
+        if manager is not None and (manager.name, manager.url, manager.membership) == (
+            operator,
+            self.url,
+            membership,
+        ):
             return
         try:
-            await self.client.put_manager(observed.room_id, name=operator, url=self.url)
+            await self.client.put_manager(
+                observed.room_id, name=operator, url=self.url, membership=membership
+            )
         except Forbidden as exc:
             self._claim_refused = True
             run.warn(f"Cannot record the operator as the manager of rooms (needs room:admin): {exc}")

@@ -1,11 +1,12 @@
 """The reconcile run: PLANNING -> PRE_CHECKS -> APPLY -> (ROLLBACK) -> VERIFY for one room and one spec.
 
-PLANNING reads the room once and hashes the seed files (cached), then plans. PRE_CHECKS blocks what the
-token's scopes do not allow and judges the plan with the guardrails; a dry run stops there. APPLY
-re-reads and re-plans when the first read is older than the stale tolerance, refuses to write when the
-caller confirmed another plan (`expect`), then makes the changes (`engine/executing.py`). ROLLBACK
-(opt-in) undoes what the run made when items failed. VERIFY reads the room again and lists what still
-differs.
+PLANNING settles the writes an interrupted run left open (`engine/settling.py`, only after a crash),
+reads the room once and hashes the seed files (cached), then plans. PRE_CHECKS blocks what the token's
+scopes do not allow and judges the plan with the guardrails; a dry run stops there. APPLY re-reads and
+re-plans when the first read is older than the stale tolerance, refuses to write when the caller
+confirmed another plan (`expect`), then makes the changes (`engine/executing.py`). ROLLBACK (opt-in)
+undoes what the run made when items failed. VERIFY reads the room again and lists what still differs;
+the run's result keeps the room's revision at that last read (`room_revision`).
 
 A converged room costs one state read and no write (no VERIFY read either: the plan was empty). The
 client reads an unchanged room conditionally (`304`, the same `ETag`); the last plan of each room is
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from roomoperator.clients.errors import NotFound, RoomServerError, Unauthorized, Unreachable
@@ -33,7 +34,8 @@ from roomoperator.engine.ownership import Ownership
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.retrying import Retrier
 from roomoperator.engine.seeding import SeedFiles
-from roomoperator.model.audit import AuditSink
+from roomoperator.engine.settling import settle
+from roomoperator.model.audit import AuditSink, Intent, Journal
 from roomoperator.model.changes import Plan
 from roomoperator.model.codes import BlockCode, RunCode
 from roomoperator.model.observed import ObservedRoom
@@ -57,6 +59,11 @@ PLAN_CHANGED = (
 )
 
 
+def _saw(run: RunDraft, observed: ObservedRoom, *, endpoints: bool) -> None:
+    """The run read the room at `observed.revision` (unknown on a server without operator endpoints)."""
+    run.room_revision = observed.revision if endpoints else None
+
+
 def _tell(progress: Progress | None, phase: Phase, *, total: int = 0) -> None:
     if progress is not None:
         progress(phase, 0, total)
@@ -71,6 +78,7 @@ class Reconciler:
         settings: OperatorSettings,
         *,
         audit: AuditSink | None = None,
+        journal: Journal | None = None,
         rate_limiter: RateLimiter | None = None,
         caches: EngineCaches | None = None,
         retrier: Retrier | None = None,
@@ -79,16 +87,33 @@ class Reconciler:
         operator_url: str | None = None,
     ) -> None:
         """`claim_rooms` records the operator as the manager of each room it writes, with its API's
-        `operator_url` (the service does; the one-shot CLI does not: `engine/ownership.py`)."""
+        `operator_url` (the service does; the one-shot CLI does not: `engine/ownership.py`). `journal`
+        records the intent of every write before it is made (`engine/executing.py`); the service passes
+        its audit log, which is both."""
         self.client = client
         self.settings = settings
         self.audit = audit
+        self.journal = journal
         self.limiter = rate_limiter or RateLimiter(settings.reconciliation.rate_limit_per_second)
         self.caches = caches or EngineCaches()
         self.seed_files = SeedFiles(caches=self.caches)
         self.retrier = retrier or Retrier(settings.retry)
         self.concurrency = concurrency
         self.ownership = Ownership(client, claim=claim_rooms, url=operator_url)
+        self._open: dict[str, list[Intent]] = {}
+        """Per room: intents a crash left open, settled before the room's next run plans."""
+
+    def adopt(self, intents: Iterable[Intent]) -> None:
+        """Take the intents a crash left open (the service reads them from its store at start)."""
+        for intent in intents:
+            self._open.setdefault(intent.entry.room_id, []).append(intent)
+
+    async def room_revision(self, room_id: str) -> int | None:
+        """The room's revision now (one conditional state read); None when it cannot be read."""
+        try:
+            return (await self.client.get_state(room_id)).revision
+        except RoomServerError:
+            return None
 
     # ---- entry point ---------------------------------------------------------------------------------
 
@@ -121,6 +146,7 @@ class Reconciler:
             dry_run=dry_run,
             operator_version=self.settings.version,
             audit_sink=self.audit,
+            journal=self.journal,
         )
         try:
             await self._phases(
@@ -148,7 +174,10 @@ class Reconciler:
     ) -> None:
         spec = run.spec
         _tell(progress, Phase.PLANNING)
+        if not run.dry_run:
+            await self._settle_open(run)
         seeds, (observed, endpoints, read_at) = await self._read_with_seeds(spec, seed_root)
+        _saw(run, observed, endpoints=endpoints)
         if not endpoints:
             run.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
         operator = await self.ownership.operator(run, observed) if endpoints else None
@@ -166,6 +195,7 @@ class Reconciler:
             return
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
+            _saw(run, observed, endpoints=endpoints)
             operator = await self.ownership.operator(run, observed) if endpoints else None
             plan = self._plan(
                 spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
@@ -196,6 +226,21 @@ class Reconciler:
         await self._verify(run, seeds, endpoints=endpoints, protected=protected, operator=operator)
 
     # ---- PLANNING ------------------------------------------------------------------------------------
+
+    async def _settle_open(self, run: RunDraft) -> None:
+        """Settle the intents of the room's interrupted writes before planning (`engine/settling.py`)."""
+        room_id = run.spec.room_id
+        intents = self._open.get(room_id)
+        if not intents or self.journal is None:
+            return
+        observed, _, _ = await self._read(room_id)
+        patience = self.settings.room_server.timeout_seconds
+        verdicts = await settle(self.client, observed, intents, patience=patience)
+        for verdict in verdicts:
+            await self.journal.settle(verdict.intent, verdict.entry)
+        del self._open[room_id]
+        made = sum(verdict.entry is not None for verdict in verdicts)
+        await run.audit("reconcile.settled", made=made, unmade=len(verdicts) - made)
 
     async def _read_with_seeds(
         self, spec: RoomSpec, seed_root: Path
@@ -350,7 +395,9 @@ class Reconciler:
             observed, _, _ = await self._read(run.spec.room_id)
         except RunAborted as exc:
             run.warnings.append(f"Verification failed: {exc.message}")
+            run.room_revision = None
         else:
+            _saw(run, observed, endpoints=endpoints)
             remaining = self._plan(
                 run.spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
             )

@@ -86,3 +86,7 @@ class RunResult(WireModel):
     remaining: tuple[str, ...] = ()
     rolled_back: tuple[str, ...] = ()
     requests: int = 0
+    room_revision: int | None = None
+    """The room's revision (the id of its last room-server event) at the run's last state read: events up
+    to it were made by the run or seen by it. None when unknown (that read failed, or a server without the
+    operator endpoints)."""

@@ -1,21 +1,24 @@
 """The audit log: every entry is persisted in the store, then fanned out to `GET /events` subscribers.
 
-Each subscriber has a bounded buffer that drops its oldest entries when full (as the reference did), so
-a slow client never slows the operator down.
+It is also the engine's `Journal`: the intent of every write to the room server is committed before the
+call and settled, with the write's audit entry, in one transaction after it; what a crash leaves open is
+settled before the room's next run (`engine/settling.py`), so the log holds one entry per write made,
+`kill -9` or not. Each subscriber has a bounded buffer that drops its oldest entries when full (as the
+reference did), so a slow client never slows the operator down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from roomoperator.model.audit import AuditEntry
+from roomoperator.model.audit import AuditEntry, Intent
 from roomoperator.store import Store
 
 
 class AuditLog:
-    """An `AuditSink` that stores entries durably and streams them live.
+    """An `AuditSink` and `Journal` that stores entries durably and streams them live.
 
     Loop runs of converged rooms would log the same phase markers (`reconcile.*`) every few seconds
     for every room: their correlation ids are `hold`-ed, markers are kept back until the run turns out
@@ -47,8 +50,24 @@ class AuditLog:
             await self.release(entry.correlation_id, keep=True)
         await self._write(entry)
 
+    async def intend(self, intents: Sequence[Intent]) -> None:
+        await self._store.intend(intents)
+
+    async def settle(self, intent: Intent, entry: AuditEntry | None) -> None:
+        """Settle `intent` with the audit entry of its write (in one transaction), or with none (not made)."""
+        if entry is None:
+            await self._store.settle(intent.id, None)
+            return
+        if entry.correlation_id in self._held:
+            await self.release(entry.correlation_id, keep=True)
+        await self._store.settle(intent.id, entry)
+        self._publish(entry)
+
     async def _write(self, entry: AuditEntry) -> None:
         await self._store.record(entry)
+        self._publish(entry)
+
+    def _publish(self, entry: AuditEntry) -> None:
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()

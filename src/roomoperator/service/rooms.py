@@ -69,6 +69,16 @@ class RoomView:
     def stalled(self) -> bool:
         return self.condition(ConditionType.STALLED)
 
+    @property
+    def rolled_back_at(self) -> int | None:
+        """The room's revision after its last run failed and rolled back (None: it did not, or the room
+        could not be read after it). Until the room leaves that revision, the loop and room-server events
+        do not retry the desired revision; a new spec or an explicit reconcile does."""
+        result = self.last_result
+        if result is None or result.phase is not Phase.ROLLBACK:
+            return None
+        return result.room_revision
+
     def condition(self, kind: ConditionType) -> bool:
         return any(c.type is kind and c.status == "True" for c in self.conditions)
 
@@ -178,20 +188,26 @@ def conditions(view: RoomView, *, reconciling: bool, limit: int) -> tuple[Condit
     else:
         ready_reason = str(result.code or "NotConverged")
         ready_message = "; ".join(result.errors or result.remaining or ["not converged"])
-    stalled = view.cycles_since_converged >= limit
+    rolled_back = view.rolled_back_at is not None
+    stalled = rolled_back or view.cycles_since_converged >= limit
+    if rolled_back:
+        stalled_reason, stalled_message = (
+            "RolledBack",
+            (
+                f"revision {view.revision} failed and was rolled back; it is not retried until the spec or"
+                f" the room changes, or a reconcile is asked for (POST /rooms/{view.room_id}/reconcile)"
+            ),
+        )
+    else:
+        stalled_reason = "MaxCyclesExceeded" if stalled else "Progressing"
+        stalled_message = f"{view.cycles_since_converged} runs without converging (limit {limit})"
     previous = view.conditions
     return (
         _condition(previous, ConditionType.READY, ready, ready_reason, ready_message),
         _condition(
             previous, ConditionType.RECONCILING, reconciling, "RunInProgress" if reconciling else "Idle", ""
         ),
-        _condition(
-            previous,
-            ConditionType.STALLED,
-            stalled,
-            "MaxCyclesExceeded" if stalled else "Progressing",
-            f"{view.cycles_since_converged} runs without converging (limit {limit})",
-        ),
+        _condition(previous, ConditionType.STALLED, stalled, stalled_reason, stalled_message),
     )
 
 

@@ -1,5 +1,6 @@
 """The store's repository: every read and write the operator makes, each in its own short transaction
-(accepting a revision is one compare-and-set transaction on the room's latest revision).
+(accepting a revision is one compare-and-set transaction on the room's latest revision; audit entries
+and the intents of writes share group commits, `_journal`).
 
 SQLite (`sqlite:///path`, the default `.roomop/operator.db`) and PostgreSQL (`postgresql://...`) are
 both reached through SQLAlchemy's async engine; `migrate()` brings the schema to the latest alembic
@@ -12,20 +13,20 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, insert, select, update
+from sqlalchemy import Connection, delete, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from roomoperator.model.audit import AuditEntry, utcnow
+from roomoperator.model.audit import AuditEntry, Intent, utcnow
 from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
-from roomoperator.store.tables import AuditRow, RoomRow, RunRow, SpecVersionRow
+from roomoperator.store.tables import AuditRow, IntentRow, RoomRow, RunRow, SpecVersionRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 R = TypeVar("R")
@@ -60,9 +61,22 @@ def _record(cls: type[R], row: Any) -> R:
     return cls(**{name: _aware(v) if isinstance(v, dt.datetime) else v for name, v in values.items()})
 
 
+def _audit_row(entry: AuditEntry) -> dict[str, Any]:
+    return entry.model_dump(exclude={"metadata"}) | {"metadata_": entry.metadata}
+
+
 def _entry(row: AuditRow) -> AuditEntry:
     values = {name: getattr(row, name) for name in AuditEntry.model_fields if name != "metadata"}
     return AuditEntry(**values | {"timestamp": _aware(row.timestamp)}, metadata=dict(row.metadata_ or {}))
+
+
+@dataclass(frozen=True)
+class _Journaled:
+    """One item of the journal's group commit: an audit entry, intents to record, an intent to drop."""
+
+    entry: AuditEntry | None = None
+    intents: tuple[Intent, ...] = ()
+    settles: str | None = None
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -94,8 +108,8 @@ class Store:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer: serialise writes here instead of failing with "database is locked".
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._audit_queue: list[tuple[AuditEntry, asyncio.Future[None]]] = []
-        self._audit_flusher: asyncio.Task[None] | None = None
+        self._journal_queue: list[tuple[_Journaled, asyncio.Future[None]]] = []
+        self._journal_flusher: asyncio.Task[None] | None = None
 
     async def migrate(self, *, revision: str = "head") -> None:
         """Create or upgrade the schema to `revision` (the latest migration by default)."""
@@ -299,29 +313,79 @@ class Store:
         async with self._sessions() as session:
             return [_record(RunRecord, row) for row in (await session.scalars(query)).all()]
 
-    # Audit -------------------------------------------------------------------------------------------
+    # Audit and intents -----------------------------------------------------------------------------
 
     async def record(self, entry: AuditEntry) -> None:
-        """Persist one audit entry (the `AuditSink` protocol); returns once it is committed.
+        """Persist one audit entry (the `AuditSink` protocol); returns once it is committed."""
+        await self._journal(_Journaled(entry=entry))
 
-        Entries recorded while a commit is in flight are committed together in the next one (group
-        commit), so many rooms auditing at once cost a few transactions, not one each.
+    async def intend(self, intents: Sequence[Intent]) -> None:
+        """Persist the intents of writes about to be made; returns once they are committed."""
+        if intents:
+            await self._journal(_Journaled(intents=tuple(intents)))
+
+    async def settle(self, intent_id: str, entry: AuditEntry | None) -> None:
+        """Drop a settled intent and persist its write's audit entry (if any) in the same transaction."""
+        await self._journal(_Journaled(entry=entry, settles=intent_id))
+
+    async def open_intents(self) -> list[Intent]:
+        """Intents never settled (a crash or stop interrupted their writes), oldest first."""
+        query = select(IntentRow).order_by(IntentRow.created_at)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [
+            Intent(
+                id=row.id,
+                op=row.op,
+                target=row.target,
+                since=row.since,
+                entry=AuditEntry.model_validate(row.entry),
+            )
+            for row in rows
+        ]
+
+    async def _journal(self, item: _Journaled) -> None:
+        """Queue `item` and wait until it is committed.
+
+        Items queued while a commit is in flight are committed together in the next one (group commit),
+        so many rooms auditing at once cost a few transactions, not one each; an intent recorded and
+        settled in one batch costs nothing more than its audit entry.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._audit_queue.append((entry, done))
-        if self._audit_flusher is None or self._audit_flusher.done():
-            self._audit_flusher = asyncio.create_task(self._flush_audit())
+        self._journal_queue.append((item, done))
+        if self._journal_flusher is None or self._journal_flusher.done():
+            self._journal_flusher = asyncio.create_task(self._flush_journal())
         await done
 
-    async def _flush_audit(self) -> None:
-        while self._audit_queue:
-            batch, self._audit_queue = self._audit_queue, []
-            rows = [
-                entry.model_dump(exclude={"metadata"}) | {"metadata_": entry.metadata} for entry, _ in batch
+    async def _flush_journal(self) -> None:
+        while self._journal_queue:
+            batch, self._journal_queue = self._journal_queue, []
+            entries = [item.entry for item, _ in batch if item.entry is not None]
+            now = utcnow()
+            intents = [
+                {
+                    "id": intent.id,
+                    "correlation_id": intent.entry.correlation_id,
+                    "room_id": intent.entry.room_id,
+                    "op": intent.op,
+                    "target": intent.target,
+                    "since": intent.since,
+                    "entry": intent.entry.model_dump(mode="json"),
+                    "created_at": now,
+                }
+                for item, _ in batch
+                for intent in item.intents
             ]
+            settled = [item.settles for item, _ in batch if item.settles is not None]
             try:
                 async with self._writing(), self._sessions.begin() as session:
-                    await session.execute(insert(AuditRow), rows)
+                    if intents:
+                        await session.execute(insert(IntentRow), intents)
+                    if entries:
+                        rows = [_audit_row(e) for e in entries]
+                        await session.execute(insert(AuditRow), rows)
+                    if settled:
+                        await session.execute(delete(IntentRow).where(IntentRow.id.in_(settled)))
             except (OSError, SQLAlchemyError) as exc:
                 for _, done in batch:
                     if not done.done():  # its writer may have been cancelled (shutdown) meanwhile

@@ -104,3 +104,19 @@ class AuditRow(Base):
     room_id: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str | None] = mapped_column(String(200))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class IntentRow(Base):
+    """A write the engine announced and has not settled yet (deleted when settled): what a crash leaves
+    here is settled at the next start from the room server's state and event log."""
+
+    __tablename__ = "intents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    correlation_id: Mapped[str] = mapped_column(String(64))
+    room_id: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(Text)
+    since: Mapped[int] = mapped_column(BigInteger)
+    entry: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime]
