@@ -1,4 +1,5 @@
-"""The room server's token scopes: what each lets a token do, and the list of all of them."""
+"""Token scopes: the room server's (what each lets a token do, and the list of all of them), and the
+operator API's two (`operator:read`, `operator:write`), which share the tokens document."""
 
 from __future__ import annotations
 
@@ -20,3 +21,10 @@ ADMIN: Final[Scope] = "room:admin"
 """Load MCP providers and other administration."""
 
 ALL_SCOPES: Final[tuple[Scope, ...]] = (READ, ENTITIES_WRITE, ARTIFACTS_WRITE, POLICIES_WRITE, ADMIN)
+
+OperatorScope = Literal["operator:read", "operator:write"]
+
+OPERATOR_READ: Final[OperatorScope] = "operator:read"
+"""Read the operator's API: status, rooms and their specs, history, runs, audit, events, MCP status."""
+OPERATOR_WRITE: Final[OperatorScope] = "operator:write"
+"""Apply, restore, reconcile, stop managing, load MCP providers; implies `operator:read`."""

@@ -1,6 +1,7 @@
 """What the operator's routes share: the parts they get through FastAPI `Depends` (the controller, the
-settings, the audit log, ...), the authenticated caller, and how answers are written (JSON by alias,
-202 with the run's location, the answer to an accepted apply or restore).
+settings, the audit log, ...), the authenticated caller (writers) and the scope checks of reads, JSON
+bodies read after authentication, and how answers are written (JSON by alias, 202 with the run's
+location, the answer to an accepted apply or restore).
 
 Routes use only the controller's public methods; `service/routes.py` holds the reference's endpoints,
 `service/room_routes.py` the rooms, history, restore and runs.
@@ -16,14 +17,16 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from roomcontract.scopes import OPERATOR_READ, OPERATOR_WRITE
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.model.results import Phase
 from roomoperator.service.auditing import AuditLog
-from roomoperator.service.auth import Authenticator
+from roomoperator.service.auth import ANONYMOUS, Authenticator
 from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
+from roomoperator.service.reading import inline_schema, read_model
 from roomoperator.service.rooms import RoomView
 from roomoperator.service.runs import RunRequest, Submission
 from roomoperator.service.schemas import ApplyAnswer, NotFound, Queued
@@ -31,6 +34,7 @@ from roomoperator.settings import OperatorSettings
 
 TRUE_VALUES = {"true", "1", "yes"}
 P = TypeVar("P")
+B = TypeVar("B", bound=BaseModel)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": NotFound}}
 QUEUED: dict[int | str, dict[str, Any]] = {
     202: {"model": Queued, "description": "Queued behind the room's current run"}
@@ -64,11 +68,45 @@ Auth = Annotated[Authenticator, Depends(_part("auth", Authenticator))]
 
 
 async def caller_of(request: Request, auth: Auth) -> str:
-    """The authenticated caller of a mutating endpoint (checked before the body is read)."""
-    return auth.caller(request)
+    """The caller of a mutating endpoint, with `operator:write` (checked before any body is read)."""
+    return auth.caller(request, scope=OPERATOR_WRITE)
+
+
+async def reader_of(request: Request, auth: Auth) -> str:
+    """The caller of a read, with `operator:read`."""
+    return auth.caller(request, scope=OPERATOR_READ)
+
+
+async def prober_of(request: Request, auth: Auth) -> str:
+    """The caller of `/health` and `/metrics`: anyone while `api.open_probes` is on, else a reader."""
+    return ANONYMOUS if auth.open_probes else auth.caller(request, scope=OPERATOR_READ)
 
 
 Caller = Annotated[str, Depends(caller_of)]
+READ = [Depends(reader_of)]
+"""`dependencies=` of every read route."""
+PROBE = [Depends(prober_of)]
+"""`dependencies=` of `/health` and `/metrics`."""
+
+
+def body_of(model: type[B], *, limit: int) -> Callable[[Request, str], Awaitable[B]]:
+    """A dependency giving a route its JSON body as `model` (keys matched case-insensitively), read only
+    after the caller is authenticated (it depends on `Caller`) and never beyond `limit` bytes."""
+
+    async def read(request: Request, actor: Caller) -> B:
+        return await read_model(request, model, limit=limit)
+
+    return read
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra=` documenting a JSON request body that the route reads itself (through `body_of`)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(model)}},
+        }
+    }
 
 
 def reply(

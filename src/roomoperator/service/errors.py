@@ -11,10 +11,27 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from roomoperator.model.codes import ApiCode
 from roomoperator.service.acceptance import Refused
+
+DRAIN_BYTES = 1 << 20
+"""Largest unread body a refusal lets the server read and drop (so that a client still sending it gets
+the answer); a refusal of a larger or endless one closes the connection instead."""
+
+
+def closing(request: Request) -> dict[str, str]:
+    """The headers of a refusal answered before `request`'s body was read: `Connection: close` when what
+    is left of it is larger than `DRAIN_BYTES` or of unknown length (chunked), else none."""
+    declared = request.headers.get("content-length", "").strip()
+    if "transfer-encoding" in request.headers:
+        return {"Connection": "close"}
+    if declared.isascii() and declared.isdigit() and int(declared) > DRAIN_BYTES:
+        return {"Connection": "close"}
+    return {}
 
 
 class ApiError(Exception):
@@ -34,6 +51,15 @@ class ApiError(Exception):
     def apply(cls, code: ApiCode, errors: list[str], **extra: Any) -> ApiError:
         """A 400 from `/apply` in the reference shape, plus a machine-readable `code`."""
         return cls(400, {"errors": errors, "warnings": [], "code": code, **extra})
+
+    @classmethod
+    def invalid_request(cls, exc: ValidationError | RequestValidationError) -> ApiError:
+        """400 `INVALID_REQUEST` naming each wrong field of a request (its query, headers or body)."""
+        errors = [
+            f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        return cls(400, {"errors": errors, "warnings": [], "code": ApiCode.INVALID_REQUEST})
 
     @classmethod
     def not_found(cls, message: str) -> ApiError:

@@ -1,27 +1,31 @@
 """The operator's HTTP API beyond the reference: `/rooms`, `/rooms/{id}` (detail, history, rollback to a
-revision, reconcile now, stop managing) and `/runs/{correlationId}`. Shared parts:
-`service/dependencies.py`.
+revision, reconcile now, stop managing) and `/runs/{correlationId}`. Reads need `operator:read`, writes
+`operator:write`, when auth is on. Shared parts: `service/dependencies.py`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import Response
 
 from roomoperator.service.dependencies import (
     NOT_FOUND,
     QUEUED,
+    READ,
     Caller,
     Operator,
     answer,
+    body_of,
+    body_schema,
     flag,
     queued,
     reply,
     view_of,
 )
 from roomoperator.service.errors import ApiError
+from roomoperator.service.reading import MAX_SMALL_BODY_BYTES
 from roomoperator.service.schemas import (
     ApplyAnswer,
     ApplyRefusal,
@@ -41,7 +45,7 @@ router = APIRouter()
 # Rooms and runs ------------------------------------------------------------------------------------
 
 
-@router.get("/rooms", summary="Every room the operator knows", response_model=RoomList)
+@router.get("/rooms", summary="Every room the operator knows", response_model=RoomList, dependencies=READ)
 async def rooms(controller: Operator) -> Response:
     views = sorted(controller.rooms(), key=lambda view: view.room_id)
     return reply(RoomList(items=[view.summary() for view in views]))
@@ -52,6 +56,7 @@ async def rooms(controller: Operator) -> Response:
     summary="A room's desired spec, last run and conditions",
     response_model=RoomDetail,
     responses=NOT_FOUND,
+    dependencies=READ,
 )
 async def room(roomId: str, controller: Operator) -> Response:
     return reply(view_of(controller, roomId).detail())
@@ -62,6 +67,7 @@ async def room(roomId: str, controller: Operator) -> Response:
     summary="Every spec version applied to a room",
     response_model=History,
     responses=NOT_FOUND,
+    dependencies=READ,
 )
 async def history(roomId: str, controller: Operator) -> Response:
     versions = await controller.history(roomId)
@@ -76,10 +82,11 @@ async def history(roomId: str, controller: Operator) -> Response:
     summary="Restore a revision: its spec and seed folder applied again as a new revision",
     response_model=ApplyAnswer,
     responses={**QUEUED, 400: {"model": ApplyRefusal}, **NOT_FOUND},
+    openapi_extra=body_schema(RollbackRequest),
 )
 async def rollback(
     roomId: str,
-    body: RollbackRequest,
+    body: Annotated[RollbackRequest, Depends(body_of(RollbackRequest, limit=MAX_SMALL_BODY_BYTES))],
     actor: Caller,
     controller: Operator,
     dryRun: bool = False,
@@ -120,6 +127,7 @@ async def unmanage(roomId: str, actor: Caller, controller: Operator) -> Response
     summary="A run's status and result (queued runs too)",
     response_model=RunAnswer,
     responses=NOT_FOUND,
+    dependencies=READ,
 )
 async def run(correlationId: str, controller: Operator) -> Response:
     found = await controller.run(correlationId)

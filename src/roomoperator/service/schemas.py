@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 from roomoperator.model.audit import AuditEntry
 from roomoperator.model.codes import ApiCode, RunCode
 from roomoperator.model.results import Phase, ReconcileDiff, RunResult
+from roomoperator.spec.models import MAX_INT
 from roomoperator.store.records import RunStatus, RunTrigger
 
 ConditionStatus = Literal["True", "False"]
@@ -243,4 +244,4 @@ class RollbackRequest(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    revision: int = Field(ge=1)
+    revision: int = Field(ge=1, le=MAX_INT)

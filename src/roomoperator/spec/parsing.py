@@ -73,12 +73,14 @@ _MERGE = object()  # the pending key of a mapping whose next value is a `<<` mer
 
 
 class ParseError(Exception):
-    """Text that is not an acceptable YAML/JSON document; `mark` is where the problem is."""
+    """Text that is not an acceptable YAML/JSON document; `mark` is where the problem is in the text,
+    `path` where it is in the data (JSON bodies, which have no positions to report)."""
 
-    def __init__(self, message: str, mark: Mark | None = None) -> None:
+    def __init__(self, message: str, mark: Mark | None = None, *, path: Path | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.mark = mark
+        self.path = path
 
 
 @dataclass
@@ -167,9 +169,74 @@ def parse_json(text: str) -> dict[str, Any] | None:
         )
     except (_Unsure, ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or not _within_limits(data):
+    if not isinstance(data, dict) or _beyond_limits(data) is not None:
         return None
     return data
+
+
+def parse_json_body(text: str) -> Any:
+    """The data of a JSON request body (HTTP: no positions are reported but for syntax errors), held to the
+    limits `parse_documents` enforces: at most `MAX_DOCUMENT_BYTES`, `MAX_DEPTH` deep, `MAX_NODES` values,
+    integers of at most `MAX_INT_DIGITS` digits, no `NaN` or `Infinity`. Raises ParseError (with the data
+    path of the value beyond a limit)."""
+    if len(text.encode("utf-8", errors="surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise ParseError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        data = json.loads(text, parse_int=_body_int, parse_constant=_body_constant)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc.msg}", (exc.lineno, exc.colno)) from None
+    except RecursionError:
+        raise ParseError(f"document is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # `_body_constant`'s refusal
+        raise ParseError(str(exc)) from None
+    problem = _beyond_limits(data)
+    if problem is not None:
+        raise problem
+    if _SURROGATE_ESCAPE.search(text) and (where := _lone_surrogate(data)) is not None:
+        raise ParseError("text holds an invalid character (a lone surrogate escape)", path=where)
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\[uU][dD][89a-fA-F]")
+
+
+def _lone_surrogate(data: Any) -> Path | None:
+    """Where a string (key or value) of `data` holds a lone surrogate, which no UTF-8 encoder writes."""
+    stack: list[tuple[Any, Path]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(value, dict | list):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                stack.append((item, (*path, key)))
+                if isinstance(key, str):
+                    stack.append((key, (*path, key)))
+    return None
+
+
+MAX_INT_DIGITS = 4300
+"""Longest integer a JSON body may hold (Python's own limit for reading one)."""
+
+
+@dataclass(frozen=True)
+class _LongInt:
+    """An integer of a JSON body too long to read, kept so that `_beyond_limits` names where it is."""
+
+    digits: int
+
+
+def _body_int(text: str) -> int | _LongInt:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else _LongInt(digits)
+
+
+def _body_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -192,18 +259,25 @@ def _json_constant(text: str) -> Any:
     raise _Unsure  # NaN, Infinity, -Infinity: strings to YAML
 
 
-def _within_limits(data: dict[str, Any]) -> bool:
-    """Whether `data` is nested at most `MAX_DEPTH` deep and holds at most `MAX_NODES` values."""
+def _beyond_limits(data: Any) -> ParseError | None:
+    """The first limit `data` goes beyond (nested deeper than `MAX_DEPTH`, more than `MAX_NODES` values, an
+    integer too long to read), as a ParseError naming where; None when it is within them all."""
     total = 0
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    stack: list[tuple[Any, Path]] = [(data, ())]
     while stack:
-        value, depth = stack.pop()
-        items = value.values() if isinstance(value, dict) else value
+        value, path = stack.pop()
+        if isinstance(value, _LongInt):
+            return ParseError(f"integer of {value.digits} digits (at most {MAX_INT_DIGITS})", path=path)
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_DEPTH:
+            return ParseError(f"nested deeper than {MAX_DEPTH} levels", path=path)
+        items = list(value.items() if isinstance(value, dict) else enumerate(value))
         total += 1 + len(items)
-        if depth > MAX_DEPTH or total > MAX_NODES:
-            return False
-        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
-    return True
+        if total > MAX_NODES:
+            return ParseError(f"document holds more than {MAX_NODES} values", path=path)
+        stack.extend((item, (*path, key)) for key, item in items if isinstance(item, dict | list | _LongInt))
+    return None
 
 
 _LIBYAML_DIFFERS = re.compile(
@@ -439,6 +513,8 @@ def _construct(tag: str, value: str) -> Any:
         digits = value.replace("_", "")
         sign, body = (digits[0], digits[1:]) if digits[:1] in "+-" and digits else ("", digits)
         base = {"0x": 16, "0o": 8, "0b": 2}.get(body[:2].lower(), 10)
+        if base == 10 and len(body) > MAX_INT_DIGITS:
+            raise ValueError(f"{len(body)} digits (at most {MAX_INT_DIGITS})")
         number = int(body[2:] if base != 10 else body, base)
         return -number if sign == "-" else number
     if name == "float":
