@@ -94,7 +94,7 @@ def _spec(index: int) -> dict[str, Any]:
     return {
         "metadata": {"name": f"bench-{index}", "version": 1},
         "spec": {
-            "roomId": f"bench-room-{index:05d}",
+            "roomId": f"room-bench-{index:05d}",
             "entities": [{"id": f"E-agent-{n:02d}", "kind": "agent"} for n in range(ENTITIES)],
             "artifacts": [
                 {"name": f"doc-{n}", "type": "document", "workspace": "shared", "seedFrom": f"doc-{n}.md"}

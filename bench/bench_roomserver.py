@@ -75,7 +75,7 @@ CURL = shutil.which("curl")
 
 
 def _upload(server: RoomServerProcess, source: Path) -> None:
-    url, auth = f"{server.url}/rooms/bench-room/artifacts", f"Bearer {server.token}"
+    url, auth = f"{server.url}/rooms/room-bench-01/artifacts", f"Bearer {server.token}"
     spec = json.dumps({"name": "big.bin", "type": "binary"})
     if CURL:
         command = [CURL, "-sSf", "-o", os.devnull, "-H", f"Authorization: {auth}", "-F", f"spec={spec}"]
@@ -87,7 +87,7 @@ def _upload(server: RoomServerProcess, source: Path) -> None:
 
 
 def _download(server: RoomServerProcess, target: Path) -> None:
-    url, auth = f"{server.url}/rooms/bench-room/artifacts/big.bin", f"Bearer {server.token}"
+    url, auth = f"{server.url}/rooms/room-bench-01/artifacts/big.bin", f"Bearer {server.token}"
     if CURL:
         subprocess.run([CURL, "-sSf", "-o", str(target), "-H", f"Authorization: {auth}", url], check=True)
     else:
@@ -135,13 +135,13 @@ async def _populate(server: RoomServerProcess) -> None:
         async def join(i: int) -> None:
             async with limit:
                 body = {"entityId": f"E-member-{i:04d}", "kind": "agent", "capabilities": ["read_artifacts"]}
-                (await client.post("/room/bench-room/join", json=body)).raise_for_status()
+                (await client.post("/room/room-bench-01/join", json=body)).raise_for_status()
 
         async def seed(i: int) -> None:
             spec = {"name": f"artifact-{i:04d}", "type": "document", "workspace": "shared", "tags": ["bench"]}
             files = {"spec": (None, json.dumps(spec)), "data": (f"a{i}", f"content {i}".encode() * 64)}
             async with limit:
-                (await client.post("/rooms/bench-room/artifacts", files=files)).raise_for_status()
+                (await client.post("/rooms/room-bench-01/artifacts", files=files)).raise_for_status()
 
         await asyncio.gather(*(join(i) for i in range(ROOM_SIZE)), *(seed(i) for i in range(ROOM_SIZE)))
 
@@ -151,16 +151,16 @@ def _state_latency(server: RoomServerProcess) -> list[str]:
     headers = {"Authorization": f"Bearer {server.token}"}
     timings = []
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
-        size = len(client.get("/room/bench-room/state").content)
+        size = len(client.get("/room/room-bench-01/state").content)
         for _ in range(STATE_READS):
             start = time.perf_counter()
-            answer = client.get("/room/bench-room/state")
+            answer = client.get("/room/room-bench-01/state")
             timings.append((time.perf_counter() - start) * 1000)
             answer.raise_for_status()
     timings.sort()
     p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
     return [
-        f"`GET /room/bench-room/state`, {ROOM_SIZE:,} entities + {ROOM_SIZE:,} artifacts"
+        f"`GET /room/room-bench-01/state`, {ROOM_SIZE:,} entities + {ROOM_SIZE:,} artifacts"
         f" ({size / 1024:.0f} KiB JSON),",
         f"{STATE_READS} sequential reads over HTTP: **p50 {p50:.1f} ms, p99 {p99:.1f} ms** (target < 50 ms).",
     ]

@@ -16,3 +16,7 @@ ENTITY_KINDS: Final[tuple[EntityKind, ...]] = ("human", "agent", "npc", "orchest
 
 Visibility = Literal["public", "team", "owner"]
 VISIBILITIES: Final[tuple[Visibility, ...]] = ("public", "team", "owner")
+
+Membership = Literal["closed", "open"]
+"""Who may join a managed room over the hub: only the declared roster (`closed`), or anyone with a token
+too (`open`). The spec's `membership`; the operator records it with the room's manager."""

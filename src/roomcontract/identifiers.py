@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from typing import Final
 
-ROOM_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
+ROOM_ID: Final = r"^room-[A-Za-z0-9_-]{6,}$"
+"""The reference room server's rule (`ValidationHelper.cs:9`): its clients see the same refusals."""
+ROOM_ID_RULE: Final = "room-[A-Za-z0-9_-]{6,}"
+"""The rule as the reference's error text spells it: `roomId must match pattern: room-[A-Za-z0-9_-]{6,}`."""
+ROOM_ID_MAX_LENGTH: Final = 64
+"""Longest room id either side accepts. The reference had no bound; ids are store keys and path parts."""
 ENTITY_ID: Final = r"^E-[A-Za-z0-9_-]{2,64}$"
+ENTITY_ID_RULE: Final = "E-[A-Za-z0-9_-]{2,64}"
+"""As the reference's error text spells it: `entity.id must match pattern: E-[A-Za-z0-9_-]{2,64}`."""
 CAPABILITY: Final = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 ARTIFACT_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 WORKSPACE_LABEL: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"

@@ -89,7 +89,20 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
+    """The writer's token (`operator:write`, which implies `operator:read`), named `api` in the audit."""
+    read_token: SecretStr | None = None
+    """A token that may only read (`operator:read`), named `reader`: for dashboards and `roomop status`."""
     tokens_file: Path | None = None
+    open_probes: bool = True
+    """`/health` and `/metrics` answer without a token even when auth is on (for probes and scrapers)."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Time a client has to send a request's line and headers, from its first byte (or from connecting)."""
+    body_idle_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest pause between two parts of a request body before the connection is closed."""
+    body_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Time a client has to send a whole request body (a large multipart `/apply` with seeds included)."""
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    """How long an idle keep-alive connection stays open between requests."""
 
 
 class StoreSettings(BaseModel):

@@ -24,7 +24,7 @@ from tests.support.faults import fault_proxy
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port, serve_app
 
-ENTITY = r"/room/room-err-1/entities/E-agent-1"
+ENTITY = r"/room/room-err-01/entities/E-agent-1"
 BODY = {"entityId": "E-agent-1", "kind": "agent"}
 
 
@@ -51,7 +51,7 @@ async def test_statuses_map_to_their_error_class(
     ):
         proxy.inject("PUT", ENTITY, status=status)
         with pytest.raises(RoomServerError) as failed:
-            await client.put_entity("room-err-1", "E-agent-1", BODY)
+            await client.put_entity("room-err-01", "E-agent-1", BODY)
     assert type(failed.value) is kind
     assert (failed.value.status, failed.value.code, failed.value.transient) == (
         status,
@@ -67,15 +67,15 @@ async def test_a_timeout_is_unreachable_and_transient(roomserver: RoomServerHand
         fault_proxy(roomserver.url) as (proxy, url),
         RoomServerClient(url, timeout=0.2, observer=lambda status, _: seen.append(status)) as client,
     ):
-        proxy.inject("GET", r"/room/room-err-1/state", hang=True)
+        proxy.inject("GET", r"/room/room-err-01/state", hang=True)
         with pytest.raises(Unreachable) as failed:
-            await client.get_state("room-err-1")
+            await client.get_state("room-err-01")
     assert (failed.value.status, failed.value.code, failed.value.transient) == (
         None,
         "ROOM_SERVER_UNREACHABLE",
         True,
     )
-    assert failed.value.message.startswith(f"GET /room/room-err-1/state at {url} timed out: ")
+    assert failed.value.message.startswith(f"GET /room/room-err-01/state at {url} timed out: ")
     assert seen == [None]
 
 
@@ -95,7 +95,7 @@ async def test_a_refused_connection_is_unreachable() -> None:
 async def test_a_url_without_a_scheme_says_so() -> None:
     async with RoomServerClient("127.0.0.1:5000") as client:
         with pytest.raises(RoomServerError) as failed:
-            await client.get_state("room-err-1")
+            await client.get_state("room-err-01")
     assert failed.value.code == "INVALID_URL"
     assert "is not an http:// or https:// URL" in failed.value.message
     assert "http://127.0.0.1:5000" in failed.value.message

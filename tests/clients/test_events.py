@@ -56,16 +56,16 @@ async def test_the_follower_resumes_with_last_event_id_after_the_stream_drops(tm
     try:
         async with serving(data, tokens, port=port) as url:
             await asyncio.wait_for(follower.connected.wait(), timeout=30)
-            await _join(url, token, "room-a")
-            assert await _until(changes, "room-a") == ["room-a"]
+            await _join(url, token, "room-test-a")
+            assert await _until(changes, "room-test-a") == ["room-test-a"]
             before = follower.last_event_id
         # The stream is gone with its server; the room changes while no stream is open (through another
         # server over the same data), then the first server's address answers again.
         async with serving(data, tokens) as elsewhere:
-            await _join(elsewhere, token, "room-b")
+            await _join(elsewhere, token, "room-test-b")
         async with serving(data, tokens, port=port):
-            # Without Last-Event-ID a new stream starts after the latest event and room-b never comes.
-            assert set(await _until(changes, "room-b")) <= {"room-a", "room-b"}
+            # Without Last-Event-ID a new stream starts after the latest event and room-test-b never comes.
+            assert set(await _until(changes, "room-test-b")) <= {"room-test-a", "room-test-b"}
             assert follower.connected.is_set()
     finally:
         task.cancel()

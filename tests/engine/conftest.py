@@ -46,7 +46,7 @@ class ListSink:
         return [e.action for e in self.entries]
 
 
-def room_spec(room_id: str = "room-eng-1", *, version: int = 1, **body: Any) -> RoomSpec:
+def room_spec(room_id: str = "room-eng-01", *, version: int = 1, **body: Any) -> RoomSpec:
     return RoomSpec.model_validate(
         {"metadata": {"name": "engine-test", "version": version}, "spec": {"roomId": room_id, **body}}
     )

@@ -151,6 +151,6 @@ async def test_client_encodes_path_parts_and_counts_requests() -> None:
     server = Starlette(routes=[Route("/{path:path}", absent, methods=["DELETE"])])
     async with serve_app(server) as url, RoomServerClient(url) as client:
         assert await client.kick("room 1", "E-a/b?c") is False  # 404 on a kick is success: already gone
-        assert await client.delete_artifact("room-1", "notes#1.md") is False
+        assert await client.delete_artifact("room-test-1", "notes#1.md") is False
         assert client.requests == 2
-    assert seen == ["/room/room%201/entities/E-a%2Fb%3Fc", "/rooms/room-1/artifacts/notes%231.md"]
+    assert seen == ["/room/room%201/entities/E-a%2Fb%3Fc", "/rooms/room-test-1/artifacts/notes%231.md"]

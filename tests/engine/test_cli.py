@@ -4,14 +4,17 @@ against the real room server: output, Terraform-like exit codes, and apply-what-
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 from roomoperator.cli import app
@@ -96,7 +99,7 @@ async def test_plan_apply_plan(roomserver: RoomServerHandle, tmp_path: Path) -> 
     assert noop.exit_code == 0, noop.output
 
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
-        state = await client.get_state("ai-lab-01")
+        state = await client.get_state("room-ai-lab-01")
     assert [a.name for a in state.artifacts] == ["project-plan", "research-data"]
 
 
@@ -134,7 +137,7 @@ async def test_dry_run_and_confirm(roomserver: RoomServerHandle, tmp_path: Path,
     crowd = [{"id": f"E-member-{i}", "kind": "human"} for i in range(4)]
     spec = seeds / "room.yaml"
     body = {"apiVersion": "v1", "kind": "RoomSpec", "metadata": {"name": "cli", "version": 1}}
-    spec.write_text(json.dumps({**body, "spec": {"roomId": "room-cli-1", "entities": crowd}}))
+    spec.write_text(json.dumps({**body, "spec": {"roomId": "room-cli-01", "entities": crowd}}))
     common = ("-f", str(spec), "--server", roomserver.url, "--token", roomserver.token)
 
     dry = await asyncio.to_thread(invoke, "apply", *common, "--dry-run", "-o", "json")
@@ -146,7 +149,7 @@ async def test_dry_run_and_confirm(roomserver: RoomServerHandle, tmp_path: Path,
     assert applied.exit_code == 0, applied.output
     assert "4 applied, 0 failed: the room is converged." in applied.output
 
-    spec.write_text(json.dumps({**body, "spec": {"roomId": "room-cli-1", "entities": crowd[:1]}}))
+    spec.write_text(json.dumps({**body, "spec": {"roomId": "room-cli-01", "entities": crowd[:1]}}))
     refused = await asyncio.to_thread(invoke, "apply", *common, "--yes")
     assert refused.exit_code == 1
     assert "Change ratio (75%) exceeds threshold (50%). X-Confirm:true header required." in refused.output
@@ -183,26 +186,26 @@ async def test_one_failing_room_makes_the_whole_command_fail(
     roomserver: RoomServerHandle, tmp_path: Path
 ) -> None:
     common = ("--server", roomserver.url, "--token", roomserver.token)
-    full = rooms_file(tmp_path / "full.yaml", room("room-cli-a", CROWD))
+    full = rooms_file(tmp_path / "full.yaml", room("room-cli-aa", CROWD))
     assert (await asyncio.to_thread(invoke, "apply", "-f", str(full), *common, "--yes")).exit_code == 0
-    # room-cli-a: the guardrails refuse 3 kicks of 4; room-cli-b: one entity to join
+    # room-cli-aa: the guardrails refuse 3 kicks of 4; room-cli-bb: one entity to join
     refused = rooms_file(
-        tmp_path / "refused.yaml", room("room-cli-a", CROWD[:1]), room("room-cli-b", CROWD[:1])
+        tmp_path / "refused.yaml", room("room-cli-aa", CROWD[:1]), room("room-cli-bb", CROWD[:1])
     )
     planned = await asyncio.to_thread(invoke, "plan", "-f", str(refused), *common)
     assert planned.exit_code == 1, planned.output
-    assert "Plan for room room-cli-a" in planned.output
-    assert "Plan for room room-cli-b" in planned.output
+    assert "Plan for room room-cli-aa" in planned.output
+    assert "Plan for room room-cli-bb" in planned.output
     applied = await asyncio.to_thread(
         invoke, "apply", "-f", str(refused), *common, "--yes", "--detailed-exitcode"
     )
     assert applied.exit_code == 1, applied.output
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
-        assert (await client.get_state("room-cli-b")).entities == ()  # a refused plan applies nothing
+        assert (await client.get_state("room-cli-bb")).entities == ()  # a refused plan applies nothing
 
-    # room-cli-c plans (its resource is blocked, fatally) but fails at APPLY; room-cli-b changes
-    broken = room("room-cli-c", CROWD[:1], resources=[{"name": "tool", "type": "mcp-tool"}])
-    mixed = rooms_file(tmp_path / "mixed.yaml", broken, room("room-cli-b", CROWD[:1]))
+    # room-cli-cc plans (its resource is blocked, fatally) but fails at APPLY; room-cli-bb changes
+    broken = room("room-cli-cc", CROWD[:1], resources=[{"name": "tool", "type": "mcp-tool"}])
+    mixed = rooms_file(tmp_path / "mixed.yaml", broken, room("room-cli-bb", CROWD[:1]))
     features = {"ROOMOP_FEATURES__RESOURCES": "true"}
     planned = await asyncio.to_thread(invoke, "plan", "-f", str(mixed), *common, env=features)
     assert planned.exit_code == 2, planned.output
@@ -212,8 +215,8 @@ async def test_one_failing_room_makes_the_whole_command_fail(
     assert applied.exit_code == 1, applied.output
     results = json.loads(applied.output)
     assert [(r["roomId"], r["success"], r["code"]) for r in results] == [
-        ("room-cli-c", False, "ITEMS_FAILED"),
-        ("room-cli-b", True, None),
+        ("room-cli-cc", False, "ITEMS_FAILED"),
+        ("room-cli-bb", True, None),
     ]
     assert results[1]["applied"] == ["join:E-member-0"]
 
@@ -221,16 +224,16 @@ async def test_one_failing_room_makes_the_whole_command_fail(
 async def test_apply_applies_the_plan_that_was_confirmed(
     roomserver: RoomServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = rooms_file(tmp_path / "room.yaml", room("room-cli-1", CROWD[:2]))
+    spec = rooms_file(tmp_path / "room.yaml", room("room-cli-01", CROWD[:2]))
     test_loop = asyncio.get_running_loop()
 
     async def change_the_room() -> int:
         async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
             reconciler = Reconciler(client, fast_settings())
             assert (
-                await reconciler.reconcile(room_spec("room-cli-1", entities=CROWD[:1]), seed_root=tmp_path)
+                await reconciler.reconcile(room_spec("room-cli-01", entities=CROWD[:1]), seed_root=tmp_path)
             ).success
-            return (await client.get_state("room-cli-1")).revision
+            return (await client.get_state("room-cli-01")).revision
 
     revisions: list[int] = []
 
@@ -249,5 +252,41 @@ async def test_apply_applies_the_plan_that_was_confirmed(
     assert "E-member-0" not in after
     assert "roomop apply` again" in after
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
-        state = await client.get_state("room-cli-1")
+        state = await client.get_state("room-cli-01")
     assert (state.revision, [e.id for e in state.entities]) == (revisions[0], ["E-member-0"])
+
+
+STUDIO = EXAMPLE.parent / "product-studio.room.yaml"
+
+
+async def test_plan_shows_the_resources_it_skips_and_why(roomserver: RoomServerHandle) -> None:
+    common = ("-f", str(STUDIO), "--server", roomserver.url, "--token", roomserver.token)
+    shown = await asyncio.to_thread(invoke, "plan", *common, env={"COLUMNS": "250"})
+    assert shown.exit_code == 2, shown.output
+    skipped = [line for line in shown.output.splitlines() if "SKIPPED FEATURE_DISABLED" in line]
+    assert len(skipped) == 3, shown.output
+    assert "3 resources skipped: features.resources is off" in shown.output
+    planned = await asyncio.to_thread(invoke, "plan", *common, "-o", "json")
+    assert [s["name"] for s in json.loads(planned.output)["skipped"]] == [
+        "web.search@studio",
+        "code.execute@studio",
+        "design.render@studio",
+    ]
+
+
+async def test_apply_shows_a_progress_bar_on_a_terminal(roomserver: RoomServerHandle, tmp_path: Path) -> None:
+    crowd = [{"id": f"E-member-{i}", "kind": "human"} for i in range(120)]
+    spec = rooms_file(tmp_path / "crowd.yaml", room("room-cli-progress", crowd))
+    (room_of_file,) = cli_engine._rooms(spec)
+    screen = io.StringIO()
+    async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
+        reconciler = Reconciler(client, fast_settings())
+        (preview,) = await cli_engine.plan_rooms(reconciler, [room_of_file], confirm=False)
+        console = Console(file=screen, force_terminal=True, width=100)
+        result = await cli_engine.apply_room(
+            reconciler, room_of_file, preview, confirm=False, console=console
+        )
+    assert result.converged
+    assert len(result.applied) == 120
+    assert "room room-cli-progress: apply" in screen.getvalue()
+    assert re.search(r"\b\d+/120\b", screen.getvalue())  # the bar counts the changes made

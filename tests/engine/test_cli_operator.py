@@ -40,7 +40,7 @@ async def test_plan_and_apply_through_the_operator(roomserver: RoomServerHandle,
         assert planned.exit_code == 2, planned.output
         assert "E-orchestrator-main" in planned.output
         assert "to apply" in planned.output
-        assert (await op.http.get("/rooms/ai-lab-01")).status_code == 404  # a dry run manages nothing
+        assert (await op.http.get("/rooms/room-ai-lab-01")).status_code == 404  # a dry run manages nothing
 
         as_json = await asyncio.to_thread(invoke, "plan", *via, "-o", "json")
         assert as_json.exit_code == 2
@@ -53,11 +53,11 @@ async def test_plan_and_apply_through_the_operator(roomserver: RoomServerHandle,
         applied = await asyncio.to_thread(invoke, "apply", *via, "--yes", "--detailed-exitcode")
         assert applied.exit_code == 2, applied.output
         assert "converged" in applied.output
-        room = (await op.http.get("/rooms/ai-lab-01")).json()
+        room = (await op.http.get("/rooms/room-ai-lab-01")).json()
         assert room["managed"] is True
         headers = {"Authorization": f"Bearer {roomserver.admin_token}"}
         async with httpx.AsyncClient(base_url=roomserver.url, headers=headers) as admin:
-            state = (await admin.get("/room/ai-lab-01/state")).json()
+            state = (await admin.get("/room/room-ai-lab-01/state")).json()
         digests = {artifact["name"]: artifact["sha256"] for artifact in state["artifacts"]}
         folder = spec.parent / "seeds"
         assert digests == {
@@ -107,7 +107,7 @@ async def test_operator_errors_say_what_to_do(roomserver: RoomServerHandle, tmp_
         assert "nothing was sent" in missing.output
 
     bare = tmp_path / "bare.room.json"
-    bare.write_text(json.dumps({**BARE, "spec": {"roomId": "bare-1"}}))
+    bare.write_text(json.dumps({**BARE, "spec": {"roomId": "room-bare-1"}}))
     unreachable = await asyncio.to_thread(invoke, "plan", "-f", str(bare), "--operator", op.url)
     assert unreachable.exit_code == 1
     assert f"cannot reach the operator at {op.url}" in unreachable.output

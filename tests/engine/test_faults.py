@@ -21,8 +21,8 @@ from tests.support.faults import fault_proxy
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import serve_app
 
-PUT_ENTITY = r"/room/room-eng-1/entities/[^/]+"
-ARTIFACTS = r"/rooms/room-eng-1/artifacts"
+PUT_ENTITY = r"/room/room-eng-01/entities/[^/]+"
+ARTIFACTS = r"/rooms/room-eng-01/artifacts"
 
 
 async def test_transient_failures_are_retried(roomserver: RoomServerHandle, seeds: Path) -> None:
@@ -115,9 +115,9 @@ async def test_rollback_restores_what_the_run_changed(
         reconciler = Reconciler(client, settings, audit=(sink := ListSink()))
         base = full_spec(artifacts=[PLAN, DATA])
         assert (await reconciler.reconcile(base, seed_root=seeds)).success
-        before = await client.get_state("room-eng-1")
+        before = await client.get_state("room-eng-01")
         (seeds / "seeds" / "plan.md").write_text("# rewritten\n")
-        proxy.inject("PUT", r"/room/room-eng-1/entities/E-new-1", status=400, times=1)
+        proxy.inject("PUT", r"/room/room-eng-01/entities/E-new-1", status=400, times=1)
         target = full_spec(
             entities=[{**AGENT, "displayName": "Changed"}, {"id": "E-new-1", "kind": "npc"}],
             artifacts=[PLAN],
@@ -130,7 +130,7 @@ async def test_rollback_restores_what_the_run_changed(
         assert [f.target for f in result.failed] == ["E-new-1"]
         assert "reconcile.rollback" in sink.actions
         assert len(result.rolled_back) == 5  # the two policy changes were one call, undone by one
-        after = await client.get_state("room-eng-1")
+        after = await client.get_state("room-eng-01")
         assert [e.model_dump() for e in after.entities] == [e.model_dump() for e in before.entities]
         assert after.policies == before.policies
         assert [(a.name, a.sha256, a.type, a.tags) for a in after.artifacts] == [
@@ -148,7 +148,7 @@ async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerHan
                 if entry.action == "reconcile.pre_checks" and len(self.actions) == 2:
                     # Someone else changes the room between the first read and APPLY.
                     await client.put_entity(
-                        "room-eng-1", "E-intruder", {"entityId": "E-intruder", "kind": "npc"}
+                        "room-eng-01", "E-intruder", {"entityId": "E-intruder", "kind": "npc"}
                     )
 
         settings = fast_settings(
@@ -161,7 +161,7 @@ async def test_stale_state_is_read_again_and_replanned(roomserver: RoomServerHan
         assert result.success, result.warnings
         assert "Room state was stale when APPLY started: re-read and re-planned" in result.warnings
         assert sorted(result.applied) == ["join:E-agent-1", "kick:E-intruder"]
-        assert [e.id for e in (await client.get_state("room-eng-1")).entities] == ["E-agent-1"]
+        assert [e.id for e in (await client.get_state("room-eng-01")).entities] == ["E-agent-1"]
 
 
 def reference_server() -> Starlette:
@@ -201,7 +201,7 @@ async def test_reference_server_changes_are_blocked_never_reported_done(seeds: P
 async def test_an_unchanged_room_is_read_with_304_and_not_planned_again(
     roomserver: RoomServerHandle, seeds: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = r"/room/room-eng-1/state"
+    state = r"/room/room-eng-01/state"
     async with (
         fault_proxy(roomserver.url) as (proxy, url),
         RoomServerClient(url, token=roomserver.token) as client,
@@ -222,7 +222,7 @@ async def test_an_unchanged_room_is_read_with_304_and_not_planned_again(
         assert proxy.hits[before:] == [("GET", state, 304)]
         monkeypatch.undo()
         # Drift: the room changed, so the next read is a 200 and the run plans and repairs it.
-        await client.kick("room-eng-1", AGENT["id"])
+        await client.kick("room-eng-01", AGENT["id"])
         repaired = await reconciler.reconcile(spec, seed_root=seeds)
         assert repaired.applied == (f"join:{AGENT['id']}",)
         assert repaired.converged is True

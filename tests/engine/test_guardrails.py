@@ -48,7 +48,7 @@ def judge(
     """`present` entities in the room, the spec keeps the first `kept` (same for artifacts)."""
     observed = ObservedRoom.model_validate(
         {
-            "roomId": "room-1",
+            "roomId": "room-test-1",
             "entities": [entity(i) for i in range(present)],
             "artifacts": [artifact(i) for i in range(artifacts)],
         }
@@ -57,7 +57,7 @@ def judge(
         {
             "metadata": {"name": "g", "version": 1},
             "spec": {
-                "roomId": "room-1",
+                "roomId": "room-test-1",
                 "entities": [entity(i) for i in range(kept)],
                 "artifacts": [
                     {"name": f"a{i:02d}", "type": "document", "workspace": "shared"}

@@ -20,7 +20,7 @@ from tests.support.roomserver import RoomServerHandle, running_roomserver
 
 OWNER = {"id": "E-human-owner", "kind": "human"}
 PLAN = {"name": "project-plan", "type": "document", "workspace": "shared", "seedFrom": "seeds/plan.md"}
-ROOM = "room-eng-1"
+ROOM = "room-eng-01"
 
 
 def settings() -> OperatorSettings:

@@ -23,12 +23,12 @@ from tests.engine.planning_model import apply_plan
 
 def make_spec(**body: Any) -> RoomSpec:
     return RoomSpec.model_validate(
-        {"metadata": {"name": "lab", "version": 1}, "spec": {"roomId": "room-1", **body}}
+        {"metadata": {"name": "lab", "version": 1}, "spec": {"roomId": "room-test-1", **body}}
     )
 
 
 def room(**state: Any) -> ObservedRoom:
-    return ObservedRoom.model_validate({"roomId": "room-1", "revision": 3, **state})
+    return ObservedRoom.model_validate({"roomId": "room-test-1", "revision": 3, **state})
 
 
 def seed(sha: str = "a" * 64, size: int = 3) -> LocalSeed:

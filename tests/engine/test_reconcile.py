@@ -88,7 +88,7 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert sink.actions[:2] == ["reconcile.planning", "reconcile.pre_checks"]
         assert sink.actions[-2:] == ["reconcile.apply", "reconcile.verify"]
 
-        state = await client.get_state("room-eng-1")
+        state = await client.get_state("room-eng-01")
         assert [e.id for e in state.entities] == ["E-agent-1", "E-human-1"]
         assert state.policies.dm_visibility_default == "public"
         plan_artifact = next(a for a in state.artifacts if a.name == "project-plan")
@@ -105,7 +105,7 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert again.applied == ()
         assert again.plan is not None
         assert again.plan["changes"] == []
-        assert (await client.get_state("room-eng-1")).revision == state.revision
+        assert (await client.get_state("room-eng-01")).revision == state.revision
 
 
 async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds: Path) -> None:
@@ -123,7 +123,7 @@ async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds
         assert sorted(result.applied) == sorted(
             ["update:E-agent-1", "kick:E-human-1", "seed:fresh-data", "delete-artifact:research-data"]
         )
-        state = await client.get_state("room-eng-1")
+        state = await client.get_state("room-eng-01")
         assert [(e.id, e.display_name, e.visibility) for e in state.entities] == [
             ("E-agent-1", "Renamed", "public")
         ]
@@ -135,7 +135,9 @@ async def test_update_kick_delete_and_reseed(roomserver: RoomServerHandle, seeds
             "reseed:project-plan",
             "promote:project-plan",
         )
-        latest = next(a for a in (await client.get_state("room-eng-1")).artifacts if a.name == "project-plan")
+        latest = next(
+            a for a in (await client.get_state("room-eng-01")).artifacts if a.name == "project-plan"
+        )
         assert (latest.version, latest.promoted) == (2, True)
 
 
@@ -147,7 +149,7 @@ async def test_guardrails_refuse_and_leave_the_room_untouched(
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
         reconciler = Reconciler(client, fast_settings(), audit=sink)
         assert (await reconciler.reconcile(room_spec(entities=crowd), seed_root=seeds)).success
-        revision = (await client.get_state("room-eng-1")).revision
+        revision = (await client.get_state("room-eng-01")).revision
         result = await reconciler.reconcile(room_spec(entities=crowd[:3]), seed_root=seeds)
         assert not result.success
         assert result.code == "GUARDRAILS_EXCEEDED"
@@ -159,7 +161,7 @@ async def test_guardrails_refuse_and_leave_the_room_untouched(
         assert result.plan is not None
         assert result.plan["guardrails"]["passed"] is False
         assert sink.actions[-1] == "reconcile.guardrail_refused"
-        assert (await client.get_state("room-eng-1")).revision == revision
+        assert (await client.get_state("room-eng-01")).revision == revision
 
         confirmed = await reconciler.reconcile(room_spec(entities=crowd[:5]), seed_root=seeds, confirm=False)
         assert confirmed.success  # exactly 50% passes
@@ -169,7 +171,7 @@ async def test_guardrails_refuse_and_leave_the_room_untouched(
         done = await reconciler.reconcile(room_spec(), seed_root=seeds, confirm=True)
         assert done.success
         assert "High change ratio (100%) detected but confirmed" in done.warnings
-        assert (await client.get_state("room-eng-1")).entities == ()
+        assert (await client.get_state("room-eng-01")).entities == ()
 
 
 async def test_protected_items_are_never_removed(roomserver: RoomServerHandle, seeds: Path) -> None:
@@ -185,7 +187,7 @@ async def test_protected_items_are_never_removed(roomserver: RoomServerHandle, s
         assert result.remaining == ("kick:E-agent-1",)
         assert result.diff is not None
         assert result.diff.blocked == ["E-agent-1"]
-        assert [e.id for e in (await client.get_state("room-eng-1")).entities] == ["E-agent-1", "E-human-1"]
+        assert [e.id for e in (await client.get_state("room-eng-01")).entities] == ["E-agent-1", "E-human-1"]
 
 
 async def test_dry_run_stops_after_pre_checks_and_reports_blocked(
@@ -201,7 +203,7 @@ async def test_dry_run_stops_after_pre_checks_and_reports_blocked(
         assert result.diff.blocked == ["research-data"]
         assert f"Seed file not found: {seeds / 'seeds' / 'missing.json'}" in result.warnings
         assert result.requests == 2  # state + whoami, no write
-        assert (await client.get_state("room-eng-1")).revision == 0
+        assert (await client.get_state("room-eng-01")).revision == 0
 
 
 async def test_missing_scopes_block_before_any_write(tmp_path: Path, seeds: Path) -> None:
@@ -285,7 +287,7 @@ async def test_delete_limit_against_the_server(roomserver: RoomServerHandle, see
             "GUARDRAILS_EXCEEDED",
             ("Artifact delete count (2) exceeds limit (1)",),
         )
-        assert len((await client.get_state("room-eng-1")).artifacts) == 2
+        assert len((await client.get_state("room-eng-01")).artifacts) == 2
 
 
 async def test_reference_clients_policy_none_is_declared_and_kept(
@@ -298,7 +300,7 @@ async def test_reference_clients_policy_none_is_declared_and_kept(
         reconciler = Reconciler(client, fast_settings())
         result = await reconciler.reconcile(full_spec(entities=[silent], artifacts=[]), seed_root=seeds)
         assert result.success, result.warnings
-        (entity,) = (await client.get_state("room-eng-1")).entities
+        (entity,) = (await client.get_state("room-eng-01")).entities
         assert entity.policy.allow_commands_from == "none"
         again = await reconciler.reconcile(full_spec(entities=[silent], artifacts=[]), seed_root=seeds)
         assert (again.applied, again.converged) == ((), True)

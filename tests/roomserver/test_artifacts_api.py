@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from roomserver.api.schemas import ManifestEnvelope, ManifestList, VersionList
 from tests.support.roomserver import upload_artifact
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 
 
 def _sha(data: bytes) -> str:

@@ -116,18 +116,18 @@ async def test_routes_enforce_their_scope(tmp_path: Path) -> None:
         httpx.AsyncClient(base_url=server.url) as http,
     ):
         auth = {"Authorization": f"Bearer {server.token}"}
-        assert (await http.get("/room/ai-lab-01/state")).status_code == 401
-        assert (await http.get("/room/ai-lab-01/state", headers=auth)).status_code == 200
+        assert (await http.get("/room/room-ai-lab-01/state")).status_code == 401
+        assert (await http.get("/room/room-ai-lab-01/state", headers=auth)).status_code == 200
         refused = await http.post(
-            "/room/ai-lab-01/join", json={"entityId": "E-a1", "kind": "agent"}, headers=auth
+            "/room/room-ai-lab-01/join", json={"entityId": "E-a1", "kind": "agent"}, headers=auth
         )
         assert refused.status_code == 403
         assert refused.json()["code"] == "INSUFFICIENT_SCOPE"
         for method, path in [
-            ("PUT", "/rooms/ai-lab-01/policies"),
-            ("DELETE", "/rooms/ai-lab-01/artifacts/x"),
+            ("PUT", "/rooms/room-ai-lab-01/policies"),
+            ("DELETE", "/rooms/room-ai-lab-01/artifacts/x"),
             ("POST", "/admin/mcp/load"),
-            ("DELETE", "/room/ai-lab-01/entities/E-a1"),
+            ("DELETE", "/room/room-ai-lab-01/entities/E-a1"),
         ]:
             answer = await http.request(method, path, headers=auth, json={})
             assert answer.status_code == 403, (method, path)

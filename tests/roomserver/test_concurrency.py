@@ -9,7 +9,7 @@ import httpx
 
 from tests.support.roomserver import RoomServerHandle, upload_artifact
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 
 
 async def test_parallel_uploads_of_one_name_get_consecutive_versions(server: RoomServerHandle) -> None:

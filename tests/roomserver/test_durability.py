@@ -21,7 +21,7 @@ from roomserver.settings import ServerSettings
 from roomserver.storage.database import Database
 from tests.support.roomserver import roomserver_process, start_roomserver_process, upload_artifact
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 
 
 async def _upload_until_killed(

@@ -14,7 +14,7 @@ from roomserver.api.events import connected_frame, event_frame, ping_frame
 from roomserver.domain.events import RoomEvent
 from tests.support.roomserver import RoomServerHandle, running_roomserver, upload_artifact
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 
 
 async def _frames(response: httpx.Response) -> AsyncIterator[dict[str, str]]:
@@ -78,7 +78,7 @@ async def test_last_event_id_replays_everything_after_it_and_filters_by_room(
         await client.post(
             f"/room/{ROOM}/join", json={"entityId": "E-agent-1", "kind": "agent"}
         )  # events 1, 2
-        await client.put("/rooms/other-room/policies", json={"allowResourceCreation": True})  # event 3
+        await client.put("/rooms/room-other-room/policies", json={"allowResourceCreation": True})  # event 3
         await upload_artifact(client, ROOM, "plan", b"x")  # 4
         await client.post(f"/rooms/{ROOM}/artifacts/promote", json={"name": "plan"})  # 5
         await client.delete(f"/rooms/{ROOM}/artifacts/plan")  # 6
@@ -113,7 +113,7 @@ async def test_last_event_id_replays_everything_after_it_and_filters_by_room(
             "3",
             {"kind": "POLICIES.UPDATED", "data": {"policies": policies}},
         )
-        assert json.loads(third["data"])["roomId"] == "other-room"
+        assert json.loads(third["data"])["roomId"] == "room-other-room"
 
 
 async def test_idle_stream_sends_pings(tmp_path: Path) -> None:
@@ -140,10 +140,10 @@ async def test_bad_stream_requests_are_400(
 
 def test_frames_keep_the_reference_wire_bytes() -> None:
     event = RoomEvent(
-        43, "ai-lab-01", "2026-11-27T03:00:00.123456Z", "ENTITY.LEAVE", {"entityId": "E-agent-1"}
+        43, "room-ai-lab-01", "2026-11-27T03:00:00.123456Z", "ENTITY.LEAVE", {"entityId": "E-agent-1"}
     )
     envelope = (
-        '{"id":"43","roomId":"ai-lab-01","ts":"2026-11-27T03:00:00.123456Z","type":"event",'
+        '{"id":"43","roomId":"room-ai-lab-01","ts":"2026-11-27T03:00:00.123456Z","type":"event",'
         '"payload":{"kind":"ENTITY.LEAVE","data":{"entityId":"E-agent-1"}}}'
     )
     assert event_frame(event).encode() == f"id: 43\nevent: event\ndata: {envelope}\n\n".encode()

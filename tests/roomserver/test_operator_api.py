@@ -9,8 +9,10 @@ import pytest
 from fastapi import FastAPI
 
 from roomserver.api.schemas import EntityOut, PoliciesOut, RoomStateOut
+from roomserver.domain.entities import Entity
+from roomserver.domain.sessions import Session
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 AGENT: dict[str, Any] = {
     "entityId": "E-agent-1",
     "kind": "agent",
@@ -121,7 +123,13 @@ async def test_put_entity_upserts_updates_and_is_quiet_when_unchanged(client: ht
             "INVALID_ENTITY_SPEC",
             "ownerUserId",
         ),
-        ("POST", f"/room/{ROOM}/join", {**AGENT, "roomId": "other-room"}, "INVALID_ENTITY_SPEC", "roomId"),
+        (
+            "POST",
+            f"/room/{ROOM}/join",
+            {**AGENT, "roomId": "room-other-room"},
+            "INVALID_ENTITY_SPEC",
+            "roomId",
+        ),
         ("POST", f"/room/{ROOM}/join", {"kind": "agent"}, "INVALID_ENTITY_SPEC", "entityId is required"),
         ("POST", f"/room/{ROOM}/join", {**AGENT, "capabilities": "x"}, "INVALID_REQUEST", "capabilities"),
         ("POST", f"/room/{ROOM}/join", {**AGENT, "colour": "red"}, "INVALID_REQUEST", "colour"),
@@ -250,6 +258,15 @@ async def test_openapi_describes_every_json_endpoint(client: httpx.AsyncClient) 
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
+def _session(entity_id: str) -> Session:
+    """A live session as the hub binds one (tests/hub/ drive the real hub)."""
+    return Session(f"connection-{entity_id}", ROOM, Entity(entity_id, "agent"), None, True)
+
+
+async def _never_closed() -> None:
+    raise AssertionError("not closed in this test")
+
+
 async def test_a_live_session_shows_as_connected_and_is_closed_by_a_kick(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
@@ -259,11 +276,10 @@ async def test_a_live_session_shows_as_connected_and_is_closed_by_a_kick(
     async def close() -> None:
         closed.append("E-agent-1")
 
-    app.state.roomserver.sessions.bind(ROOM, "E-agent-1", close)
+    app.state.roomserver.sessions.add(_session("E-agent-1"), close)
     assert (await _state(client))["entities"][0]["connected"] is True
     assert (await client.delete(f"/room/{ROOM}/entities/E-agent-1")).status_code == 204
     assert closed == ["E-agent-1"]
-    app.state.roomserver.sessions.release(ROOM, "E-agent-1")
     assert app.state.roomserver.sessions.is_connected(ROOM, "E-agent-1") is False
 
 
@@ -278,7 +294,7 @@ async def test_state_read_is_conditional_on_its_etag(app: FastAPI, client: httpx
     assert unchanged.content == b""
     assert unchanged.headers["ETag"] == etag
     # Presence is not a room event (the revision stays) but it changes the body, so the ETag too.
-    app.state.roomserver.sessions.bind(ROOM, "E-agent-1", lambda: None)
+    app.state.roomserver.sessions.add(_session("E-agent-1"), _never_closed)
     connected = await client.get(f"/room/{ROOM}/state", headers={"If-None-Match": etag})
     assert connected.status_code == 200
     assert connected.json()["entities"][0]["connected"] is True

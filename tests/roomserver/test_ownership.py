@@ -15,7 +15,7 @@ from roomserver.storage import repository
 from roomserver.storage.database import SCHEMA_VERSION, Database
 from tests.support.roomserver import RoomServerHandle, running_roomserver
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 MEMBER = {"kind": "human", "displayName": "Owner"}
 
 

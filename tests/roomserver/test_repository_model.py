@@ -17,7 +17,7 @@ from roomserver.domain.entities import make_entity
 from roomserver.storage import repository
 from roomserver.storage.database import SCHEMA
 
-ROOM = "ai-lab-01"
+ROOM = "room-ai-lab-01"
 NAMES = st.sampled_from(["plan", "notes", "data"])
 CONTENTS = st.sampled_from([b"a", b"b", b"c"])
 ENTITIES = st.sampled_from(["E-one", "E-two", "E-three"])

@@ -11,8 +11,10 @@ async def test_health_and_join_show_in_state_over_a_socket(server: RoomServerHan
     headers = {"Authorization": f"Bearer {server.token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers) as client:
         assert (await client.get("/health")).text == "Healthy"
-        joined = await client.post("/room/ai-lab-01/join", json={"entityId": "E-agent-1", "kind": "agent"})
+        joined = await client.post(
+            "/room/room-ai-lab-01/join", json={"entityId": "E-agent-1", "kind": "agent"}
+        )
         assert joined.status_code == 201
-        state = (await client.get("/room/ai-lab-01/state")).json()
+        state = (await client.get("/room/room-ai-lab-01/state")).json()
     assert [e["id"] for e in state["entities"]] == ["E-agent-1"]
     assert state["status"] == "active"

@@ -15,7 +15,9 @@ from tests.service.conftest import EXAMPLES, room_spec
 
 
 def spec(version: int, *, entities: int = 2) -> RoomSpec:
-    return load_data(room_spec("lab", version=version, entities=entities), source="<test>", base_dir=EXAMPLES)
+    return load_data(
+        room_spec("room-lab-01", version=version, entities=entities), source="<test>", base_dir=EXAMPLES
+    )
 
 
 def offer(
@@ -29,7 +31,7 @@ def offer(
 
 def latest(version: int, *, entities: int = 2, revision: int = 3, actor: str = "api") -> SpecVersion:
     return SpecVersion(
-        room_id="lab",
+        room_id="room-lab-01",
         revision=revision,
         spec_version=version,
         spec=spec(version, entities=entities).to_wire(),

@@ -24,15 +24,15 @@ from tests.support.servers import free_port
 
 
 async def test_status_and_audit_commands_read_a_running_operator(operator: Operator) -> None:
-    applied = await operator.http.post("/apply", json=room_spec("cli-1"))
+    applied = await operator.http.post("/apply", json=room_spec("room-svc-cli-1"))
     runner = CliRunner()
     shown = await asyncio.to_thread(
         runner.invoke, app, ["status", "--operator", operator.url, "--output", "json"]
     )
     assert shown.exit_code == 0, shown.output
-    assert [room["roomId"] for room in json.loads(shown.output)["rooms"]] == ["cli-1"]
+    assert [room["roomId"] for room in json.loads(shown.output)["rooms"]] == ["room-svc-cli-1"]
     table = await asyncio.to_thread(runner.invoke, app, ["status", "--operator", operator.url])
-    assert "cli-1" in table.output
+    assert "room-svc-cli-1" in table.output
     cid = applied.json()["correlationId"]
     log = await asyncio.to_thread(
         runner.invoke,
@@ -41,9 +41,13 @@ async def test_status_and_audit_commands_read_a_running_operator(operator: Opera
         env={"COLUMNS": "160"},
     )
     assert log.exit_code == 0
-    rows = [line for line in log.output.splitlines() if "entityId=E-agent-0" in line]
+    lines = log.output.splitlines()
+    rows = [n for n, line in enumerate(lines) if "entityId=E-agent-0" in line]
     assert len(rows) == 1, log.output
-    assert all(word in rows[0] for word in ("cli-1", "entity.joined", "anonymous", cid[:8])), log.output
+    entry = " ".join(lines[rows[0] - 1 : rows[0] + 1])  # an entry's cells are stacked over lines
+    assert all(word in entry for word in ("room-svc-cli-1", "entity.joined", "anonymous", cid[:8])), (
+        log.output
+    )
     raw = await asyncio.to_thread(
         runner.invoke, app, ["audit", "--operator", operator.url, "--correlation-id", cid, "-o", "json"]
     )
@@ -69,8 +73,10 @@ def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path
         deadline, ready = time.monotonic() + 60, False
         while time.monotonic() < deadline and not ready:
             assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            with contextlib.suppress(httpx.TransportError):
-                answer = httpx.get(f"{url}/rooms/ai-lab-01", timeout=2)
+            with contextlib.suppress(httpx.TransportError, FileNotFoundError):
+                token = json.loads((data / "credentials.json").read_text())["operator"]["apiToken"]
+                reader = {"Authorization": f"Bearer {token}"}  # with auth on, reads need the token too
+                answer = httpx.get(f"{url}/rooms/room-ai-lab-01", headers=reader, timeout=2)
                 ready = (
                     answer.status_code == 200
                     and {c["type"]: c["status"] for c in answer.json()["conditions"]}.get("Ready") == "True"
@@ -80,14 +86,18 @@ def test_up_runs_both_services_applies_the_spec_and_stops_cleanly(tmp_path: Path
         credentials = data / "credentials.json"
         assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
         tokens = json.loads(credentials.read_text())
-        refused = httpx.post(f"{url}/rooms/ai-lab-01/reconcile", timeout=5)
+        refused = httpx.post(f"{url}/rooms/room-ai-lab-01/reconcile", timeout=5)
         assert refused.status_code == 401
         headers = {"Authorization": f"Bearer {tokens['operator']['apiToken']}"}
-        assert httpx.post(f"{url}/rooms/ai-lab-01/reconcile", headers=headers, timeout=5).status_code == 202
+        assert (
+            httpx.post(f"{url}/rooms/room-ai-lab-01/reconcile", headers=headers, timeout=5).status_code == 202
+        )
         admin = {"Authorization": f"Bearer {tokens['roomServer']['adminToken']}"}
-        server = httpx.get(f"http://127.0.0.1:{server_port}/room/ai-lab-01/state", headers=admin, timeout=5)
+        server = httpx.get(
+            f"http://127.0.0.1:{server_port}/room/room-ai-lab-01/state", headers=admin, timeout=5
+        )
         assert len(server.json()["entities"]) == 3
-        events = streams.enter_context(httpx.stream("GET", f"{url}/events", timeout=30))
+        events = streams.enter_context(httpx.stream("GET", f"{url}/events", headers=headers, timeout=30))
         assert next(events.iter_lines()) == "event: connected"  # an open stream must not delay the stop
     finally:
         process.send_signal(signal.SIGTERM)
@@ -107,7 +117,7 @@ async def test_audit_follow_prints_live_entries_of_one_room(operator: Operator) 
         "--operator",
         operator.url,
         "--room",
-        "cli-2",
+        "room-svc-cli-2",
         "--action",
         "entity.joined",
     ]
@@ -115,10 +125,10 @@ async def test_audit_follow_prints_live_entries_of_one_room(operator: Operator) 
     assert follower.stdout is not None
     try:
         # Entries made before the follower connects come with the stream's replay: no race to lose.
-        await operator.http.post("/apply", json=room_spec("cli-2"))
+        await operator.http.post("/apply", json=room_spec("room-svc-cli-2"))
         async with asyncio.timeout(20):
             lines = [(await follower.stdout.readline()).decode() for _ in range(2)]
-        assert all(" cli-2 entity.joined by anonymous entityId=E-agent-" in line for line in lines)
+        assert all(" room-svc-cli-2 entity.joined by anonymous entityId=E-agent-" in line for line in lines)
     finally:
         follower.terminate()
         await follower.wait()
@@ -167,7 +177,7 @@ def test_up_keeps_a_newer_revision_applied_through_the_api(tmp_path: Path) -> No
         token = json.loads((data / "credentials.json").read_text())["operator"]["apiToken"]
         applied = httpx.post(
             f"{url}/apply",
-            json=room_spec("up-lab", version=6),
+            json=room_spec("room-up-lab", version=6),
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
@@ -178,26 +188,24 @@ def test_up_keeps_a_newer_revision_applied_through_the_api(tmp_path: Path) -> No
     assert applied.status_code == 200, (applied.text, log)
     assert applied.json()["converged"] is True
     command = _roomop_up(data, operator_port, server_port, spec_file)
-    spec_file.write_text(json.dumps(room_spec("up-lab", version=4, entities=3)))
+    spec_file.write_text(json.dumps(room_spec("room-up-lab", version=4, entities=3)))
     kept = _up_until_applied(command)
-    assert (
-        f"kept up-lab revision 1 (v6, by api); {spec_file} has v4: `roomop up --force` re-applies the file"
-        in kept
-    ), kept
+    kept_line = f"kept room-up-lab revision 1 (v6, by api); {spec_file} has v4"
+    assert f"{kept_line}: `roomop up --force` re-applies the file" in kept, kept
     assert "stopped the operator and the room server" in kept
 
     async def desired() -> tuple[int | None, list[int]]:
         store = Store(f"sqlite:///{data / 'operator.db'}")
         try:
-            room = await store.get_room("up-lab")
+            room = await store.get_room("room-up-lab")
             assert room is not None
-            return room.spec_version, [version.spec_version for version in await store.history("up-lab")]
+            return room.spec_version, [version.spec_version for version in await store.history("room-up-lab")]
         finally:
             await store.close()
 
     assert asyncio.run(desired()) == (6, [6])
-    spec_file.write_text(json.dumps(room_spec("up-lab", version=7, entities=3)))
-    assert "applied up-lab v7 revision 2: converged" in _up_until_applied(command)
+    spec_file.write_text(json.dumps(room_spec("room-up-lab", version=7, entities=3)))
+    assert "applied room-up-lab v7 revision 2: converged" in _up_until_applied(command)
     restarted = _up_until_applied(command)  # the same file again: no new revision
-    assert "applied up-lab v7 revision 2 (unchanged): converged" in restarted, restarted
+    assert "applied room-up-lab v7 revision 2 (unchanged): converged" in restarted, restarted
     assert asyncio.run(desired()) == (7, [6, 7])

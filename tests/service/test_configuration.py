@@ -104,6 +104,35 @@ def test_auth_names_the_caller_and_refuses_unknown_tokens(tmp_path: Path) -> Non
         assert refused.value.body["code"] == "AUTH_REQUIRED"
 
 
+def test_tokens_file_scopes_name_readers_and_writers(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "tokens:\n"
+        "  - {name: dash, token: dash-token-0123456789, scopes: [operator:read]}\n"
+        "  - {name: ci, token: ci-token-0123456789ab, scopes: [operator:write]}\n"
+        "  - {name: old, token: old-token-0123456789, scopes: [room:read]}\n"
+        "  - {name: bare, token: bare-token-012345678}\n"
+    )
+    auth = Authenticator.from_settings(ApiSettings(tokens_file=tokens, read_token=SecretStr("reader-t")))
+    for token, name, writes in (
+        ("dash-token-0123456789", "dash", False),
+        ("reader-t", "reader", False),
+        ("ci-token-0123456789ab", "ci", True),  # operator:write implies operator:read
+        ("old-token-0123456789", "old", True),  # no operator: scope: a writer, as before scopes
+        ("bare-token-012345678", "bare", True),
+    ):
+        assert auth.caller(request_with(f"Bearer {token}"), scope="operator:read") == name
+        if writes:
+            assert auth.caller(request_with(f"Bearer {token}"), scope="operator:write") == name
+            continue
+        with pytest.raises(ApiError) as refused:
+            auth.caller(request_with(f"Bearer {token}"), scope="operator:write")
+        assert (refused.value.status, refused.value.body["code"]) == (403, "INSUFFICIENT_SCOPE")
+    tokens.write_text("tokens:\n  - {name: x, token: x-token-0123456789ab, scopes: [operator:admin]}\n")
+    with pytest.raises(AuthConfigError, match=r"tokens\.0\.scopes\.0"):
+        Authenticator.from_settings(ApiSettings(tokens_file=tokens))
+
+
 def test_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
     assert is_loopback("127.0.0.1")
     assert is_loopback("localhost")

@@ -21,12 +21,12 @@ async def test_operator_state_survives_a_restart_on_postgresql(
     async with postgres_schema(url) as schema:
         settings = operator_settings(roomserver, tmp_path, store={"url": url, "schema_name": schema})
         async with running_operator(settings) as op:
-            applied = await op.http.post("/apply", json=room_spec("pg-room"))
+            applied = await op.http.post("/apply", json=room_spec("room-pg-room"))
             assert applied.status_code == 200
         async with running_operator(settings) as op:
-            room = (await op.http.get("/rooms/pg-room")).json()
+            room = (await op.http.get("/rooms/room-pg-room")).json()
             assert (room["managed"], room["specVersion"], room["revision"]) == (True, 1, 1)
             run = (await op.http.get(f"/runs/{applied.json()['correlationId']}")).json()
             assert run["status"] == "succeeded"
-            entries = (await op.http.get("/audit", params={"roomId": "pg-room"})).json()["entries"]
+            entries = (await op.http.get("/audit", params={"roomId": "room-pg-room"})).json()["entries"]
             assert "spec.accepted" in [e["action"] for e in entries]

@@ -21,12 +21,12 @@ async def test_one_room_is_serialised_and_coalesced_latest_spec_wins(
     # A slow write rate keeps the first run busy while the next applies arrive.
     settings = operator_settings(roomserver, tmp_path, reconciliation={"rate_limit_per_second": 20.0})
     async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
-        first = asyncio.create_task(op.http.post("/apply", json=room_spec("busy-1", entities=40)))
+        first = asyncio.create_task(op.http.post("/apply", json=room_spec("room-busy-1", entities=40)))
         async for entry in entries:
-            if entry.get("roomId") == "busy-1" and entry.get("action") == "entity.joined":
+            if entry.get("roomId") == "room-busy-1" and entry.get("action") == "entity.joined":
                 break
         queued = [
-            await op.http.post("/apply", json=room_spec("busy-1", version=v, entities=40 + v))
+            await op.http.post("/apply", json=room_spec("room-busy-1", version=v, entities=40 + v))
             for v in (2, 3, 4)
         ]
         assert [answer.status_code for answer in queued] == [202, 202, 202]
@@ -42,11 +42,11 @@ async def test_one_room_is_serialised_and_coalesced_latest_spec_wins(
             ("superseded", ids[1]), ("superseded", ids[2]), ("succeeded", None),
         ]  # fmt: skip
         assert runs[2]["result"]["converged"] is True
-        state = (await admin.get("/room/busy-1/state")).json()
+        state = (await admin.get("/room/room-busy-1/state")).json()
         assert len(state["entities"]) == 44
         assert [answer.json()["revision"] for answer in queued] == [2, 3, 4]
         assert [r["supersededByRevision"] for r in runs] == [3, 4, None]
-        history = (await op.http.get("/rooms/busy-1/history")).json()["items"]
+        history = (await op.http.get("/rooms/room-busy-1/history")).json()["items"]
         # Every acknowledged spec is a revision; only the last one ran and became desired.
         assert [(item["specVersion"], item["desiredAt"] is not None) for item in history] == [
             (1, True), (2, False), (3, False), (4, True),
@@ -59,7 +59,7 @@ async def test_different_rooms_reconcile_in_parallel(roomserver: RoomServerHandl
     settings = operator_settings(roomserver, tmp_path, reconciliation={"rate_limit_per_second": 40.0})
     async with running_operator(settings) as op:
         answers = await asyncio.gather(
-            *(op.http.post("/apply", json=room_spec(f"par-{n}", entities=15)) for n in range(3))
+            *(op.http.post("/apply", json=room_spec(f"room-parallel-{n}", entities=15)) for n in range(3))
         )
         assert [answer.status_code for answer in answers] == [200, 200, 200]
         runs = [(await op.http.get(f"/runs/{a.json()['correlationId']}")).json()["result"] for a in answers]
@@ -71,12 +71,12 @@ async def test_different_rooms_reconcile_in_parallel(roomserver: RoomServerHandl
 async def test_drift_is_corrected_from_room_server_events(
     operator: Operator, admin: httpx.AsyncClient
 ) -> None:
-    assert (await operator.http.post("/apply", json=room_spec("drift-1"))).status_code == 200
+    assert (await operator.http.post("/apply", json=room_spec("room-drift-1"))).status_code == 200
     async with asyncio.timeout(10):
         await operator.app.state.follower.connected.wait()
         await operator.controller.wait_idle()
-    async with sse_data(admin, "/events", roomId="drift-1") as events:
-        assert (await admin.delete("/room/drift-1/entities/E-agent-1")).status_code == 204
+    async with sse_data(admin, "/events", roomId="room-drift-1") as events:
+        assert (await admin.delete("/room/room-drift-1/entities/E-agent-1")).status_code == 204
         # The loop interval is 30 s here: only the event can bring the entity back this fast.
         async with asyncio.timeout(2):
             async for event in events:
@@ -95,16 +95,17 @@ async def test_the_interval_loop_corrects_drift_without_events(
         roomserver, tmp_path, reconciliation={"interval_seconds": 0.3}, events={"follow_room_server": False}
     )
     async with running_operator(settings) as op:
-        assert (await op.http.post("/apply", json=room_spec("loop-1"))).status_code == 200
-        async with sse_data(admin, "/events", roomId="loop-1") as events:
-            await admin.delete("/room/loop-1/entities/E-agent-0")
+        assert (await op.http.post("/apply", json=room_spec("room-loop-1"))).status_code == 200
+        async with sse_data(admin, "/events", roomId="room-loop-1") as events:
+            await admin.delete("/room/room-loop-1/entities/E-agent-0")
             async with asyncio.timeout(3):
                 async for event in events:
                     if event.get("payload", {}).get("kind") == "ENTITY.JOIN":
                         break
         async with asyncio.timeout(10):
             await op.controller.wait_idle()
-        drift = (await op.http.get("/audit", params={"roomId": "loop-1", "action": "entity.joined"})).json()
+        params = {"roomId": "room-loop-1", "action": "entity.joined"}
+        drift = (await op.http.get("/audit", params=params)).json()
         assert len(drift["entries"]) == 3  # two from the apply, one from the loop
 
 
@@ -117,16 +118,16 @@ async def test_a_room_that_never_converges_becomes_stalled(
         reconciliation={"interval_seconds": 0.1, "jitter_percent": 0, "max_cycles_until_converged": 3},
         features={"resources": True},
     )
-    spec = room_spec("stall-1")  # a resource without an endpoint can never be loaded
+    spec = room_spec("room-stall-1")  # a resource without an endpoint can never be loaded
     spec["spec"]["resources"] = [{"name": "tool", "type": "mcp-tool"}]
     async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
         answer = await op.http.post("/apply", json=spec)
         assert (answer.status_code, answer.json()["partialSuccess"]) == (200, True)
         async with asyncio.timeout(10):
             async for entry in entries:
-                if entry.get("roomId") == "stall-1" and entry.get("action") == "room.stalled":
+                if entry.get("roomId") == "room-stall-1" and entry.get("action") == "room.stalled":
                     break
-        status = (await op.http.get("/status/rooms/stall-1")).json()
+        status = (await op.http.get("/status/rooms/room-stall-1")).json()
         assert status["cyclesSinceConverged"] >= 3
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["Stalled"]["status"] == "True"
@@ -141,14 +142,14 @@ async def test_unreachable_room_server_makes_the_operator_unhealthy(tmp_path: Pa
         url=f"http://127.0.0.1:{free_port()}", token="t", admin_token="t", data_dir=tmp_path, app=None
     )
     async with running_operator(operator_settings(dead, tmp_path)) as op:
-        answer = await op.http.post("/apply", json=room_spec("dead-1"))
+        answer = await op.http.post("/apply", json=room_spec("room-dead-1"))
         assert (answer.status_code, answer.json()["code"]) == (400, "ROOM_SERVER_UNREACHABLE")
         health = await op.http.get("/health")
         assert health.status_code == 503
         assert health.headers["content-type"] == "application/problem+json"
         assert (health.json()["title"], health.json()["status"]) == ("Unhealthy", 503)
         assert (await op.http.get("/status")).json()["health"] == 2
-        assert (await op.http.get("/rooms/dead-1")).json()["managed"] is False
+        assert (await op.http.get("/rooms/room-dead-1")).json()["managed"] is False
         failed = (await op.http.get("/audit", params={"action": "reconcile.failed"})).json()["entries"]
         assert failed[0]["metadata"]["code"] == "ROOM_SERVER_UNREACHABLE"
         problem = await op.http.get("/mcp/status")
@@ -158,26 +159,33 @@ async def test_unreachable_room_server_makes_the_operator_unhealthy(tmp_path: Pa
 async def test_mutating_endpoints_need_the_api_token(roomserver: RoomServerHandle, tmp_path: Path) -> None:
     settings = operator_settings(roomserver, tmp_path, api={"token": SecretStr("s3cret")})
     async with running_operator(settings) as op:
-        refused = await op.http.post("/apply", json=room_spec("auth-1"))
+        refused = await op.http.post("/apply", json=room_spec("room-auth-1"))
         assert refused.status_code == 401
         assert refused.json()["code"] == "AUTH_REQUIRED"
         assert refused.headers["WWW-Authenticate"] == "Bearer"
         wrong = await op.http.post(
-            "/apply", json=room_spec("auth-1"), headers={"Authorization": "Bearer nope"}
+            "/apply", json=room_spec("room-auth-1"), headers={"Authorization": "Bearer nope"}
         )
         assert wrong.status_code == 401
         for method, path in (
-            ("POST", "/rooms/auth-1/reconcile"),
-            ("DELETE", "/rooms/auth-1"),
+            ("POST", "/rooms/room-auth-1/reconcile"),
+            ("DELETE", "/rooms/room-auth-1"),
             ("POST", "/mcp/load"),
         ):
             assert (await op.http.request(method, path)).status_code == 401
-        assert (await op.http.get("/status")).status_code == 200
+        assert (await op.http.get("/status")).status_code == 401  # reads need a token too
+        assert (await op.http.get("/health")).status_code == 200  # api.open_probes
         good = await op.http.post(
-            "/apply", json=room_spec("auth-1"), headers={"Authorization": "Bearer s3cret"}
+            "/apply", json=room_spec("room-auth-1"), headers={"Authorization": "Bearer s3cret"}
         )
         assert good.status_code == 200
-        entries = (await op.http.get("/audit", params={"correlationId": good.json()["correlationId"]})).json()
+        entries = (
+            await op.http.get(
+                "/audit",
+                params={"correlationId": good.json()["correlationId"]},
+                headers={"Authorization": "Bearer s3cret"},
+            )
+        ).json()
         assert {e["actor"] for e in entries["entries"]} == {"api"}
 
 
@@ -192,10 +200,11 @@ async def test_the_loop_keeps_the_confirmation_of_the_spec_it_restores(
     )
     intruders = {f"E-intruder-{n}" for n in range(3)}  # 3 kicks of 5 members: a 60 % change
     async with running_operator(settings) as op:
-        confirmed = await op.http.post("/apply", json=room_spec("confirm-1"), headers={"X-Confirm": "yes"})
-        unconfirmed = await op.http.post("/apply", json=room_spec("confirm-2"))
+        confirm = {"X-Confirm": "yes"}
+        confirmed = await op.http.post("/apply", json=room_spec("room-confirm-1"), headers=confirm)
+        unconfirmed = await op.http.post("/apply", json=room_spec("room-confirm-2"))
         assert (confirmed.status_code, unconfirmed.status_code) == (200, 200)
-    for room in ("confirm-1", "confirm-2"):  # the drift happens while the operator is down
+    for room in ("room-confirm-1", "room-confirm-2"):  # the drift happens while the operator is down
         for entity in sorted(intruders):
             await admin.post(f"/room/{room}/join", json={"entityId": entity, "kind": "agent"})
     async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
@@ -203,14 +212,14 @@ async def test_the_loop_keeps_the_confirmation_of_the_spec_it_restores(
         refused = False
         async with asyncio.timeout(10):
             async for entry in entries:
-                if entry.get("roomId") == "confirm-1" and entry.get("action") == "entity.kicked":
+                if entry.get("roomId") == "room-confirm-1" and entry.get("action") == "entity.kicked":
                     kicked.add(entry["metadata"]["entityId"])
                 if (
-                    entry.get("roomId") == "confirm-2"
+                    entry.get("roomId") == "room-confirm-2"
                     and entry.get("action") == "reconcile.guardrail_refused"
                 ):
                     refused = True
                 if kicked == intruders and refused:
                     break
-    state = (await admin.get("/room/confirm-2/state")).json()
+    state = (await admin.get("/room/room-confirm-2/state")).json()
     assert intruders <= {e["id"] for e in state["entities"]}

@@ -91,13 +91,13 @@ async def test_a_plain_spec_names_no_file_outside_the_seed_roots_and_nothing_is_
     opened_files.clear()  # what the test itself wrote above
     async with running_operator(settings) as op:
         for index, (seed, rule) in enumerate(cases.items()):
-            answer = await op.http.post("/apply", json=spec_seeding(f"leak-{index}", seed))
+            answer = await op.http.post("/apply", json=spec_seeding(f"room-leak-{index}", seed))
             body = answer.json()
             assert answer.status_code == 400, body
             assert body["errors"][0].startswith("spec.artifacts[0].seedFrom: "), body
             assert rule in body["errors"][0], body
-            assert (await admin.get(f"/room/leak-{index}/state")).json()["artifacts"] == []
-            assert (await op.http.get(f"/rooms/leak-{index}")).status_code == 404
+            assert (await admin.get(f"/room/room-leak-{index}/state")).json()["artifacts"] == []
+            assert (await op.http.get(f"/rooms/room-leak-{index}")).status_code == 404
     assert not {str(credentials.resolve()), str(outside.resolve())} & set(opened_files)
 
 
@@ -106,12 +106,12 @@ async def test_without_seed_roots_a_plain_spec_names_no_file_at_all(
 ) -> None:
     settings = operator_settings(roomserver, tmp_path, seeds={"roots": []})
     async with running_operator(settings) as op:
-        answer = await op.http.post("/apply", json=spec_seeding("noroot-1", "seeds/project-plan.md"))
+        answer = await op.http.post("/apply", json=spec_seeding("room-noroot-1", "seeds/project-plan.md"))
         body = answer.json()
         assert (answer.status_code, body["code"]) == (400, "SEED_REFUSED")
         assert "spec.artifacts[0].seedFrom: 'seeds/project-plan.md'" in body["errors"][0]
         assert "multipart POST /apply" in body["errors"][0]
-        assert (await op.http.get("/rooms/noroot-1")).status_code == 404
+        assert (await op.http.get("/rooms/room-noroot-1")).status_code == 404
     assert str((EXAMPLES / "seeds" / "project-plan.md").resolve()) not in opened_files
 
 
@@ -125,7 +125,7 @@ async def test_the_shipped_example_posted_with_its_seeds_converges(
         body = answer.json()
         assert answer.status_code == 200, body
         assert (body["success"], body["converged"]) == (True, True), body
-        state = (await admin.get("/room/ai-lab-01/state")).json()
+        state = (await admin.get("/room/room-ai-lab-01/state")).json()
         digests = {artifact["name"]: artifact["sha256"] for artifact in state["artifacts"]}
         assert digests == {
             "project-plan": hashlib.sha256(seeds["./seeds/project-plan.md"]).hexdigest(),
@@ -133,20 +133,20 @@ async def test_the_shipped_example_posted_with_its_seeds_converges(
         }
         for data in seeds.values():  # the operator keeps the bytes, content-addressed
             assert (tmp_path / "seeds" / "sha256" / hashlib.sha256(data).hexdigest()).read_bytes() == data
-        first = (await op.http.get("/rooms/ai-lab-01")).json()["seedRoot"]
+        first = (await op.http.get("/rooms/room-ai-lab-01")).json()["seedRoot"]
         assert (Path(first) / "seeds" / "project-plan.md").read_bytes() == seeds["./seeds/project-plan.md"]
         # The same content resolves to the same seed folder.
         await op.http.post("/apply", headers={"X-Dry-Run": "true"}, **multipart(AI_LAB.read_text(), seeds))
         again = await op.http.post("/apply", **multipart(AI_LAB.read_text(), seeds))
         assert again.status_code == 200, again.text
-        assert (await op.http.get("/rooms/ai-lab-01")).json()["seedRoot"] == first
+        assert (await op.http.get("/rooms/room-ai-lab-01")).json()["seedRoot"] == first
 
 
 async def test_multipart_parts_must_be_exactly_the_specs_seeds(
     roomserver: RoomServerHandle, tmp_path: Path
 ) -> None:
     settings = operator_settings(roomserver, tmp_path, seeds={"roots": []})
-    spec = spec_seeding("parts-1", "./a.md", "b/c.md")
+    spec = spec_seeding("room-parts-1", "./a.md", "b/c.md")
     async with running_operator(settings) as op:
         missing = await op.http.post("/apply", **multipart(spec, {"a.md": b"a"}))
         assert (missing.status_code, missing.json()["code"]) == (400, "SEEDS_MISMATCH")
@@ -158,7 +158,7 @@ async def test_multipart_parts_must_be_exactly_the_specs_seeds(
         assert extra.json()["errors"][0].startswith("part 'd': names no seedFrom of the spec")
         no_spec = await op.http.post("/apply", files=[("a.md", ("a.md", b"a", "text/plain"))])
         assert (no_spec.status_code, no_spec.json()["code"]) == (400, "INVALID_BODY")
-        assert (await op.http.get("/rooms/parts-1")).status_code == 404
+        assert (await op.http.get("/rooms/room-parts-1")).status_code == 404
         assert not list((tmp_path / "seeds" / "tmp").iterdir())  # refused bodies leave nothing behind
         assert not (tmp_path / "seeds" / "sha256").exists()
 
@@ -168,7 +168,7 @@ async def test_multipart_limits_are_checked_while_the_body_streams(
 ) -> None:
     limits = {"roots": [], "max_part_bytes": 3000, "max_total_bytes": 5000, "max_parts": 3}
     settings = operator_settings(roomserver, tmp_path, seeds=limits)
-    spec = spec_seeding("limits-1", "a.md", "b.md")
+    spec = spec_seeding("room-limits-1", "a.md", "b.md")
 
     async def chunked(parts: dict[str, Any]) -> httpx.Response:
         request = op.http.build_request("POST", "/apply", **parts)

@@ -18,7 +18,7 @@ def minimal(**spec: Any) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "RoomSpec",
         "metadata": {"name": "lab", "version": 1},
-        "spec": {"roomId": "room-1", "policies": {"dmVisibilityDefault": "team"}, **spec},
+        "spec": {"roomId": "room-test-1", "policies": {"dmVisibilityDefault": "team"}, **spec},
     }
 
 

@@ -11,7 +11,7 @@ from roomoperator.spec.parsing import MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, 
 from roomoperator.spec.validation import MAX_ISSUES
 from tests.spec.documents import issues_of_text
 
-VALID = "metadata: {name: lab, version: 1}\nspec:\n  roomId: room-1\n"
+VALID = "metadata: {name: lab, version: 1}\nspec:\n  roomId: room-test-1\n"
 
 
 def billion_laughs(levels: int = 9) -> str:
@@ -152,7 +152,7 @@ def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
 def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
-    assert load_file(path)[0].spec.room_id == "room-1"
+    assert load_file(path)[0].spec.room_id == "room-test-1"
 
 
 def test_valid_text_loads() -> None:

@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "specs"
 
 def test_reference_example_loads() -> None:
     [loaded] = load_file(EXAMPLES / "ai-lab.room.yaml")
-    assert loaded.spec.room_id == "ai-lab-01"
+    assert loaded.spec.room_id == "room-ai-lab-01"
     assert [entity.id for entity in loaded.spec.spec.entities] == [
         "E-orchestrator-main",
         "E-agent-researcher",
@@ -34,7 +34,7 @@ def test_wrong_kind_is_reported_with_file_line_and_column() -> None:
     text = (
         "metadata: {name: x, version: 1}\n"
         "spec:\n"
-        "  roomId: room-1\n"
+        "  roomId: room-test-1\n"
         "  entities:\n"
         "    - {id: E-a1, kind: human}\n"
         "    - {id: E-a2, kind: agent}\n"
@@ -51,7 +51,7 @@ def test_wrong_kind_is_reported_with_file_line_and_column() -> None:
 def test_json_body_errors_name_field_paths() -> None:
     body = {
         "metadata": {"name": "x", "version": 1},
-        "spec": {"roomId": "room-1", "entities": [{"id": "E-a1"}]},
+        "spec": {"roomId": "room-test-1", "entities": [{"id": "E-a1"}]},
     }
     with pytest.raises(SpecError) as caught:
         load_data(body)

@@ -232,7 +232,7 @@ def room_specs(draw: st.DrawFn) -> RoomSpec:
     return RoomSpec(
         metadata=Metadata(
             name=draw(pattern(r"[a-z][a-z0-9-]{0,20}")),
-            version=draw(st.integers(min_value=1, max_value=2**31)),
+            version=draw(st.integers(min_value=1, max_value=2**31 - 1)),
             labels=draw(st.dictionaries(texts, texts, max_size=3)),
             annotations=draw(st.dictionaries(texts, texts, max_size=2)),
         ),

@@ -67,7 +67,7 @@ def test_validation_reports_a_symlink_escape_with_its_position(spec_dir: Path) -
     spec_file.write_text(
         "metadata: {name: x, version: 1}\n"
         "spec:\n"
-        "  roomId: room-1\n"
+        "  roomId: room-test-1\n"
         "  artifacts:\n"
         "    - {name: leak, type: document, workspace: shared, seedFrom: seeds/leak.md}\n"
     )
@@ -89,7 +89,7 @@ def test_seed_paths_are_checked_lexically_without_a_folder() -> None:
 
 def test_seeds_resolve_against_the_spec_file_not_the_working_directory(spec_dir: Path) -> None:
     spec_file = spec_dir / "room.yaml"
-    spec_file.write_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1}\n")
+    spec_file.write_text("metadata: {name: x, version: 1}\nspec: {roomId: room-test-1}\n")
     [loaded] = load_file(spec_file)
     assert loaded.base_dir == spec_dir.resolve()
 
@@ -99,7 +99,7 @@ def test_a_missing_seed_file_is_a_warning_not_an_error(spec_dir: Path) -> None:
     spec_file.write_text(
         "metadata: {name: x, version: 1}\n"
         "spec:\n"
-        "  roomId: room-1\n"
+        "  roomId: room-test-1\n"
         "  policies: {dmVisibilityDefault: team}\n"
         "  artifacts:\n"
         "    - {name: plan, type: document, workspace: shared, seedFrom: seeds/plan.md}\n"

@@ -33,12 +33,12 @@ def test_a_changed_spec_at_the_same_version_is_refused() -> None:
 
 
 def test_going_back_a_version_is_refused() -> None:
-    report = check_upgrade(spec(5), spec(4, roomId="room-2"))
+    report = check_upgrade(spec(5), spec(4, roomId="room-test-2"))
     assert report.errors == ["New version (4) must be greater than current version (5)"]
 
 
 def test_the_room_id_cannot_change() -> None:
-    report = check_upgrade(spec(1, entities=ENTITIES), spec(2, roomId="room-2"))
+    report = check_upgrade(spec(1, entities=ENTITIES), spec(2, roomId="room-test-2"))
     assert report.errors == ["RoomId cannot be changed"]
     assert report.warnings == []
 

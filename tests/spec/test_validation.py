@@ -69,8 +69,8 @@ def test_identifier_formats_are_enforced() -> None:
     )
     messages = issues_of_data(data)
     assert messages == [
-        "<request>: spec.roomId: must be a room id: 3-64 letters, digits, '-' or '_', starting with a letter"
-        " or digit (got 'r!')",
+        "<request>: spec.roomId: must be a room id: 'room-' then 6 or more letters, digits, '-' or '_'"
+        " (room-abc123) (got 'r!')",
         "<request>: spec.entities[0].id: must be an entity id: 'E-' then 2-64 letters, digits, '-' or '_'"
         " (got 'agent-1')",
         "<request>: spec.entities[0].capabilities[0]: must be a capability: lower-case words of a-z, 0-9 and"
@@ -87,10 +87,16 @@ def test_identifier_formats_are_enforced() -> None:
     ]
 
 
-def test_room_ids_of_both_reference_styles_are_accepted() -> None:
-    for room_id in ("room-abc123", "ai-lab-01", "x" * 64):
+def test_room_ids_follow_the_reference_room_server_rule_up_to_64_characters() -> None:
+    for room_id in ("room-abc123", "room-ai-lab-01", "room-" + "x" * 59):
         assert load_data(minimal(roomId=room_id)).room_id == room_id
-    assert issues_of_data(minimal(roomId="x" * 65))[0].startswith("<request>: spec.roomId: must be a room id")
+    for refused in ("bad-room", "ai-lab-01", "room-abc12", "room-abc!23"):
+        assert issues_of_data(minimal(roomId=refused))[0].startswith(
+            "<request>: spec.roomId: must be a room id"
+        ), refused
+    assert issues_of_data(minimal(roomId="room-" + "x" * 60)) == [
+        "<request>: spec.roomId: must be at most 64 characters (got 65)"
+    ]
 
 
 def test_unknown_keys_suggest_the_closest_known_key() -> None:
@@ -220,7 +226,7 @@ metadata:
   name: lab
   version: -1
 spec:
-  roomId: room-1
+  roomId: room-test-1
   entities:
     - id: E-agent-1
       kind: robot
@@ -245,18 +251,19 @@ spec:
 
 def test_json_text_gets_positions_too() -> None:
     text = (
-        '{\n  "metadata": {"name": "x", "version": 1},\n  "spec": {"roomId": "room-1", "rollback": "always"}}'
+        '{\n  "metadata": {"name": "x", "version": 1},\n'
+        '  "spec": {"roomId": "room-test-1", "rollback": "always"}}'
     )
     assert issues_of_text(text, source="r.json") == [
-        "r.json:3:44: spec.rollback: must be one of never, on-failure (got 'always')"
+        "r.json:3:49: spec.rollback: must be one of never, on-failure (got 'always')"
     ]
 
 
 def test_membership_is_closed_or_open() -> None:
-    assert issues_of_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1, membership: half}\n") == [
-        "<string>:2:36: spec.membership: must be one of closed, open (got 'half')"
-    ]
-    [loaded] = load_text("metadata: {name: x, version: 1}\nspec: {roomId: room-1}\n")
+    assert issues_of_text(
+        "metadata: {name: x, version: 1}\nspec: {roomId: room-test-1, membership: half}\n"
+    ) == ["<string>:2:41: spec.membership: must be one of closed, open (got 'half')"]
+    [loaded] = load_text("metadata: {name: x, version: 1}\nspec: {roomId: room-test-1}\n")
     assert loaded.spec.spec.membership == "closed"
 
 
@@ -265,19 +272,19 @@ def _document(name: str, version: int, spec: str) -> str:
 
 
 def test_multi_document_yaml_holds_several_rooms() -> None:
-    text = _document("a", 1, "{roomId: room-a}") + "---\n" + _document("b", 2, "{roomId: room-b}")
-    assert [loaded.spec.room_id for loaded in load_text(text)] == ["room-a", "room-b"]
+    text = _document("a", 1, "{roomId: room-test-a}") + "---\n" + _document("b", 2, "{roomId: room-test-b}")
+    assert [loaded.spec.room_id for loaded in load_text(text)] == ["room-test-a", "room-test-b"]
 
 
 def test_the_same_room_twice_in_one_file_is_an_error() -> None:
-    text = _document("a", 1, "{roomId: room-a}") + "---\n" + _document("b", 2, "{roomId: room-a}")
+    text = _document("a", 1, "{roomId: room-test-a}") + "---\n" + _document("b", 2, "{roomId: room-test-a}")
     assert issues_of_text(text, source="f.yaml") == [
-        "f.yaml:5:16: spec.roomId: room 'room-a' is already declared by document 1 of this file"
+        "f.yaml:5:16: spec.roomId: room 'room-test-a' is already declared by document 1 of this file"
     ]
 
 
 def test_errors_in_several_documents_are_all_reported() -> None:
-    text = _document("a", 0, "{roomId: room-a}") + "---\n" + _document("b", 1, "{}")
+    text = _document("a", 0, "{roomId: room-test-a}") + "---\n" + _document("b", 1, "{}")
     assert issues_of_text(text, source="f.yaml") == [
         "f.yaml:1:30: metadata.version: Spec version must be positive (got 0)",
         "f.yaml:5:7: spec.roomId: RoomId is required",

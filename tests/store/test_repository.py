@@ -16,11 +16,11 @@ SPEC = {
     "apiVersion": "v1",
     "kind": "RoomSpec",
     "metadata": {"name": "lab", "version": 1},
-    "spec": {"roomId": "lab-01"},
+    "spec": {"roomId": "room-lab-01"},
 }
 
 
-def entry(action: str, *, correlation_id: str = "c1", room_id: str = "lab-01") -> AuditEntry:
+def entry(action: str, *, correlation_id: str = "c1", room_id: str = "room-lab-01") -> AuditEntry:
     return AuditEntry(
         action=action,
         correlation_id=correlation_id,
@@ -33,7 +33,7 @@ def entry(action: str, *, correlation_id: str = "c1", room_id: str = "lab-01") -
 def revision(number: int, *, version: int = 1, actor: str | None = None, cid: str = "c1") -> SpecVersion:
     spec = SPEC | {"metadata": {"name": "lab", "version": version}}
     return SpecVersion(
-        room_id="lab-01",
+        room_id="room-lab-01",
         revision=number,
         spec_version=version,
         spec=spec,
@@ -48,27 +48,27 @@ def revision(number: int, *, version: int = 1, actor: str | None = None, cid: st
 
 
 def queued(cid: str, number: int) -> RunRecord:
-    return RunRecord(cid, "lab-01", "apply", "queued", utcnow(), spec=SPEC, revision=number)
+    return RunRecord(cid, "room-lab-01", "apply", "queued", utcnow(), spec=SPEC, revision=number)
 
 
 async def desire(store: Store, number: int, **how: Any) -> None:
     assert await store.accept_revision(revision(number, **how))
-    await store.mark_desired("lab-01", number, confirmed=False)
+    await store.mark_desired("room-lab-01", number, confirmed=False)
 
 
 async def test_revisions_are_accepted_then_desired_with_history(store: Store) -> None:
     assert await store.accept_revision(revision(1), run=queued("c1", 1))
     assert await store.accept_revision(revision(2, version=2, actor="alice", cid="c2"), run=queued("c2", 2))
-    room = await store.get_room("lab-01")
+    room = await store.get_room("room-lab-01")
     assert room is not None
     assert (room.managed, room.revision, room.latest_revision) == (False, 0, 2)
-    await store.mark_desired("lab-01", 2, confirmed=True, diff={"toJoin": ["E-a"]})
-    room = await store.get_room("lab-01")
+    await store.mark_desired("room-lab-01", 2, confirmed=True, diff={"toJoin": ["E-a"]})
+    room = await store.get_room("room-lab-01")
     assert room is not None
     assert (room.managed, room.spec_version, room.revision, room.base_dir, room.confirmed) == (
         True, 2, 2, "/seeds", True,
     )  # fmt: skip
-    history = await store.history("lab-01")
+    history = await store.history("room-lab-01")
     assert [(h.revision, h.spec_version, h.actor, h.diff) for h in history] == [
         (1, 1, None, None),
         (2, 2, "alice", {"toJoin": ["E-a"]}),
@@ -76,8 +76,8 @@ async def test_revisions_are_accepted_then_desired_with_history(store: Store) ->
     assert (history[0].desired_at, history[1].seeds) == (None, {"plan": "ab" * 32})
     assert history[1].applied_at.tzinfo is not None
     assert history[1].desired_at is not None
-    assert (await store.latest_revisions())["lab-01"].revision == 2
-    assert await store.revision("lab-01", 1) == history[0]
+    assert (await store.latest_revisions())["room-lab-01"].revision == 2
+    assert await store.revision("room-lab-01", 1) == history[0]
     run = await store.get_run("c2")
     assert run is not None
     assert (run.status, run.revision) == ("queued", 2)
@@ -91,18 +91,18 @@ async def test_a_revision_is_compare_and_set_on_the_latest_one(store: Store) -> 
     assert sorted(tries) == [False, False, False, False, True]
     assert await store.accept_revision(revision(2, cid="late")) is False  # the number is taken
     assert await store.accept_revision(revision(4)) is False  # not the next one
-    assert [h.revision for h in await store.history("lab-01")] == [1, 2]
-    winner = (await store.history("lab-01"))[1].correlation_id
+    assert [h.revision for h in await store.history("room-lab-01")] == [1, 2]
+    winner = (await store.history("room-lab-01"))[1].correlation_id
     assert [await store.get_run(f"c{n}") is not None for n in range(5)].count(True) == 1
     assert await store.get_run(winner) is not None
 
 
 async def test_unmanage_keeps_history_and_is_reported_once(store: Store) -> None:
     await desire(store, 1)
-    assert await store.unmanage("lab-01") is True
-    assert await store.unmanage("lab-01") is False
+    assert await store.unmanage("room-lab-01") is True
+    assert await store.unmanage("room-lab-01") is False
     assert await store.list_rooms(managed_only=True) == []
-    assert len(await store.history("lab-01")) == 1
+    assert len(await store.history("room-lab-01")) == 1
 
 
 async def test_status_is_saved_for_unknown_and_managed_rooms(store: Store) -> None:
@@ -118,12 +118,12 @@ async def test_status_is_saved_for_unknown_and_managed_rooms(store: Store) -> No
 
 async def test_runs_move_through_their_states(store: Store) -> None:
     queued = RunRecord(
-        correlation_id="r1", room_id="lab-01", trigger="apply", status="queued", created_at=utcnow(),
+        correlation_id="r1", room_id="room-lab-01", trigger="apply", status="queued", created_at=utcnow(),
         confirm=True, spec=SPEC, base_dir="/seeds", actor="bob",
     )  # fmt: skip
     await store.add_run(queued)
-    await store.add_run(RunRecord(correlation_id="r2", room_id="lab-01", trigger="loop", status="running",
-                                  created_at=utcnow()))  # fmt: skip
+    await store.add_run(RunRecord(correlation_id="r2", room_id="room-lab-01", trigger="loop",
+                                  status="running", created_at=utcnow()))  # fmt: skip
     assert [r.correlation_id for r in await store.unfinished_runs()] == ["r1", "r2"]
     await store.update_run("r1", status="superseded", superseded_by="r3")
     await store.update_run("r2", status="succeeded", result={"success": True})
@@ -146,10 +146,10 @@ async def test_runs_move_through_their_states(store: Store) -> None:
 async def test_audit_queries_filter_and_keep_order(store: Store) -> None:
     for index in range(5):
         await store.record(entry(f"a{index}", correlation_id="c1" if index < 3 else "c2"))
-    await store.record(entry("other", correlation_id="c3", room_id="room-2"))
+    await store.record(entry("other", correlation_id="c3", room_id="room-test-2"))
     assert [e.action for e in await store.audit(count=2)] == ["a4", "other"]
     assert [e.action for e in await store.audit(count=1, correlation_id="c1")] == ["a0", "a1", "a2"]
-    assert [e.action for e in await store.audit(room_id="room-2")] == ["other"]
+    assert [e.action for e in await store.audit(room_id="room-test-2")] == ["other"]
     assert [e.action for e in await store.audit(action="a3")] == ["a3"]
     assert await store.audit(count=0) == []
     future = utcnow() + dt.timedelta(hours=1)
@@ -185,7 +185,7 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
     await first.close()
     again = Store(url)
     await again.migrate()
-    assert [r.room_id for r in await again.list_rooms(managed_only=True)] == ["lab-01"]
+    assert [r.room_id for r in await again.list_rooms(managed_only=True)] == ["room-lab-01"]
     assert [e.action for e in await again.audit()] == ["x"]
     await again.close()
 
@@ -202,12 +202,12 @@ async def test_upgrading_from_the_first_schema_keeps_rooms(tmp_path: Path) -> No
     async with old.engine.begin() as connection:
         await connection.exec_driver_sql(
             "INSERT INTO rooms (room_id, managed, revision, conditions, cycles_since_converged, updated_at)"
-            " VALUES ('lab-01', 1, 1, '[]', 0, '2026-01-01 00:00:00')"
+            " VALUES ('room-lab-01', 1, 1, '[]', 0, '2026-01-01 00:00:00')"
         )
     await old.close()
     new = Store(url)
     await new.migrate()
-    room = await new.get_room("lab-01")
+    room = await new.get_room("room-lab-01")
     assert room is not None
     assert (room.managed, room.confirmed, room.latest_revision) == (True, False, 1)
     await new.close()

@@ -12,6 +12,8 @@ app = typer.Typer(
     help="RoomOperator: keep collaboration rooms exactly as their RoomSpec says.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help: typer's rich help shows every flag as `--yes <bool>`, as if it took a value.
+    rich_markup_mode=None,
 )
 
 

@@ -5,17 +5,20 @@ Each room of the spec file is sent with its seed files (read from the file's fol
 the one-shot path reads them) as one multipart `POST /apply`: first as a dry run, whose plan is shown,
 then for real, with the digest of the plan shown (`X-Expect-Plan`: a room that changed in between is not
 written); the run is followed (`GET /runs/{id}`) to its result, which `cli/engine.py` renders and
-turns into exit codes exactly as it does for the one-shot path.
+turns into exit codes exactly as it does for the one-shot path. On a terminal a spinner line shows the
+run's status (queued, running) until it finishes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from roomoperator.clients.operator import OperatorClient, OperatorError
 from roomoperator.model.results import RunResult
@@ -73,10 +76,22 @@ class ThroughOperator:
         """Apply the room's spec through the operator and follow the run to its result; the operator
         writes nothing when its plan is no longer the `confirmed` one (`PLAN_CHANGED`)."""
         expect = None if confirmed.plan is None else changes_digest(confirmed.plan)
-        return await self._send(room, dry_run=False, confirm=confirm, expect=expect)
+        with contextlib.ExitStack() as stack:
+            on_status = None
+            if console is not None and console.is_terminal:
+                columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+                bar = stack.enter_context(Progress(*columns, console=console, transient=True))
+                on_status = _status_of(bar, room.loaded.spec.room_id, self._client.base_url)
+            return await self._send(room, dry_run=False, confirm=confirm, expect=expect, on_status=on_status)
 
     async def _send(
-        self, room: Room, *, dry_run: bool, confirm: bool, expect: str | None = None
+        self,
+        room: Room,
+        *,
+        dry_run: bool,
+        confirm: bool,
+        expect: str | None = None,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
     ) -> RunResult:
         spec = room.loaded.spec
         text = json.dumps(spec.to_wire())
@@ -88,7 +103,7 @@ class ThroughOperator:
             errors = answer.body.get("errors") or [answer.body]
             code = answer.body.get("code", answer.status)
             raise OperatorError(f"the operator refused {tried} ({code}): " + "; ".join(map(str, errors)))
-        run = await self._client.follow_run(answer.correlation_id)
+        run = await self._client.follow_run(answer.correlation_id, on_status=on_status)
         if run["status"] == "superseded":
             raise OperatorError(
                 f"{tried}: the run {answer.correlation_id} was superseded by {run.get('supersededBy')}, an "
@@ -97,3 +112,13 @@ class ThroughOperator:
         if not isinstance(run.get("result"), dict):
             raise OperatorError(f"{tried}: the run {answer.correlation_id} finished without a result: {run}")
         return RunResult.model_validate(run["result"])
+
+
+def _status_of(bar: Progress, room_id: str, operator: str) -> Callable[[dict[str, Any]], None]:
+    """A spinner line that follows the run's status (`queued`, `running`) while the operator applies it."""
+    task = bar.add_task(f"room {room_id}: sent to {operator}", total=None)
+
+    def show(run: dict[str, Any]) -> None:
+        bar.update(task, description=f"room {room_id}: {run.get('status', '?')} at {operator}")
+
+    return show

@@ -49,7 +49,8 @@ def _detail(change: dict[str, Any]) -> str:
 
 
 def plan_table(plan: dict[str, Any]) -> Table:
-    """One row per change of a JSON plan (op, kind, name, detail), coloured by what the change does."""
+    """One row per change of a JSON plan (op, kind, name, detail), coloured by what the change does, then
+    one dim `skip` row per declared item the operator does not act on, with the reason."""
     spec = plan["spec"]
     table = Table(title=f"Plan for room {plan['roomId']} (spec {spec['name']} v{spec['version']})")
     for column in ("op", "kind", "name", "detail"):
@@ -57,25 +58,49 @@ def plan_table(plan: dict[str, Any]) -> Table:
     for change in plan["changes"]:
         style = "dim" if change["blocked"] is not None else STYLE_OF[Op(change["op"])]
         table.add_row(Text(change["op"], style=style), change["kind"], change["name"], _detail(change))
+    for item in plan.get("skipped", []):
+        detail = f"SKIPPED {item['code']}: {item['reason']}"
+        table.add_row(Text("skip", style="dim"), item["kind"], item["name"], detail, style="dim")
     return table
 
 
+def skipped_summary(plan: dict[str, Any]) -> str:
+    """`3 resources skipped: features.resources is off: ...`, or "" when nothing is skipped."""
+    skipped = plan.get("skipped", [])
+    if not skipped:
+        return ""
+    kinds = sorted({item["kind"] for item in skipped})
+    what = (
+        _count(len(skipped), kinds[0], f"{kinds[0]}s")
+        if len(kinds) == 1
+        else _count(len(skipped), "item", "items")
+    )
+    reasons = "; ".join(dict.fromkeys(item["reason"] for item in skipped))
+    return f"{what} skipped: {reasons}"
+
+
 def plan_summary(plan: dict[str, Any]) -> str:
-    """`3 to apply (1 join, 2 seed), 1 blocked` or `No changes. The room matches its spec.`"""
+    """`3 to apply (1 join, 2 seed), 1 blocked` or `No changes. The room matches its spec.`, then what
+    is skipped and why."""
     summary = plan["summary"]
+    skipped = skipped_summary(plan)
     if not summary["total"]:
-        return "No changes. The room matches its spec."
+        return "No changes. The room matches its spec." + (
+            f" {skipped[0].upper()}{skipped[1:]}." if skipped else ""
+        )
     counts = [f"{summary[str(op)]} {op}" for op in Op if summary[str(op)]]
     to_apply = summary["total"] - summary["blocked"]
     text = f"{to_apply} to apply" + (f" ({', '.join(counts)})" if counts else "")
-    return text + (f", {summary['blocked']} blocked" if summary["blocked"] else "")
+    text += f", {summary['blocked']} blocked" if summary["blocked"] else ""
+    return text + (f"; {skipped}" if skipped else "")
 
 
 def print_plan(console: Console, result: RunResult) -> None:
-    """The plan of a run (its table when it has changes, then its summary line), if the run got one."""
+    """The plan of a run (its table when it has changes or skipped items, then its summary line), if
+    the run got one."""
     if result.plan is None:
         return
-    if result.plan["changes"]:
+    if result.plan["changes"] or result.plan.get("skipped"):
         console.print(plan_table(result.plan))
     console.print(plan_summary(result.plan))
 
@@ -140,7 +165,7 @@ def print_plan_changed(console: Console, result: RunResult) -> None:
 
 
 def room_summary(room: LoadedSpec) -> str:
-    """`room ai-lab-01 (ai-lab v4): 3 entities, 2 artifacts, 1 resource`."""
+    """`room room-ai-lab-01 (ai-lab v4): 3 entities, 2 artifacts, 1 resource`."""
     body = room.spec.spec
     counts = [
         _count(len(body.entities), "entity", "entities"),

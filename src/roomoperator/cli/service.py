@@ -4,28 +4,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
+import structlog
 import typer
 from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
+from roomoperator.cli.rendering import skipped_summary
 from roomoperator.clients.operator import OperatorClient, OperatorError
 from roomoperator.model.codes import ExitCode
 from roomoperator.service.acceptance import Refused
 from roomoperator.service.auth import AuthConfigError
 from roomoperator.service.controller import Controller
 from roomoperator.service.launching import (
+    Credentials,
     LaunchError,
+    RoomServerChild,
+    check_ports_free,
+    data_folder_lock,
     ensure_credentials,
     serving,
-    start_roomserver,
     stop_on_signals,
     write_credentials,
 )
@@ -37,11 +46,16 @@ from roomoperator.spec.loading import LoadedSpec, load_file
 from roomoperator.store import StoreError
 
 console = Console(stderr=True)
+log = structlog.get_logger("roomop.up")
 OperatorUrl = Annotated[
     str, typer.Option("--operator", envvar="ROOMOP_OPERATOR_URL", help="URL of the running operator.")
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", envvar="ROOMOP_CONFIG", help="YAML configuration file.")
+]
+ApiToken = Annotated[
+    str | None,
+    typer.Option("--token", help="The operator API token (default ROOMOP_API_TOKEN).", show_default=False),
 ]
 
 
@@ -54,7 +68,7 @@ def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]{message}[/red]")
+    console.print(message, style="red", soft_wrap=True, highlight=False, markup=False)
     return typer.Exit(ExitCode.ERROR)
 
 
@@ -111,10 +125,12 @@ def up(
     ] = False,
     config: ConfigFile = None,
 ) -> None:
-    """Start the room server and the operator, apply SPEC files, show a live summary until Ctrl-C.
+    """Start the room server and the operator, apply SPEC files, keep reconciling until Ctrl-C.
 
-    A SPEC file never downgrades a room: when the operator holds a newer revision made another way (the
-    API), that one is kept (one line says so) unless `--force`."""
+    On a terminal a live table shows every room; each run that changed a room, each drift corrected and
+    each failure is one log line (JSON when not a terminal), also appended to DATA/operator.log. The
+    room server is restarted when it exits. A SPEC file never downgrades a room: when the operator holds
+    a newer revision made another way (the API), that one is kept (one line says so) unless `--force`."""
     loaded: list[LoadedSpec] = []
     try:
         for path in specs or []:
@@ -124,18 +140,40 @@ def up(
             console.print(f"[red]{issue}[/red]")
         raise typer.Exit(ExitCode.ERROR) from None
     data = data.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    try:
+        with data_folder_lock(data):
+            check_ports_free(host, {"--server-port": server_port, "--operator-port": operator_port})
+            code = _start_up(
+                loaded,
+                host=host,
+                ports=(operator_port, server_port),
+                data=data,
+                secure=not insecure_no_auth,
+                force=force,
+                config=config,
+            )
+    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+def _start_up(
+    loaded: list[LoadedSpec],
+    *,
+    host: str,
+    ports: tuple[int, int],
+    data: Path,
+    secure: bool,
+    force: bool,
+    config: Path | None,
+) -> ExitCode:
+    """`roomop up` once its data folder is locked and its ports are free."""
+    operator_port, server_port = ports
     operator_url, server_url = f"http://{host}:{operator_port}", f"http://{host}:{server_port}"
     credentials = ensure_credentials(data)
-    secure = not insecure_no_auth
     if secure:
         path = write_credentials(data, credentials, operator_url=operator_url, server_url=server_url)
-        if credentials.created:
-            console.print(f"[bold]New credentials[/bold] in {path} (mode 0600):")
-            console.print(f"  operator API token:  {credentials.api_token}")
-            console.print(f"  room server admin:   {credentials.admin_token}")
-        else:
-            console.print(f"credentials: {path}")
+        _print_credentials(path, credentials)
     settings = _settings(
         config,
         api={
@@ -149,21 +187,35 @@ def up(
         },
         store={"url": f"sqlite:///{data / 'operator.db'}"},
     )
-    configure_logging(settings.logging.model_copy(update={"json_output": True}))
-    try:
-        child = start_roomserver(
-            data, host=host, port=server_port, tokens_file=data / "roomserver-tokens.json" if secure else None
-        )
-    except LaunchError as exc:
-        raise _fail(str(exc)) from None
-    console.print(f"room server: {server_url} (pid {child.process.pid}, log {data / 'roomserver.log'})")
-    try:
-        asyncio.run(_up(settings, loaded, force=force))
-    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        child.stop()
-        console.print("stopped the operator and the room server")
+    configure_logging(settings.logging, file=data / "operator.log")
+    child = RoomServerChild(
+        data, host=host, port=server_port, tokens_file=data / "roomserver-tokens.json" if secure else None
+    )
+    return asyncio.run(_up(settings, loaded, child, force=force))
+
+
+def _print_credentials(path: Path, credentials: Credentials) -> None:
+    """Where the two tokens are and what each is for; the tokens themselves only when they are new and
+    stderr is a terminal (never into a log file)."""
+    shown = credentials.created and console.is_terminal
+    lines = [
+        (
+            "operator.apiToken",
+            "the operator API token: POST /apply, `roomop ... --operator`",
+            "ROOMOP_API_TOKEN",
+        ),
+        (
+            "roomServer.adminToken",
+            "the room server admin token: the room server itself, one-shot `roomop plan/apply --server`",
+            "ROOM_AUTH_TOKEN",
+        ),
+    ]
+    tokens = {"ROOMOP_API_TOKEN": credentials.api_token, "ROOM_AUTH_TOKEN": credentials.admin_token}
+    console.print(f"{'New credentials' if credentials.created else 'Credentials'} in {path} (mode 0600):")
+    for key, meaning, variable in lines:
+        console.print(f"  {key}: {meaning} (as {variable})", soft_wrap=True, highlight=False, markup=False)
+        if shown:
+            console.print(f"    export {variable}={tokens[variable]}", soft_wrap=True, highlight=False)
 
 
 def _kept(item: LoadedSpec, refused: Refused) -> str:
@@ -178,44 +230,79 @@ def _kept(item: LoadedSpec, refused: Refused) -> str:
     )
 
 
-async def _up(settings: OperatorSettings, loaded: list[LoadedSpec], *, force: bool) -> None:
+async def _up(
+    settings: OperatorSettings, loaded: list[LoadedSpec], child: RoomServerChild, *, force: bool
+) -> ExitCode:
+    """Both services until a signal (0), or until the room server cannot be kept running (1)."""
     stop = stop_on_signals()
-    async with serving(settings) as (operator, _, task):
-        console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
-        controller: Controller = operator.state.controller
-        for item in loaded:
-            try:
-                submission = await controller.apply(
-                    item.spec,
-                    base_dir=item.base_dir,
-                    confirm=True,
-                    actor="roomop up",
-                    force=force,
-                    keep_stored=not force,
-                )
-            except Refused as refused:
-                console.print(_kept(item, refused), soft_wrap=True, highlight=False, markup=False)
-                continue
-            result = await asyncio.shield(submission.request.done)
-            for warning in submission.warnings:
-                console.print(f"  [yellow]{warning}[/yellow]")
-            if result is not None:
-                verdict = "converged" if result.converged else (result.code or "not converged")
-                revision = f"revision {submission.request.revision}" + (
-                    " (unchanged)" if submission.unchanged else ""
-                )
-                console.print(
-                    f"applied {item.spec.room_id} v{item.spec.metadata.version} {revision}: {verdict}"
-                )
-                for problem in [*result.errors, *result.warnings]:
-                    console.print(f"  [yellow]{problem}[/yellow]")
-        console.print("Ctrl-C stops both services.")
-        waiter = asyncio.create_task(stop.wait())
-        with Live(_summary(operator), console=console, refresh_per_second=1, transient=False) as live:
-            while not (stop.is_set() or task.done()):
-                await asyncio.wait([waiter, task], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+    await child.start()
+    console.print(f"room server: {child.url} (pid {child.pid}, log {child.log_path})", highlight=False)
+    supervisor = asyncio.create_task(child.supervise())
+    try:
+        async with serving(settings) as (operator, _, task):
+            console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
+            for item in loaded:
+                await _apply_file(operator, item, force=force)
+            console.print("Ctrl-C stops both services.")
+            await _until_stopped(operator, stop, task, supervisor)
+    finally:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
+        await child.stop()
+        console.print("stopped the operator and the room server")
+    if not supervisor.cancelled() and supervisor.exception() is not None:
+        return ExitCode.ERROR
+    return ExitCode.OK
+
+
+async def _apply_file(operator: FastAPI, item: LoadedSpec, *, force: bool) -> None:
+    """Apply one SPEC file through the controller and print one line of its outcome."""
+    controller: Controller = operator.state.controller
+    try:
+        submission = await controller.apply(
+            item.spec,
+            base_dir=item.base_dir,
+            confirm=True,
+            actor="roomop up",
+            force=force,
+            keep_stored=not force,
+        )
+    except Refused as refused:
+        console.print(_kept(item, refused), soft_wrap=True, highlight=False, markup=False)
+        return
+    result = await asyncio.shield(submission.request.done)
+    for warning in submission.warnings:
+        console.print(f"  [yellow]{escape(warning)}[/yellow]")
+    if result is None:
+        return
+    verdict = "converged" if result.converged else (result.code or "not converged")
+    revision = f"revision {submission.request.revision}" + (" (unchanged)" if submission.unchanged else "")
+    skipped = skipped_summary(result.plan) if result.plan else ""
+    console.print(
+        f"applied {item.spec.room_id} v{item.spec.metadata.version} {revision}: {verdict}"
+        + (f" ({skipped})" if skipped else ""),
+        highlight=False,
+    )
+    for problem in [*result.errors, *result.warnings]:
+        console.print(f"  [yellow]{escape(problem)}[/yellow]")
+
+
+async def _until_stopped(
+    operator: FastAPI, stop: asyncio.Event, task: asyncio.Task[None], supervisor: asyncio.Task[None]
+) -> None:
+    """Wait for a signal, the operator's end or the supervisor giving up (logged), with the live table
+    on a terminal only."""
+    waiter = asyncio.create_task(stop.wait())
+    watched = {waiter, task, supervisor}
+    live = Live(_summary(operator), console=console, refresh_per_second=1) if console.is_terminal else None
+    with live or contextlib.nullcontext():
+        while not any(t.done() for t in watched):
+            await asyncio.wait(watched, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            if live is not None:
                 live.update(_summary(operator))
-        waiter.cancel()
+    waiter.cancel()
+    if supervisor.done() and (problem := supervisor.exception()) is not None:
+        log.error(str(problem))
 
 
 def _summary(operator: FastAPI) -> Table:
@@ -238,9 +325,15 @@ def _summary(operator: FastAPI) -> Table:
     return table
 
 
-def _get(operator: str, path: str, **params: Any) -> Any:
+def _api_token(token: str | None, config: Path | None) -> str | None:
+    """`--token`, else the operator API token of the settings (`ROOMOP_API_TOKEN`, `api.token`)."""
+    secret = None if token else _settings(config).api.token
+    return token or (secret.get_secret_value() if secret else None)
+
+
+def _get(operator: str, path: str, *, token: str | None, **params: Any) -> Any:
     async def read() -> Any:
-        async with OperatorClient(operator) as client:
+        async with OperatorClient(operator, token=token) as client:
             return await client.get_json(path, params=params)
 
     try:
@@ -253,14 +346,17 @@ def _get(operator: str, path: str, **params: Any) -> Any:
 def status(
     operator: OperatorUrl = "http://127.0.0.1:8080",
     output: OutputOption = OutputFormat.text,
+    token: ApiToken = None,
+    config: ConfigFile = None,
 ) -> None:
     """Show the operator's health and every room's status."""
-    body = _get(operator, "/status")
+    body = _get(operator, "/status", token=_api_token(token, config))
     if output is OutputFormat.json:
         typer.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"RoomOperator {body['version']} ({body.get('healthStatus', body['health'])})")
-    for column in ("room", "managed", "ready", "stalled", "cycles", "reconciling", "last reconcile"):
+    table.add_column("room", no_wrap=True)
+    for column in ("managed", "ready", "stalled", "cycles", "reconciling", "last reconcile (UTC)"):
         table.add_column(column)
     for room in body["rooms"]:
         states = {c["type"]: c["status"] for c in room.get("conditions", [])}
@@ -271,7 +367,7 @@ def status(
             states.get("Stalled", "-"),
             str(room["cyclesSinceConverged"]),
             str(room["isReconciling"]),
-            room["lastReconcile"] or "-",
+            (room["lastReconcile"] or "-")[:19].replace("T", " "),
         )
     Console().print(table)
     typer.echo(f"queued requests: {body['queuedRequests']}")
@@ -280,61 +376,87 @@ def status(
 @app.command()
 def audit(
     operator: OperatorUrl = "http://127.0.0.1:8080",
-    count: Annotated[int, typer.Option(help="How many of the latest entries.")] = 50,
+    count: Annotated[int, typer.Option(min=1, help="How many of the latest entries.")] = 50,
     room: Annotated[str | None, typer.Option(help="Only this room.")] = None,
     correlation_id: Annotated[str | None, typer.Option(help="Every entry of one run.")] = None,
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. entity.joined.")] = None,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Then print new entries as they happen.")
+        bool, typer.Option("--follow", help="Then print new entries as they happen, until Ctrl-C.")
     ] = False,
     output: OutputOption = OutputFormat.text,
+    token: ApiToken = None,
+    config: ConfigFile = None,
 ) -> None:
-    """Show audit entries of a running operator, oldest first (`--follow` keeps streaming them)."""
+    """Show the latest audit entries of a running operator, oldest first (`--follow`: then keep
+    printing new ones, one a line)."""
     filters = {"roomId": room, "correlationId": correlation_id, "action": action}
     wanted = {key: value for key, value in filters.items() if value is not None}
     as_json = output is OutputFormat.json
+    token = _api_token(token, config)
+    body = _get(operator, "/audit", token=token, count=count, **wanted)
     if follow:
-        _follow(operator, wanted, as_json=as_json)
+        for entry in body["entries"]:
+            typer.echo(json.dumps(entry) if as_json else _audit_line(entry))
+        _follow(operator, wanted, token=token, shown=body["entries"], as_json=as_json)
         return
-    body = _get(operator, "/audit", count=count, **wanted)
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
     table = Table(title=f"Audit ({len(body['entries'])} entries, oldest first, UTC)")
-    for column in ("time", "room", "action"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("details", overflow="fold", min_width=16)
-    table.add_column("run", no_wrap=True)
+    table.add_column("time / run", no_wrap=True)
+    table.add_column("room / action", overflow="fold")
+    table.add_column("details", overflow="fold", ratio=1)
     for entry in body["entries"]:
-        actor = f"by {entry['actor']} " if entry.get("actor") else ""
+        actor = f"by {entry['actor']}\n" if entry.get("actor") else ""
         table.add_row(
-            entry["timestamp"][11:19],
-            entry["roomId"],
-            entry["action"],
-            actor + _details(entry),
-            entry["correlationId"][:8],
+            f"{entry['timestamp'][11:19]}\n{entry['correlationId'][:8]}",
+            f"{entry['roomId']}\n{entry['action']}",
+            actor + "\n".join(_details(entry, short=True)),
         )
     Console().print(table)
 
 
-def _details(entry: dict[str, Any]) -> str:
-    return " ".join(f"{key}={value}" for key, value in entry["metadata"].items())
+DIGEST = re.compile(r"[0-9a-f]{40,}")
+
+
+def _details(entry: dict[str, Any], *, short: bool = False) -> list[str]:
+    """`key=value` per metadata item; `short`: digests cut to 12 characters, as the table shows them."""
+    return [
+        f"{key}={value[:12] + '…' if short and DIGEST.fullmatch(str(value)) else value}"
+        for key, value in entry["metadata"].items()
+    ]
 
 
 def _audit_line(entry: dict[str, Any]) -> str:
     actor = f" by {entry['actor']}" if entry.get("actor") else ""
-    return f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {_details(entry)}".rstrip()
+    details = " ".join(_details(entry))
+    return f"{entry['timestamp']} {entry['roomId']} {entry['action']}{actor} {details}".rstrip()
 
 
-def _follow(operator: str, wanted: dict[str, str], *, as_json: bool) -> None:
-    """Print the operator's `GET /events` entries (the recent ones, then live) until Ctrl-C."""
+def _follow(
+    operator: str, wanted: dict[str, str], *, token: str | None, shown: list[dict[str, Any]], as_json: bool
+) -> None:
+    """Print the operator's `GET /events` entries that are newer than the `shown` ones (its replay of
+    recent entries overlaps them), as they happen, until Ctrl-C."""
+
+    def key(entry: dict[str, Any]) -> tuple[dt.datetime, str, str, str]:
+        when = dt.datetime.fromisoformat(entry["timestamp"])
+        return when, entry["correlationId"], entry["action"], json.dumps(entry["metadata"], sort_keys=True)
+
+    seen = {key(entry) for entry in shown}
+    latest = max((when for when, *_ in seen), default=None)
+
+    def new(entry: dict[str, Any]) -> bool:
+        entry_key = key(entry)
+        return (latest is None or entry_key[0] >= latest) and entry_key not in seen
 
     async def follow() -> None:
-        async with OperatorClient(operator) as client:
+        async with OperatorClient(operator, token=token) as client:
             async for event in client.events():
                 entry = event.data
-                wanted_entry = isinstance(entry, dict) and "action" in entry
-                if wanted_entry and all(entry.get(key) == value for key, value in wanted.items()):
+                if not (isinstance(entry, dict) and "action" in entry):
+                    continue
+                if all(entry.get(key) == value for key, value in wanted.items()) and new(entry):
                     typer.echo(json.dumps(entry) if as_json else _audit_line(entry))
 
     try:
@@ -363,12 +485,12 @@ def rollback(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when the restore changed the room.")
     ] = False,
+    token: ApiToken = None,
     config: ConfigFile = None,
 ) -> None:
     """Restore a revision of a room: show the plan, then (`--yes`) apply that revision's spec and seed
     files again as a new revision. Exits 2 when the plan has changes and `--yes` is not given."""
-    secret = _settings(config).api.token
-    token = secret.get_secret_value() if secret else None
+    token = _api_token(token, config)
 
     async def restore() -> int:
         async with OperatorClient(operator, token=token) as client:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +53,11 @@ class OperatorEvent:
 
 
 class OperatorClient(SessionClient):
-    """The operator at `base_url`; `token` (the operator API's) is sent with the writes only."""
+    """The operator at `base_url`; `token` (the operator API's) is sent with every request (with auth on,
+    reads need one too)."""
 
     def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, headers={"Authorization": f"Bearer {token}"} if token else None)
         self.base_url = base_url.rstrip("/")
         self._token = token
 
@@ -82,8 +83,6 @@ class OperatorClient(SessionClient):
             headers["X-Force"] = "true"
         if expect is not None:
             headers["X-Expect-Plan"] = expect
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
         try:
             # A run may take longer than one read timeout: the operator answers when it finished.
             url = self.base_url + "/apply"
@@ -106,8 +105,6 @@ class OperatorClient(SessionClient):
         (400, 404); a 401 or a failure is not."""
         path = f"/rooms/{room_id}/rollback"
         headers = {"X-Dry-Run": str(dry_run).lower(), "X-Confirm": str(confirm).lower()}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
         try:
             async with self._open().post(
                 self.base_url + path,
@@ -124,8 +121,15 @@ class OperatorClient(SessionClient):
             raise self._unreachable("POST", path, exc) from None
         return ApplyAnswer(answer.status, self._decode("POST", path, body))
 
-    async def follow_run(self, correlation_id: str, *, every: float = 0.2) -> dict[str, Any]:
-        """`GET /runs/{id}` until the run is finished (succeeded, failed or superseded); its last answer."""
+    async def follow_run(
+        self,
+        correlation_id: str,
+        *,
+        every: float = 0.2,
+        on_status: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """`GET /runs/{id}` until the run is finished (succeeded, failed or superseded); its last answer.
+        `on_status` sees each answer before that (to show that the run is queued or running)."""
         while True:
             run = await self.get_json(f"/runs/{correlation_id}")
             if not isinstance(run, dict):
@@ -134,6 +138,8 @@ class OperatorClient(SessionClient):
                 )
             if run.get("status") in FINISHED:
                 return run
+            if on_status is not None:
+                on_status(run)
             await asyncio.sleep(every)  # the run ledger has no change feed to wait on
 
     async def get_json(self, path: str, *, params: Mapping[str, str | int] | None = None) -> Any:
@@ -141,6 +147,8 @@ class OperatorClient(SessionClient):
         try:
             async with self._open().get(self.base_url + path, params=params) as answer:
                 body = await answer.read()
+                if answer.status == 401:
+                    raise self._unauthorized("GET", path)
                 if answer.status >= 400 and answer.status != 503:
                     raise self._refused("GET", path, answer, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -161,6 +169,8 @@ class OperatorClient(SessionClient):
         operator stops or the caller stops reading)."""
         try:
             async with self._open().get(self.base_url + "/events", timeout=self._stream_timeout) as answer:
+                if answer.status == 401:
+                    raise self._unauthorized("GET", "/events")
                 if answer.status != 200:
                     raise self._refused("GET", "/events", answer, await answer.read())
                 async for event in read_events(answer):

@@ -33,8 +33,10 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
+from roomcontract.entities import Membership
 from roomoperator.clients.errors import (
     NotFound,
+    Rejected,
     RoomServerError,
     error_from_answer,
     error_from_failure,
@@ -118,10 +120,14 @@ class RoomServerClient(SessionClient):
     async def get_state(self, room_id: str) -> ObservedRoom:
         """The room's declared entities, live artifacts, policies and resources, with the answer's `ETag`
         (a 304 answers the kept body). 404 means a server without the operator endpoints (the reference
-        .NET server): see `NotFound`."""
+        .NET server): see `NotFound`; unless the URL is a RoomOperator's own API (`NOT_A_ROOM_SERVER`)."""
         cached = self._states.pop(room_id, None)  # kept again below once the answer proves good
         headers = {"If-None-Match": cached[0]} if cached is not None else {}
-        answer = await self._call("GET", f"/room/{_part(room_id)}/state", headers=headers)
+        try:
+            answer = await self._call("GET", f"/room/{_part(room_id)}/state", headers=headers)
+        except NotFound:
+            await self._refuse_operator_api()
+            raise
         etag: str | None
         if answer.status == 304 and cached is not None:
             etag, body = cached
@@ -136,6 +142,26 @@ class RoomServerClient(SessionClient):
         if etag is not None:
             self._states[room_id] = (etag, body)
         return observed.model_copy(update={"etag": etag})  # from the header only, never from the body
+
+    async def _refuse_operator_api(self) -> None:
+        """Raise `NOT_A_ROOM_SERVER` when the base URL answers `/health` with the operator's JSON shape
+        (`status`, `checks`) instead of a room server's `Healthy`: the operator's URL given as a room
+        server's, which would otherwise pass for a reference server. Any other answer returns. Read
+        past the funnel, as an unhealthy operator answers 503 with the same shape."""
+        self.requests += 1
+        try:
+            async with self._open().get(self.base_url + "/health") as response:
+                health = json.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return
+        if isinstance(health, dict) and {"status", "checks"} <= health.keys():
+            raise Rejected(
+                404,
+                "NOT_A_ROOM_SERVER",
+                f"{self.base_url} is a RoomOperator's API, not a room server: to go through that operator"
+                f" pass --operator {self.base_url}; to write to the room server directly give its URL"
+                " (`roomop up` starts it on http://127.0.0.1:5000) with --server",
+            )
 
     async def whoami(self) -> Identity:
         """The token's name and scopes (cached: a token's scopes do not change during a client's life)."""
@@ -229,9 +255,13 @@ class RoomServerClient(SessionClient):
         body = await self._json("PUT", f"/rooms/{_part(room_id)}/policies", json=values)
         return ObservedPolicies.model_validate(body)
 
-    async def put_manager(self, room_id: str, *, name: str, url: str | None) -> ObservedManager:
-        """Record this operator as the room's manager (`PUT /rooms/{roomId}/manager`, idempotent)."""
-        body = await self._json("PUT", f"/rooms/{_part(room_id)}/manager", json={"name": name, "url": url})
+    async def put_manager(
+        self, room_id: str, *, name: str, url: str | None, membership: Membership = "closed"
+    ) -> ObservedManager:
+        """Record this operator as the room's manager and who may join it (`PUT /rooms/{roomId}/manager`,
+        idempotent)."""
+        manager = {"name": name, "url": url, "membership": membership}
+        body = await self._json("PUT", f"/rooms/{_part(room_id)}/manager", json=manager)
         return ObservedManager.model_validate(body)
 
     async def mcp_load(self, providers: list[dict[str, Any]]) -> dict[str, Any]:

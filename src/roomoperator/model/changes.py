@@ -305,6 +305,20 @@ class Unmanaged:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An item the spec declares that the operator does not act on (for now a resource while
+    `features.resources` is off): shown with its reason, never a change, never blocking convergence."""
+
+    kind: Kind
+    name: str
+    code: BlockCode
+    reason: str
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {"kind": str(self.kind), "name": self.name, "code": str(self.code), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every change that would bring the room to its spec, in apply order, and the guardrail verdict."""
 
@@ -318,6 +332,8 @@ class Plan:
     """Declared entities the room already has, in spec order (the reference's `toEnsure`)."""
     unmanaged: tuple[Unmanaged, ...] = ()
     """Undeclared items the operator keeps (entities first, then artifacts, in room order)."""
+    skipped: tuple[Skipped, ...] = ()
+    """Declared items the operator does not act on, with why (spec order)."""
 
     def __iter__(self) -> Iterator[Change]:
         return iter(self.changes)

@@ -44,12 +44,16 @@ class BlockCode(StrEnum):
     MISSING_SCOPE = "MISSING_SCOPE"
     DEPENDENCY_MISSING = "DEPENDENCY_MISSING"
     NO_ENDPOINT = "RESOURCE_WITHOUT_ENDPOINT"
+    FEATURE_DISABLED = "FEATURE_DISABLED"
+    """A declared item of a feature that is off (`features.resources`): skipped, not a change."""
 
 
 class ApiCode(StrEnum):
     """The `code` of an error body of the operator's HTTP API."""
 
     AUTH_REQUIRED = "AUTH_REQUIRED"
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    """A known token without the scope the route needs (`operator:read` or `operator:write`; 403)."""
     INVALID_REQUEST = "INVALID_REQUEST"
     INVALID_BODY = "INVALID_BODY"
     INVALID_SPEC = "INVALID_SPEC"

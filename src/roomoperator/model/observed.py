@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from roomcontract.entities import Membership
+
 
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
@@ -72,6 +74,7 @@ class ObservedManager(WireModel):
     name: str
     url: str | None = None
     since: str | None = None
+    membership: Membership = "closed"
 
 
 class ObservedRoom(WireModel):

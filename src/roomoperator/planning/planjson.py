@@ -35,7 +35,8 @@ def change_to_json(change: Change) -> dict[str, Any]:
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan in format `FORMAT_VERSION`: summary, changes in apply order, guardrails, reference diff,
-    and the undeclared items the operator leaves alone (`unmanaged`: not changes, in no diff list)."""
+    the undeclared items the operator leaves alone (`unmanaged`) and the declared ones it does not act on
+    (`skipped`, with the reason): neither are changes nor in a diff list."""
     counts = Counter(str(c.op) for c in plan.actionable)
     return {
         "formatVersion": FORMAT_VERSION,
@@ -55,6 +56,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         },
         "diff": diff_lists(plan).model_dump(by_alias=True),
         "unmanaged": [item.to_json() for item in plan.unmanaged],
+        "skipped": [item.to_json() for item in plan.skipped],
     }
 
 

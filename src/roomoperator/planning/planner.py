@@ -25,6 +25,7 @@ from roomoperator.model.changes import (
     Provider,
     SeedContent,
     SeedSource,
+    Skipped,
     Unmanaged,
 )
 from roomoperator.model.codes import BlockCode
@@ -35,6 +36,7 @@ from roomoperator.spec.models import ArtifactSpec, EntitySpec, ResourceSpec, Roo
 
 POLICY_KEYS = ("dmVisibilityDefault", "allowResourceCreation", "maxArtifactsPerEntity")
 UNSUPPORTED = "the room server has no operator endpoints (reference .NET server): {what} cannot be made"
+RESOURCES_OFF = "features.resources is off: MCP resources are not loaded (set it to true to load them)"
 
 
 def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
@@ -312,7 +314,8 @@ def plan_room(
 ) -> Plan:
     """Every change that brings `observed` to `spec`.
 
-    `seeds` maps artifact names to their local seed files; `resources` enables MCP resources (feature flag);
+    `seeds` maps artifact names to their local seed files; `resources` enables MCP resources (a feature
+    flag; while it is off the spec's resources are listed in `skipped`);
     `operator_endpoints=False` (a reference server) blocks what such a server cannot do; `protected` names
     items (protect: true in the last applied spec) that must never be removed; `operator` is the name the
     room server records for the operator's writes (its token's name; None: unknown, nothing is its own).
@@ -321,8 +324,14 @@ def plan_room(
     changes = _entity_changes(spec, observed, protected, unmanaged)
     changes += _artifact_changes(spec, observed, seeds, protected, operator=operator, unmanaged=unmanaged)
     changes += _policy_changes(spec, observed)
+    skipped: tuple[Skipped, ...] = ()
     if resources:
         changes += _resource_changes(spec, observed, changes)
+    else:
+        skipped = tuple(
+            Skipped(Kind.RESOURCE, r.name, BlockCode.FEATURE_DISABLED, RESOURCES_OFF)
+            for r in spec.spec.resources
+        )
     if not operator_endpoints:
         changes = [_block_unsupported(c) for c in changes]
     in_room = {e.id for e in observed.entities}
@@ -334,4 +343,5 @@ def plan_room(
         changes=tuple(changes),
         present=tuple(dict.fromkeys(e.id for e in spec.spec.entities if e.id in in_room)),
         unmanaged=tuple(unmanaged),
+        skipped=skipped,
     )

@@ -12,11 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from roomcontract.routing import RouteTolerance
 from roomoperator.clients.events import RoomEventFollower
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.reconciler import Reconciler
-from roomoperator.model.codes import ApiCode
 from roomoperator.service import room_routes, routes
 from roomoperator.service.acceptance import Refused
 from roomoperator.service.auditing import AuditLog
@@ -40,11 +40,7 @@ async def _probe(client: RoomServerClient, store: Store, health: HealthMonitor, 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
-        for error in exc.errors()
-    ]
-    return JSONResponse({"errors": errors, "warnings": [], "code": ApiCode.INVALID_REQUEST}, status_code=400)
+    return await handle_api_error(request, ApiError.invalid_request(exc))
 
 
 def create_app(settings: OperatorSettings) -> FastAPI:
@@ -69,6 +65,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             client,
             settings,
             audit=audit,
+            journal=audit,  # every write's intent is recorded before it is made (`engine/settling.py`)
             rate_limiter=RateLimiter(settings.reconciliation.rate_limit_per_second),
             claim_rooms=True,  # the room server records this operator as the manager of the rooms it writes
             operator_url=f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None,
@@ -83,7 +80,10 @@ def create_app(settings: OperatorSettings) -> FastAPI:
         tasks = [asyncio.create_task(_probe(client, store, health, settings.reconciliation.interval_seconds))]
         if settings.events.follow_room_server:
             follower = RoomEventFollower(
-                settings.room_server.base_url, token=token, on_change=controller.on_room_event
+                settings.room_server.base_url,
+                token=token,
+                # The follower sets `last_event_id` to each event's id before it reports the event.
+                on_change=lambda room_id: controller.on_room_event(room_id, follower.last_event_id),
             )
             app.state.follower = follower
             tasks.append(asyncio.create_task(follower.run(), name="room-server-events"))
@@ -103,6 +103,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
         summary="Keeps collaboration rooms exactly as their RoomSpec says.",
         lifespan=lifespan,
     )
+    app.add_middleware(RouteTolerance, routes=lambda: app.routes)
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(Refused, handle_refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)

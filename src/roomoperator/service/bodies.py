@@ -1,4 +1,6 @@
-"""Request bodies of the operator API: an `/apply` body with its seeds, and the `/mcp/load` body.
+"""Request bodies of the operator API: an `/apply` body with its seeds, and the `/mcp/load` body (read,
+like every body, through `service/reading.py`: after authentication, capped, JSON keys matched
+case-insensitively; YAML bodies keep exact keys, as spec files do).
 
 An `/apply` body is a RoomSpec (JSON `{"spec": ...}`, a bare JSON RoomSpec, or YAML), or a multipart form
 holding the spec (part `spec`) and one part per seed file, named by the `seedFrom` path as the spec
@@ -8,13 +10,12 @@ default), and anything else is refused before any file is opened. Either way the
 seed store (`service/seedstore.py`) and the spec runs against its per-content seed folder.
 
 Every failure is an `ApiError` naming the field or part and the rule; sizes are checked while the body
-streams in (the spec part at most `MAX_DOCUMENT_BYTES`, seed parts and the whole body at most the
-`seeds.*` limits), so a refused body costs neither memory nor disk.
+streams in (a JSON or YAML spec and the spec part at most `MAX_DOCUMENT_BYTES`, seed parts and the whole
+multipart body at most the `seeds.*` limits), so a refused body costs neither memory nor disk.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,74 +27,80 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from roomoperator.model.codes import ApiCode
 from roomoperator.service.errors import ApiError
+from roomoperator.service.reading import (
+    CLOSE,
+    chunks,
+    folded,
+    json_of,
+    media_of,
+    read_body,
+    text_of,
+    too_large,
+)
 from roomoperator.service.seedstore import Incoming, SeedStore, SeedTooLarge
 from roomoperator.settings import OperatorSettings, SeedSettings
-from roomoperator.spec.errors import SpecError
-from roomoperator.spec.loading import load_data, load_text
+from roomoperator.spec.errors import SpecError, SpecIssue
+from roomoperator.spec.loading import LoadedSpec, check_data, load_text
 from roomoperator.spec.models import RoomSpec
 from roomoperator.spec.parsing import MAX_DOCUMENT_BYTES
 from roomoperator.spec.seeds import SeedPathError, check_seed_path, resolve_seed_path
+from roomoperator.spec.validation import REFERENCE_WARNINGS
 
 YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
-SPEC_KEYS = {"apiVersion", "kind", "metadata"}
+SPEC_KEYS = {"apiversion", "kind", "metadata"}
+"""A JSON body holding one of these keys (any case) is a bare RoomSpec, else `{"spec": RoomSpec}`."""
 SPEC_PART = "spec"
+
+
+class ApplyRequest(BaseModel):
+    """The reference's `/apply` body, `{"spec": RoomSpec}` (other keys, like `force`, are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    spec: RoomSpec | None = None
 
 
 @dataclass(frozen=True)
 class ApplyBody:
-    """An `/apply` body: its spec and the seed folder (in the seed store) the spec's run reads."""
+    """An `/apply` body: its spec, the seed folder (in the seed store) the spec's run reads, and the spec's
+    warnings for the answer."""
 
     spec: RoomSpec
     base_dir: Path
+    warnings: tuple[str, ...] = ()
 
 
 async def read_apply(request: Request, *, settings: OperatorSettings) -> ApplyBody:
     """The spec of an `/apply` body and its seeds, kept in the seed store; raises `ApiError`."""
-    media = _media(request.headers.get("content-type", "application/json"))
+    media = media_of(request.headers.get("content-type", "application/json"))
     store = SeedStore.of(settings)
     if media == "multipart/form-data":
         upload = await _receive(request, store=store, limits=settings.seeds)
         try:
-            spec = await anyio.to_thread.run_sync(parse_spec, upload.spec, upload.spec_media)
-            manifest = await anyio.to_thread.run_sync(_keep_parts, spec, upload, store)
+            loaded = await anyio.to_thread.run_sync(parse_spec, upload.spec, upload.spec_media)
+            manifest = await anyio.to_thread.run_sync(_keep_parts, loaded.spec, upload, store)
         finally:
             upload.discard()
     else:
-        raw = await _read_body(request, limit=MAX_DOCUMENT_BYTES)
+        raw = await read_body(request, limit=MAX_DOCUMENT_BYTES)
+        if not raw.strip():
+            raise ApiError.apply(ApiCode.INVALID_BODY, ["body: a RoomSpec is required"])
         # Parsing and validating a large spec is CPU work: keep it off the event loop.
-        spec = await anyio.to_thread.run_sync(parse_spec, raw, media)
-        manifest = await anyio.to_thread.run_sync(_keep_from_roots, spec, settings.seeds, store)
-    return ApplyBody(spec, await anyio.to_thread.run_sync(store.tree, manifest))
+        loaded = await anyio.to_thread.run_sync(parse_spec, raw, media)
+        manifest = await anyio.to_thread.run_sync(_keep_from_roots, loaded.spec, settings.seeds, store)
+    warnings = tuple(_warning(issue) for issue in loaded.warnings)
+    return ApplyBody(loaded.spec, await anyio.to_thread.run_sync(store.tree, manifest), warnings)
 
 
-def _media(content_type: str) -> str:
-    return content_type.split(";")[0].strip().lower()
+def _warning(issue: SpecIssue) -> str:
+    """A warning as the answer's text: the reference's own texts unchanged, ours with their field path."""
+    return issue.message if issue.message in REFERENCE_WARNINGS else f"{issue.path}: {issue.message}"
 
 
-def _too_large(what: str, limit: int, setting: str | None = None) -> ApiError:
-    named = f" ({setting})" if setting else ""
-    return ApiError(
-        413, {"errors": [f"{what}: larger than {limit} bytes{named}"], "code": ApiCode.BODY_TOO_LARGE}
-    )
-
-
-async def _read_body(request: Request, *, limit: int) -> bytes:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise _too_large("body", limit)
-    if not raw.strip():
-        raise ApiError.apply(ApiCode.INVALID_BODY, ["body: a RoomSpec is required"])
-    return bytes(raw)
-
-
-def parse_spec(raw: bytes, media: str) -> RoomSpec:
-    """Decode, parse and validate one spec (no file is looked at: seeds are checked afterwards)."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ApiError.apply(ApiCode.INVALID_BODY, [f"body: not UTF-8 text (byte {exc.start})"]) from None
+def parse_spec(raw: bytes, media: str) -> LoadedSpec:
+    """Decode, parse and validate one spec (no file is looked at: seeds are checked afterwards). JSON keys
+    are matched case-insensitively; a bare RoomSpec and the reference's `{"spec": RoomSpec}` are taken."""
+    text = text_of(raw)
     try:
         if media in YAML_TYPES:
             loaded = load_text(text, source="<request>")
@@ -101,7 +108,7 @@ def parse_spec(raw: bytes, media: str) -> RoomSpec:
                 raise ApiError.apply(
                     ApiCode.INVALID_BODY, [f"body: one RoomSpec document expected, got {len(loaded)}"]
                 )
-            return loaded[0].spec
+            return loaded[0]
         if media != "application/json" and not media.endswith("+json"):
             raise ApiError(
                 415,
@@ -110,20 +117,14 @@ def parse_spec(raw: bytes, media: str) -> RoomSpec:
                     "code": ApiCode.UNSUPPORTED_MEDIA_TYPE,
                 },
             )
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ApiError.apply(
-                ApiCode.INVALID_BODY,
-                [f"body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"],
-            ) from None
-        except RecursionError:
-            raise ApiError.apply(ApiCode.INVALID_BODY, ["body: JSON nested too deeply"]) from None
-        if isinstance(data, dict) and "spec" in data and not SPEC_KEYS & data.keys():
-            data = data["spec"]
+        data = json_of(text, code=ApiCode.INVALID_BODY)
+        if isinstance(data, dict) and not SPEC_KEYS & {key.casefold() for key in data}:
+            data = folded(data, ApplyRequest, code=ApiCode.INVALID_SPEC).get("spec", data)
             if data is None:
                 raise ApiError.apply(ApiCode.INVALID_SPEC, ["spec: a RoomSpec is required"])
-        return load_data(data, source="<request>")
+        else:
+            data = folded(data, RoomSpec, code=ApiCode.INVALID_SPEC)
+        return check_data(data, source="<request>")
     except SpecError as exc:
         raise ApiError.apply(
             ApiCode.INVALID_SPEC,
@@ -165,7 +166,7 @@ def _keep_from_roots(spec: RoomSpec, limits: SeedSettings, store: SeedStore) -> 
     try:
         return {normal: store.copy_in(path, limit=limits.max_part_bytes) for normal, path in found.items()}
     except SeedTooLarge as exc:
-        raise _too_large("a seed file", exc.limit, "seeds.max_part_bytes") from None
+        raise too_large("a seed file", exc.limit, "seeds.max_part_bytes") from None
 
 
 def _under_roots(roots: list[Path], written: str) -> Path:
@@ -256,7 +257,7 @@ class _Receiver:
             if self._spec is not None:
                 raise ApiError.apply(ApiCode.INVALID_BODY, ["body: more than one part named 'spec'"])
             self._spec = bytearray()
-            media = _media(self._headers.get("content-type", ""))
+            media = media_of(self._headers.get("content-type", ""))
             self.upload.spec_media = (
                 media if media == "application/json" or media.endswith("+json") else "application/yaml"
             )
@@ -271,11 +272,11 @@ class _Receiver:
             try:
                 self._seed.write(data[start:end])
             except SeedTooLarge as exc:
-                raise _too_large(f"part {self._name!r}", exc.limit, "seeds.max_part_bytes") from None
+                raise too_large(f"part {self._name!r}", exc.limit, "seeds.max_part_bytes") from None
         elif self._spec is not None:
             self._spec += data[start:end]
             if len(self._spec) > MAX_DOCUMENT_BYTES:
-                raise _too_large(f"part {SPEC_PART!r}", MAX_DOCUMENT_BYTES)
+                raise too_large(f"part {SPEC_PART!r}", MAX_DOCUMENT_BYTES)
 
     def _end(self) -> None:
         if self._spec is not None and self._seed is None and not self.upload.spec:
@@ -289,25 +290,18 @@ async def _receive(request: Request, *, store: SeedStore, limits: SeedSettings) 
     boundary = options.get(b"boundary")
     if not boundary:
         raise ApiError.apply(ApiCode.INVALID_BODY, ["Content-Type: multipart/form-data needs a boundary"])
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_total_bytes:
-        raise _too_large("body", limits.max_total_bytes, "seeds.max_total_bytes")
+    body = chunks(request, limit=limits.max_total_bytes, setting="seeds.max_total_bytes")
     receiver = _Receiver(store, limits)
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
-    total = 0
     try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limits.max_total_bytes:
-                raise _too_large("body", limits.max_total_bytes, "seeds.max_total_bytes")
+        async for chunk in body:
             # The callbacks write seed bytes to disk: off the event loop.
             await anyio.to_thread.run_sync(parser.write, chunk)
         parser.finalize()
     except ApiError as refused:
         receiver.upload.discard()
-        # Answered before the body was read to its end: the rest of it must not be taken for the next
-        # request on this connection.
-        refused.headers = {**(refused.headers or {}), "Connection": "close"}
+        # Answered in the middle of the body: the rest must not be taken for the next request.
+        refused.headers = {**(refused.headers or {}), **CLOSE}
         raise
     except Exception as exc:  # python-multipart's parse errors, a body cut short
         receiver.upload.discard()

@@ -115,7 +115,9 @@ class Controller:
     # Life cycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every room from the store, resume interrupted runs, start the loop."""
+        """Load every room from the store, hand the engine the writes a crash left unsettled (each room's
+        next run settles them before planning), resume interrupted runs, start the loop."""
+        self._reconciler.adopt(await self._store.open_intents())
         latest = await self._store.latest_revisions()
         for record in await self._store.list_rooms():
             view = view_from_record(record, seed_root=self.seed_root, latest=latest.get(record.room_id))
@@ -137,7 +139,7 @@ class Controller:
         await self._scheduler.stop()
 
     async def wait_idle(self) -> None:
-        """Wait until no room is running or pending (tests, `roomop up`)."""
+        """Wait until no room is running, pending or due now (tests, `roomop up`)."""
         await self._scheduler.join()
 
     # Views -------------------------------------------------------------------------------------------
@@ -177,12 +179,13 @@ class Controller:
         keep_stored: bool = False,
         dry_run: bool = False,
         expect: str | None = None,
+        warnings: Sequence[str] = (),
     ) -> Submission:
         """Accept a spec as a revision (or `unchanged`) and run it now or after the room's current run;
         raises `Refused`. `force` takes a lower version; `keep_stored` keeps a revision made through
         another path when the spec is not newer (`roomop up`); `dry_run` plans and checks it without
         writing (never waiting for the room's queue); `expect` is the digest of the plan the caller
-        confirmed."""
+        confirmed; `warnings` (the spec's own) lead the answer's."""
         offer = await self._acceptor.offer(
             spec,
             base_dir=base_dir,
@@ -192,7 +195,7 @@ class Controller:
             keep_stored=keep_stored,
             expect=expect,
         )
-        return await (self._plan(offer) if dry_run else self._take(offer))
+        return await (self._plan(offer, warnings) if dry_run else self._take(offer, warnings))
 
     async def restore(
         self,
@@ -270,9 +273,11 @@ class Controller:
         self._refresh_gauges()
         return True
 
-    def on_room_event(self, room_id: str) -> None:
-        """The room server reported a change in `room_id`: reconcile it now (drift correction)."""
-        self._scheduler.on_room_event(room_id)
+    def on_room_event(self, room_id: str, event_id: str | None = None) -> None:
+        """The room server reported event `event_id` in `room_id`: reconcile the room when it is news
+        (drift correction; `scheduling.Scheduler.on_room_event`)."""
+        seq = int(event_id) if event_id and event_id.isascii() and event_id.isdigit() else None
+        self._scheduler.on_room_event(room_id, seq)
 
     async def _queued(self, request: RunRequest, submitted: Submitted[RunRequest]) -> None:
         """Bookkeeping after `request` went to the queue: the run it superseded, the queued event."""
@@ -306,6 +311,9 @@ class Controller:
             await self._runs.not_managed(request)
             request.done.set_result(None)
             return
+        if await self._still_rolled_back(request, view):
+            request.done.set_result(None)
+            return
         view.run_started(limit=self._stall_limit)
         await self._runs.running(request)
         await self._observers.publish(RunStarted(request))
@@ -320,6 +328,17 @@ class Controller:
         await self._observers.publish(RunFinished(request, result, changed))
         await self._settle(request, view, target, result, changed=changed)
         request.done.set_result(result)
+
+    async def _still_rolled_back(self, request: RunRequest, view: RoomView) -> bool:
+        """A loop or event run of a desired revision that failed and was rolled back waits until the room
+        changes (one state read says; an unreadable room counts as unchanged). A caller's request runs."""
+        held = view.rolled_back_at
+        if request.durable or request.spec is not None or held is None:
+            return False
+        if await self._reconciler.room_revision(view.room_id) not in (None, held):
+            return False
+        self._scheduler.after_run(view.room_id, failures=view.failures, room_revision=held)
+        return True
 
     async def _reconcile(self, request: RunRequest, view: RoomView, target: _Target) -> RunResult:
         def progress(phase: str, done: int, total: int) -> None:
@@ -358,9 +377,9 @@ class Controller:
         """Bookkeeping after a run: the view, the desired spec, the store, the next due time, stalling."""
         body = result.model_dump(mode="json", by_alias=True)
         before = settled(view)
-        view.run_finished(result, limit=self._stall_limit)
         if request.trigger == "apply" and target.revision is not None and reached_apply(result):
             await self._desire(request, view, target, result, diff=body.get("diff"))
+        view.run_finished(result, limit=self._stall_limit)  # after `_desire`: conditions name the revision
         if request.durable or changed or not result.success or before != settled(view):
             # A loop run that found a converged room and changed nothing is not worth a store write.
             await self._store.save_status(
@@ -371,7 +390,9 @@ class Controller:
             )
         await self._runs.finished(request, result, body, changed=changed)
         if view.managed:
-            self._scheduler.after_run(view.room_id, failures=view.failures)
+            self._scheduler.after_run(
+                view.room_id, failures=view.failures, room_revision=result.room_revision
+            )
         self._rooms.recount(view)
         self._refresh_gauges()
         if view.stalled and (ConditionType.STALLED, "True") not in before:

@@ -3,7 +3,8 @@ observers that turn them into metrics, health and audit entries.
 
 The controller publishes an event (`RunStarted`, `PhaseStarted`, `RunFinished`, `SpecAccepted`, ...)
 and never calls a metric, the health monitor or the audit log itself. Phase durations come from the
-engine's progress callback (`PhaseStarted` at each phase start), not from audit entries.
+engine's progress callback (`PhaseStarted` at each phase start), not from audit entries. Every
+`Observers` also logs (`LogObserver`): one line per run that changed a room, per failure, per stall.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+import structlog
 
 from roomoperator.model.audit import AuditEntry
 from roomoperator.model.codes import RunCode
@@ -21,6 +24,8 @@ from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.rooms import RoomRegistry
 from roomoperator.service.runs import RunRequest
 from roomoperator.store.records import RunStatus
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,37 @@ class HealthObserver:
             self.health.observe_run(event.result.code, event.result.errors)
 
 
+class LogObserver:
+    """One log line per run that changed its room (`drift corrected` when the loop or a room event started
+    it), per failed run and per room turning Stalled; a run that found nothing to do says nothing."""
+
+    async def observe(self, event: RunEvent) -> None:
+        match event:
+            case RunFinished(request=request, result=result, changed=changed):
+                fields = {
+                    "room_id": result.room_id,
+                    "correlation_id": result.correlation_id,
+                    "trigger": request.trigger,
+                    "spec_version": result.spec_version,
+                    "applied": len(result.applied),
+                    "failed": len(result.failed),
+                    "converged": result.converged,
+                }
+                if not result.success:
+                    log.warning("run failed", code=result.code, errors=list(result.errors[:3]), **fields)
+                elif changed and result.applied:
+                    drift = request.trigger in ("loop", "event")
+                    log.info("drift corrected" if drift else "room changed", **fields)
+            case RoomStalled(result=result, cycles_since_converged=cycles):
+                log.warning(
+                    "room stalled",
+                    room_id=result.room_id,
+                    correlation_id=result.correlation_id,
+                    cycles_since_converged=cycles,
+                    errors=list(result.errors[:3]),
+                )
+
+
 class AuditObserver:
     """The service's own audit entries (runs queued, superseded, resumed; specs accepted; rooms stalled or
     unmanaged), and the holding back of a quiet loop run's phase markers until it turns out to matter.
@@ -261,11 +297,11 @@ class AuditObserver:
 
 
 class Observers:
-    """Hands every event to every observer, in order."""
+    """Hands every event to every observer, in order, the `LogObserver` last."""
 
     def __init__(self, metrics: MetricsObserver, *others: Observer) -> None:
         self._metrics = metrics
-        self._all: tuple[Observer, ...] = (metrics, *others)
+        self._all: tuple[Observer, ...] = (metrics, *others, LogObserver())
 
     def phase_started(self, event: PhaseStarted) -> None:
         self._metrics.phase_started(event)

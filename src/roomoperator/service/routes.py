@@ -1,7 +1,8 @@
 """The operator's HTTP API, the reference's endpoints: `/apply`, `/status`, `/health`, `/metrics`,
-`/audit`, `/events`, `/mcp/*`, with their shapes. Reads are open; writes need the bearer token when auth
-is on. Each route declares its answer (`response_model`, or `responses` for non-JSON bodies); `/status`
-joins the rooms' ready-made JSON instead, in the declared shape. Shared parts: `service/dependencies.py`.
+`/audit`, `/events`, `/mcp/*`, with their shapes. When auth is on, reads need a token with `operator:read`
+(`/health` and `/metrics` too unless `api.open_probes`), writes one with `operator:write`. Each route
+declares its answer (`response_model`, or `responses` for non-JSON bodies); `/status` joins the rooms'
+ready-made JSON instead, in the declared shape. Shared parts: `service/dependencies.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic_core import to_json
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -21,7 +22,9 @@ from roomoperator.model.audit import utcnow
 from roomoperator.service.bodies import McpLoadRequest, read_apply
 from roomoperator.service.dependencies import (
     NOT_FOUND,
+    PROBE,
     QUEUED,
+    READ,
     Audit,
     Caller,
     Client,
@@ -30,6 +33,8 @@ from roomoperator.service.dependencies import (
     Operator,
     Settings,
     answer,
+    body_of,
+    body_schema,
     flag,
     reply,
     view_of,
@@ -37,6 +42,7 @@ from roomoperator.service.dependencies import (
 from roomoperator.service.errors import ApiError
 from roomoperator.service.health import Health
 from roomoperator.service.metrics import CONTENT_TYPE_LATEST
+from roomoperator.service.reading import MAX_SMALL_BODY_BYTES
 from roomoperator.service.schemas import (
     ApplyAnswer,
     ApplyRefusal,
@@ -91,6 +97,7 @@ async def apply(
         force=flag(x_force),
         dry_run=flag(x_dry_run),
         expect=x_expect_plan,
+        warnings=body.warnings,
     )
     return await answer(submission)
 
@@ -98,7 +105,7 @@ async def apply(
 # Status, health, metrics ---------------------------------------------------------------------------
 
 
-@router.get("/status", summary="Operator and room status", response_model=StatusAnswer)
+@router.get("/status", summary="Operator and room status", response_model=StatusAnswer, dependencies=READ)
 async def status(controller: Operator, settings: Settings, monitor: Monitor) -> Response:
     health = monitor.status
     # Assembled around the rooms' ready-made JSON (each re-serialised only after it changed).
@@ -116,7 +123,11 @@ async def status(controller: Operator, settings: Settings, monitor: Monitor) -> 
 
 
 @router.get(
-    "/status/rooms/{roomId}", summary="Status of one room", response_model=RoomStatus, responses=NOT_FOUND
+    "/status/rooms/{roomId}",
+    summary="Status of one room",
+    response_model=RoomStatus,
+    responses=NOT_FOUND,
+    dependencies=READ,
 )
 async def room_status(roomId: str, controller: Operator) -> Response:
     return Response(view_of(controller, roomId).status_bytes(), media_type="application/json")
@@ -126,6 +137,7 @@ async def room_status(roomId: str, controller: Operator) -> Response:
     "/health",
     summary="healthy, degraded or unhealthy (503)",
     response_model=HealthAnswer,
+    dependencies=PROBE,
     responses={
         503: {
             "model": Unhealthy,
@@ -151,6 +163,7 @@ async def health(monitor: Monitor) -> Response:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
+    dependencies=PROBE,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(registry: Metrics) -> Response:
@@ -160,10 +173,10 @@ async def metrics(registry: Metrics) -> Response:
 # Audit and events ----------------------------------------------------------------------------------
 
 
-@router.get("/audit", summary="Audit entries, oldest first", response_model=AuditAnswer)
+@router.get("/audit", summary="Audit entries, oldest first", response_model=AuditAnswer, dependencies=READ)
 async def audit(
     log: Audit,
-    count: Annotated[int, Query(le=10_000)] = 100,
+    count: Annotated[int, Query(ge=0, le=10_000)] = 100,
     correlationId: str | None = None,
     roomId: str | None = None,
     action: str | None = None,
@@ -194,6 +207,7 @@ def _connected() -> str:
     "/events",
     summary="Audit entries as Server-Sent Events",
     response_class=EventSourceResponse,
+    dependencies=READ,
     responses={
         200: {
             "description": "A `connected` event, then audit entries (JSON `data`), the recent ones first",
@@ -231,9 +245,16 @@ def _upstream_problem(title: str, exc: RoomServerError) -> ApiError:
 
 
 @router.post(
-    "/mcp/load", summary="Load MCP providers on the room server", response_model=McpLoaded, responses=UPSTREAM
+    "/mcp/load",
+    summary="Load MCP providers on the room server",
+    response_model=McpLoaded,
+    responses=UPSTREAM,
+    openapi_extra=body_schema(McpLoadRequest),
 )
-async def mcp_load(actor: Caller, client: Client, body: McpLoadRequest) -> Response:
+async def mcp_load(
+    client: Client,
+    body: Annotated[McpLoadRequest, Depends(body_of(McpLoadRequest, limit=MAX_SMALL_BODY_BYTES))],
+) -> Response:
     try:
         await client.mcp_load([provider.model_dump(exclude_none=True) for provider in body.providers])
     except RoomServerError as exc:
@@ -246,6 +267,7 @@ async def mcp_load(actor: Caller, client: Client, body: McpLoadRequest) -> Respo
     summary="MCP providers as the room server sees them",
     response_model=McpStatus,
     responses=UPSTREAM,
+    dependencies=READ,
 )
 async def mcp_status(client: Client) -> Response:
     try:

@@ -97,10 +97,15 @@ def load_text(text: str, *, source: str = "<string>", base_dir: Path | None = No
 
 def load_data(data: object, *, source: str = "<request>", base_dir: Path | None = None) -> RoomSpec:
     """Validate an already-parsed document (an HTTP JSON body); errors name field paths, not positions."""
+    return check_data(data, source=source, base_dir=base_dir).spec
+
+
+def check_data(data: object, *, source: str = "<request>", base_dir: Path | None = None) -> LoadedSpec:
+    """`load_data`, with the document's warnings."""
     checked = validate_document(data, source=source, base_dir=base_dir)
     if checked.spec is None:
         raise SpecError(checked.errors)
-    return checked.spec
+    return LoadedSpec(checked.spec, source, base_dir, tuple(checked.warnings))
 
 
 class _Representer(SafeRepresenter):

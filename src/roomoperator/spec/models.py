@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from roomcontract import identifiers as patterns
-from roomcontract.entities import CommandsFrom, EntityKind, Visibility
+from roomcontract.entities import CommandsFrom, EntityKind, Membership, Visibility
 from roomoperator.spec.seeds import check_seed_path
 
 # Identifier formats: one rule on both sides of the wire, the shared contract's (`roomcontract.identifiers`).
@@ -29,9 +29,11 @@ RESOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
 PROVIDER_URL_PATTERN = r"^(wss?|https?)://\S+$"
 NON_BLANK_PATTERN = r"\S"
 RESERVED_ARTIFACT_NAMES = patterns.RESERVED_ARTIFACT_NAMES
+MAX_INT = 2**31 - 1
+"""Largest integer of a spec (a version, a limit): the reference's C# `int`, the store's integer column."""
 
 ID_FORMATS: dict[str, str] = {
-    ROOM_ID_PATTERN: "a room id: 3-64 letters, digits, '-' or '_', starting with a letter or digit",
+    ROOM_ID_PATTERN: "a room id: 'room-' then 6 or more letters, digits, '-' or '_' (room-abc123)",
     ENTITY_ID_PATTERN: "an entity id: 'E-' then 2-64 letters, digits, '-' or '_'",
     CAPABILITY_PATTERN: "a capability: lower-case words of a-z, 0-9 and '_' joined by '.' (read_artifacts)",
     ARTIFACT_NAME_PATTERN: "an artifact name: 1-128 letters, digits, '.', '-', '_', starting alphanumeric",
@@ -47,7 +49,19 @@ Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 
 MissingDependency = Literal["skip", "fail"]
 RollbackMode = Literal["never", "on-failure"]
-Membership = Literal["closed", "open"]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+AnyCase = BeforeValidator(_lower)
+"""An enumerated value matched case-insensitively and kept lower-case (`Team` is `team`), as the reference
+room server compared `owner` and `orchestrator`."""
+NullIsEmpty = BeforeValidator(lambda value: () if value is None else value)
+"""JSON `null` for a list is the empty list, as the reference room server normalised `capabilities`."""
+NullIsDefault = BeforeValidator(lambda value: {} if value is None else value)
+"""JSON `null` for an object is its defaults, as the reference room server normalised `policy`."""
 
 
 class SpecModel(BaseModel):
@@ -65,7 +79,7 @@ class SpecModel(BaseModel):
 class EntityPolicy(SpecModel):
     """Command and sandbox policy of one entity; keys accepted in snake_case and camelCase."""
 
-    allow_commands_from: CommandsFrom = Field(
+    allow_commands_from: Annotated[CommandsFrom, AnyCase] = Field(
         default="any",
         validation_alias=AliasChoices("allow_commands_from", "allowCommandsFrom"),
         serialization_alias="allow_commands_from",
@@ -77,13 +91,13 @@ class EntityPolicy(SpecModel):
         serialization_alias="sandbox_mode",
     )
     """Run the entity's commands in a sandbox."""
-    env_whitelist: tuple[str, ...] = Field(
+    env_whitelist: Annotated[tuple[str, ...], NullIsEmpty] = Field(
         default=(),
         validation_alias=AliasChoices("env_whitelist", "envWhitelist"),
         serialization_alias="env_whitelist",
     )
     """Environment variables the entity may read."""
-    scopes: tuple[str, ...] = ()
+    scopes: Annotated[tuple[str, ...], NullIsEmpty] = ()
     """Permission scopes granted to the entity."""
 
 
@@ -96,13 +110,13 @@ class EntitySpec(SpecModel):
     """What the member is; matched case-insensitively, stored lower-case."""
     display_name: str | None = None
     """Name shown to people in the room."""
-    visibility: Visibility = "team"
+    visibility: Annotated[Visibility, AnyCase] = "team"
     """Who sees the entity; `owner` needs `ownerUserId`."""
     owner_user_id: str | None = None
     """The user who owns the entity (required when visibility is owner)."""
-    capabilities: tuple[Capability, ...] = ()
+    capabilities: Annotated[tuple[Capability, ...], NullIsEmpty] = ()
     """What the entity can do, e.g. `read_artifacts` or `text.generate`."""
-    policy: EntityPolicy = EntityPolicy()
+    policy: Annotated[EntityPolicy, NullIsDefault] = EntityPolicy()
     """Command and sandbox policy."""
     protect: bool = False
     """Never kick this entity, even when it leaves the spec, until a spec without `protect` is applied."""
@@ -123,13 +137,13 @@ class ArtifactSpec(SpecModel):
     """Artifact type, e.g. `document` or `dataset`."""
     workspace: str = Field(pattern=WORKSPACE_PATTERN)
     """Workspace label the artifact belongs to, e.g. `shared`."""
-    tags: tuple[Tag, ...] = ()
+    tags: Annotated[tuple[Tag, ...], NullIsEmpty] = ()
     """Free tags (no commas: the fingerprint joins them with `,`); order matters to the fingerprint."""
     seed_from: str | None = None
     """File whose bytes seed the artifact, relative to the spec file's folder and never leaving it."""
     promote_after_seed: bool = False
     """Mark the latest version promoted once seeded."""
-    depends_on: tuple[str, ...] = ()
+    depends_on: Annotated[tuple[str, ...], NullIsEmpty] = ()
     """Artifacts of this spec to seed before this one (no cycles)."""
     protect: bool = False
     """Never delete this artifact, even when it leaves the spec, until a spec without `protect` is applied."""
@@ -159,14 +173,14 @@ class Policies(SpecModel):
     """Default visibility of direct messages in the room; empty or null means `team` (with a warning)."""
     allow_resource_creation: bool = False
     """Whether room members may create resources."""
-    max_artifacts_per_entity: int = Field(default=100, ge=0)
+    max_artifacts_per_entity: int = Field(default=100, ge=0, le=MAX_INT)
     """Most artifacts one entity may own."""
 
     @field_validator("dm_visibility_default", mode="before")
     @classmethod
     def _blank_is_team(cls, value: object) -> object:
-        """The reference treated a null or blank value as not set: `team`, with a warning."""
-        return "team" if value is None or (isinstance(value, str) and not value.strip()) else value
+        """The reference treated a null or blank value as not set: `team`, with a warning; any case."""
+        return "team" if value is None or (isinstance(value, str) and not value.strip()) else _lower(value)
 
 
 class ResourceSpec(SpecModel):
@@ -176,7 +190,7 @@ class ResourceSpec(SpecModel):
     """Resource name, unique in the spec; the MCP provider id on the room server."""
     type: str = Field(pattern=NON_BLANK_PATTERN)
     """Resource type, e.g. `mcp-tool`."""
-    config: dict[str, Any] = Field(
+    config: Annotated[dict[str, Any], NullIsDefault] = Field(
         default_factory=dict,
         json_schema_extra={
             "properties": {
@@ -186,7 +200,7 @@ class ResourceSpec(SpecModel):
         },
     )
     """Tool settings; `endpoint` is the provider URL, `timeout` e.g. `30s`; other keys are kept as given."""
-    depends_on: tuple[str, ...] = ()
+    depends_on: Annotated[tuple[str, ...], NullIsEmpty] = ()
     """Entity ids or artifact names of this spec the resource needs."""
     on_missing_dependency: MissingDependency = "skip"
     """What to do when a dependency is not in the room: skip the resource this run, or fail the run."""
@@ -209,7 +223,7 @@ class Metadata(SpecModel):
 
     name: str = Field(pattern=NON_BLANK_PATTERN)
     """Spec name (free text, shown in status and audit)."""
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     """Spec version (>= 1); a changed spec must carry a greater version than the last applied one."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Free key/value labels (strings), for selection and display."""
@@ -220,8 +234,9 @@ class Metadata(SpecModel):
 class RoomSpecBody(SpecModel):
     """The desired state of one room."""
 
-    room_id: str = Field(pattern=ROOM_ID_PATTERN)
-    """The managed room: 3-64 letters, digits, `-` or `_`, starting with a letter or digit."""
+    room_id: str = Field(pattern=ROOM_ID_PATTERN, max_length=patterns.ROOM_ID_MAX_LENGTH)
+    """The managed room: `room-` then at least 6 letters, digits, `-` or `_` (the reference room server's
+    rule), at most 64 characters in all."""
     entities: tuple[EntitySpec, ...] = ()
     """Every member the room must have; with `membership: closed` others are removed."""
     membership: Membership = "closed"

@@ -144,9 +144,13 @@ def _explain(detail: ErrorDetails, data: Any) -> tuple[Path, str, bool]:
         return path, f"Spec version must be positive (got {got})", False
     if kind == "greater_than_equal":
         return path, f"must be >= {ctx['ge']} (got {got})", False
+    if kind == "less_than_equal":
+        return path, f"must be at most {ctx['le']} (got {got})", False
     if kind == "string_pattern_mismatch":
         described = ID_FORMATS.get(ctx["pattern"], f"a string matching {ctx['pattern']}")
         return path, f"must be {described} (got {got})", False
+    if kind == "string_too_long":
+        return path, f"must be at most {ctx['max_length']} characters (got {len(raw)})", False
     if kind == "value_error":
         return path, str(ctx["error"]), False
     if kind in _TYPE_WORDS:
@@ -171,30 +175,31 @@ def _annotation_at(path: Path) -> Any:
     """The declared type of the field at `path`, walking down from RoomSpec."""
     current: Any = RoomSpec
     for step in path:
-        current = _unwrap(current)
+        current = unwrap(current)
         if isinstance(step, int):
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
-        fields = dict(_aliases(current))
+        fields = dict(field_aliases(current))
         if step not in fields:
             return None
         current = fields[step].annotation
-    return _unwrap(current)
+    return unwrap(current)
 
 
-def _unwrap(annotation: Any) -> Any:
-    """`tuple[X, ...]` and `X | None` -> X; anything else unchanged."""
+def unwrap(annotation: Any) -> Any:
+    """`tuple[X, ...]`, `list[X]` and `X | None` -> X; anything else unchanged."""
     origin = get_origin(annotation)
-    if origin is tuple:
-        return _unwrap(get_args(annotation)[0])
+    if origin in (tuple, list):
+        return unwrap(get_args(annotation)[0])
     if origin in (Union, types.UnionType):
         rest = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return _unwrap(rest[0]) if len(rest) == 1 else annotation
+        return unwrap(rest[0]) if len(rest) == 1 else annotation
     return annotation
 
 
-def _aliases(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
+def field_aliases(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
+    """Each key `model` takes (every choice of an `AliasChoices`) with its field's info."""
     for name, info in model.model_fields.items():
         if isinstance(info.validation_alias, AliasChoices):
             for choice in info.validation_alias.choices:
@@ -205,7 +210,7 @@ def _aliases(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
 
 def _keys_of(model: Any) -> list[str]:
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return [alias for alias, _ in _aliases(model)]
+        return [alias for alias, _ in field_aliases(model)]
     return []
 
 
@@ -250,12 +255,17 @@ def _cross_checks(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tup
                 )
 
 
+DM_VISIBILITY_NOT_SET = "dmVisibilityDefault not set, will default to 'team'"
+REFERENCE_WARNINGS = frozenset({DM_VISIBILITY_NOT_SET})
+"""Warning texts of the reference's validator, answered as they are (its clients compare them)."""
+
+
 def _warnings(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tuple[Path, str]]:
     """What is allowed but probably not meant: the reference's policies warning, seed files not there yet."""
     policies = _get(data, ("spec", "policies"))
     chosen = policies.get("dmVisibilityDefault") if isinstance(policies, dict) else None
     if chosen is None or (isinstance(chosen, str) and not chosen.strip()):
-        yield ("spec", "policies"), "dmVisibilityDefault not set, will default to 'team'"
+        yield ("spec", "policies"), DM_VISIBILITY_NOT_SET
     body = data.get("spec")
     body = body if isinstance(body, dict) else {}
     for index, resource in _records(body, "resources"):
@@ -275,6 +285,10 @@ def _warnings(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tuple[P
             found = resolve_seed_path(base_dir, seed).is_file()
         except SeedPathError:
             continue  # an error already
+        except OSError as error:
+            problem = error.strerror or type(error).__name__
+            yield ("spec", "artifacts", index, "seedFrom"), f"file {seed!r} cannot be looked at ({problem})"
+            continue
         if not found:
             yield (
                 ("spec", "artifacts", index, "seedFrom"),

@@ -21,13 +21,17 @@ RESERVED_NAMES: Final = patterns.RESERVED_ARTIFACT_NAMES
 
 def check_room_id(room_id: str) -> str:
     if not ROOM_ID.fullmatch(room_id):
-        raise bad_request("INVALID_ROOM_ID", f"roomId must match pattern: {ROOM_ID.pattern}")
+        raise bad_request("INVALID_ROOM_ID", f"roomId must match pattern: {patterns.ROOM_ID_RULE}")
+    if len(room_id) > patterns.ROOM_ID_MAX_LENGTH:
+        raise bad_request(
+            "INVALID_ROOM_ID", f"roomId must be at most {patterns.ROOM_ID_MAX_LENGTH} characters"
+        )
     return room_id
 
 
 def check_entity_id(entity_id: str, *, field: str = "entityId") -> str:
     if not ENTITY_ID.fullmatch(entity_id):
-        raise bad_request("INVALID_ENTITY_ID", f"{field} must match pattern: {ENTITY_ID.pattern}")
+        raise bad_request("INVALID_ENTITY_ID", f"{field} must match pattern: {patterns.ENTITY_ID_RULE}")
     return entity_id
 
 

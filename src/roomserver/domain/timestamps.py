@@ -14,9 +14,10 @@ def to_iso(moment: dt.datetime) -> str:
 
 
 def parse_iso(text: str) -> dt.datetime | None:
-    """An ISO date-time (naive means UTC, as the reference reads `since`), or None when unparseable."""
+    """An ISO date-time (naive means UTC, as the reference reads `since`), or None when unparseable or
+    outside the years 1-9999 once in UTC (`9999-12-31T23:59:59-23:59`)."""
     try:
         moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
