@@ -30,7 +30,7 @@ async def test_loaded_providers_show_in_status_and_room_resources(client: httpx.
     assert [(p.id, p.state, p.attempts, p.lastError) for p in status.providers] == [
         ("analysis-tool", "idle", 0, None)
     ]
-    resources = (await client.get("/room/ai-lab-01/state")).json()["resources"]
+    resources = (await client.get("/room/room-ai-lab-01/state")).json()["resources"]
     assert resources == [
         {
             "name": "analysis-tool",
@@ -43,7 +43,7 @@ async def test_loaded_providers_show_in_status_and_room_resources(client: httpx.
     await client.post("/admin/mcp/load", json=moved)
     assert (await client.get("/admin/mcp/status")).json()["providers"][0]["id"] == "analysis-tool"
     assert (
-        (await client.get("/room/ai-lab-01/state"))
+        (await client.get("/room/room-ai-lab-01/state"))
         .json()["resources"][0]["config"]["endpoint"]
         .endswith(":10/mcp")
     )

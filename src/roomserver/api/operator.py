@@ -57,7 +57,7 @@ async def room_state(
     body = (
         f'{{"roomId":{json.dumps(room_id)},"status":"{snapshot.status}","revision":{snapshot.revision},'
         f'"entities":[{entities}],"artifacts":[{",".join(snapshot.artifacts)}],'
-        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources(room_id))},'
+        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())},'
         f'"manager":{snapshot.manager or "null"}}}'
     )
     encoded = body.encode()

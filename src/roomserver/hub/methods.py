@@ -21,14 +21,12 @@ raised as `RoomServerError` (the reference's ErrorFactory JSON) or `ToolError` (
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from roomserver.domain import events as ev
-from roomserver.domain import mcp
 from roomserver.domain import messages as msg
 from roomserver.domain.entities import Entity, make_entity
 from roomserver.domain.events import PendingEvent
@@ -37,7 +35,6 @@ from roomserver.domain.sessions import CloseSession, Session
 from roomserver.domain.timestamps import now_iso
 from roomserver.errors import RoomServerError, bad_request
 from roomserver.hub import protocol
-from roomserver.providers.base import UNAVAILABLE_CODE, ToolFailure
 from roomserver.server import RoomServer
 from roomserver.storage import repository
 
@@ -292,45 +289,15 @@ class HubMethods:
     # --- tools ------------------------------------------------------------------------------------------
 
     async def list_tools(self, caller: Caller, room_id: str) -> list[dict[str, Any]]:
-        """The room's catalog (CatalogItemDto): tools of its connected providers the caller may see."""
-        session = self._session_in(caller, room_id, "cannot list tools for different room")
-        return self.server.providers.catalog(room_id, session.entity.id)
+        """The room's tool catalog (CatalogItemDto). No provider client exists yet (the MCP registry only
+        records providers), so the catalog is empty."""
+        self._session_in(caller, room_id, "cannot list tools for different room")
+        return []
 
     async def call_tool(self, caller: Caller, room_id: str, tool: str, args: Any) -> dict[str, Any]:
-        """The reference's sequence (§3.2): resolve, policy, rate limit, connected, RESOURCE.CALLED, the
-        call (with the registry's timeout), RESOURCE.RESULT, ToolCallResultDto."""
-        session = self._session_in(caller, room_id, "cannot call tools in different room")
-        providers = self.server.providers
-        try:
-            item = providers.resolve(room_id, tool)
-        except mcp.ToolNotFound as exc:
-            raise RoomServerError(404, str(exc), code="TOOL_NOT_FOUND") from None
-        caller_id = session.entity.id
-        if not mcp.may_call(item, caller_id):
-            raise msg.forbidden("You are not allowed to call this tool")
-        if not providers.admit(item, caller_id):
-            raise ToolError("RATE_LIMITED", "Rate limit exceeded for this tool", -32001)
-        if not providers.is_connected(item.server_id):
-            raise ToolError("MCP_UNAVAILABLE", "MCP server is not connected", UNAVAILABLE_CODE)
-        about = {
-            "toolId": item.tool_id,
-            "serverId": item.server_id,
-            "key": item.key,
-            "callerEntityId": caller_id,
-        }
-        await self._store(room_id, [PendingEvent(ev.RESOURCE_CALLED, {**about, "args": args})])
-        try:
-            output = await providers.call(item, args)
-        except ToolFailure as exc:
-            failed: dict[str, Any] = {**about, "ok": False, "error": exc.message}
-            if exc.error == "MCP_ERROR":
-                failed["code"] = exc.code
-            await self._store(room_id, [PendingEvent(ev.RESOURCE_RESULT, failed)])
-            raise ToolError(exc.error, exc.message, exc.code) from None
-        await self._store(
-            room_id, [PendingEvent(ev.RESOURCE_RESULT, {**about, "ok": True, "output": output})]
-        )
-        return {"ok": True, "rawOutput": json.dumps(output, ensure_ascii=False), "error": None, "code": None}
+        """Call a tool of the room's catalog: with no provider connected, every tool is unknown."""
+        self._session_in(caller, room_id, "cannot call tools in different room")
+        raise RoomServerError(404, f"Tool not found: {tool}", code="TOOL_NOT_FOUND")
 
     # --- the table ----------------------------------------------------------------------------------------
 
