@@ -151,8 +151,9 @@ def test_a_valid_spec_with_one_field_replaced_gives_a_spec_or_a_spec_error(where
     assert is_specs_or_issues(spec_or_issues(lambda: load_data(data)))
 
 
-def pattern(regex: str) -> st.SearchStrategy[str]:
-    return st.from_regex(regex, fullmatch=True)
+def pattern(regex: str, *, max_length: int = 128) -> st.SearchStrategy[str]:
+    """Strings of the pattern within the shared contract's field bounds (`roomcontract/limits.py`)."""
+    return st.from_regex(regex, fullmatch=True).filter(lambda text: len(text) <= max_length)
 
 
 texts = st.text(max_size=12)

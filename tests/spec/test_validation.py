@@ -334,3 +334,15 @@ def test_a_resource_without_endpoint_is_a_warning() -> None:
     assert [warning.message for warning in loaded.warnings] == [
         "no endpoint: the operator cannot load this resource's MCP provider without its URL"
     ]
+
+
+def test_entity_and_artifact_fields_hold_to_the_room_servers_bounds() -> None:
+    entity = {**AGENT, "displayName": "x" * 257, "capabilities": ["read_artifacts"] * 65}
+    entity["policy"] = {"scopes": ["s" * 129]}
+    artifact = {**ARTIFACT, "tags": [f"t{i}" for i in range(65)]}
+    assert issues_of_data(minimal(entities=[entity], artifacts=[artifact])) == [
+        "<request>: spec.entities[0].displayName: must be at most 256 characters (got 257)",
+        "<request>: spec.entities[0].capabilities: must have at most 64 items (got 65)",
+        "<request>: spec.entities[0].policy.scopes[0]: must be at most 128 characters (got 129)",
+        "<request>: spec.artifacts[0].tags: must have at most 64 items (got 65)",
+    ]

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from roomcontract import identifiers as patterns
+from roomcontract import limits
 from roomcontract.entities import CommandsFrom, EntityKind, Membership, Visibility
 from roomoperator.spec.seeds import check_seed_path
 
@@ -44,7 +45,7 @@ ID_FORMATS: dict[str, str] = {
 }
 """What each identifier pattern means, in words: the validation messages and docs/spec.md use these."""
 
-Capability = Annotated[str, Field(pattern=CAPABILITY_PATTERN)]
+Capability = Annotated[str, Field(pattern=CAPABILITY_PATTERN, max_length=limits.MAX_CAPABILITY_LENGTH)]
 Tag = Annotated[str, Field(pattern=TAG_PATTERN)]
 
 MissingDependency = Literal["skip", "fail"]
@@ -91,13 +92,18 @@ class EntityPolicy(SpecModel):
         serialization_alias="sandbox_mode",
     )
     """Run the entity's commands in a sandbox."""
-    env_whitelist: Annotated[tuple[str, ...], NullIsEmpty] = Field(
+    env_whitelist: Annotated[
+        tuple[Annotated[str, Field(max_length=limits.MAX_ENV_NAME_LENGTH)], ...], NullIsEmpty
+    ] = Field(
         default=(),
+        max_length=limits.MAX_ENV_WHITELIST,
         validation_alias=AliasChoices("env_whitelist", "envWhitelist"),
         serialization_alias="env_whitelist",
     )
     """Environment variables the entity may read."""
-    scopes: Annotated[tuple[str, ...], NullIsEmpty] = ()
+    scopes: Annotated[
+        tuple[Annotated[str, Field(max_length=limits.MAX_POLICY_SCOPE_LENGTH)], ...], NullIsEmpty
+    ] = Field(default=(), max_length=limits.MAX_POLICY_SCOPES)
     """Permission scopes granted to the entity."""
 
 
@@ -108,13 +114,15 @@ class EntitySpec(SpecModel):
     """Entity id, unique in the room: `E-` then 2-64 letters, digits, `-` or `_`."""
     kind: EntityKind
     """What the member is; matched case-insensitively, stored lower-case."""
-    display_name: str | None = None
+    display_name: str | None = Field(default=None, max_length=limits.MAX_DISPLAY_NAME)
     """Name shown to people in the room."""
     visibility: Annotated[Visibility, AnyCase] = "team"
     """Who sees the entity; `owner` needs `ownerUserId`."""
-    owner_user_id: str | None = None
+    owner_user_id: str | None = Field(default=None, max_length=limits.MAX_OWNER_USER_ID)
     """The user who owns the entity (required when visibility is owner)."""
-    capabilities: Annotated[tuple[Capability, ...], NullIsEmpty] = ()
+    capabilities: Annotated[tuple[Capability, ...], NullIsEmpty] = Field(
+        default=(), max_length=limits.MAX_CAPABILITIES
+    )
     """What the entity can do, e.g. `read_artifacts` or `text.generate`."""
     policy: Annotated[EntityPolicy, NullIsDefault] = EntityPolicy()
     """Command and sandbox policy."""
@@ -137,7 +145,7 @@ class ArtifactSpec(SpecModel):
     """Artifact type, e.g. `document` or `dataset`."""
     workspace: str = Field(pattern=WORKSPACE_PATTERN)
     """Workspace label the artifact belongs to, e.g. `shared`."""
-    tags: Annotated[tuple[Tag, ...], NullIsEmpty] = ()
+    tags: Annotated[tuple[Tag, ...], NullIsEmpty] = Field(default=(), max_length=limits.MAX_TAGS)
     """Free tags (no commas: the fingerprint joins them with `,`); order matters to the fingerprint."""
     seed_from: str | None = None
     """File whose bytes seed the artifact, relative to the spec file's folder and never leaving it."""

@@ -151,6 +151,8 @@ def _explain(detail: ErrorDetails, data: Any) -> tuple[Path, str, bool]:
         return path, f"must be {described} (got {got})", False
     if kind == "string_too_long":
         return path, f"must be at most {ctx['max_length']} characters (got {len(raw)})", False
+    if kind == "too_long":
+        return path, f"must have at most {ctx['max_length']} items (got {ctx['actual_length']})", False
     if kind == "value_error":
         return path, str(ctx["error"]), False
     if kind in _TYPE_WORDS:

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from roomcontract.limits import MAX_CAPABILITY_LENGTH, MAX_TAGS
 from roomserver.domain.identifiers import CAPABILITY, SHA256_HEX, TAG, WORKSPACE_LABEL, check_artifact_name
 from roomserver.domain.limits import (
-    MAX_CAPABILITY_LENGTH,
     MAX_PARENT_LENGTH,
     MAX_PARENTS,
-    MAX_TAGS,
     InputError,
     check_list,
     check_metadata,

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from roomcontract import limits
 from roomcontract.entities import COMMANDS_FROM, ENTITY_KINDS, VISIBILITIES
-from roomserver.domain import limits
 from roomserver.domain.identifiers import CAPABILITY, check_entity_id
 from roomserver.domain.limits import InputError, check_list, check_text
 from roomserver.errors import bad_request

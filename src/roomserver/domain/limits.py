@@ -1,5 +1,8 @@
 """Bounds on what a caller may send, and parsers that hold to them (`docs/contract.md`, "Limits").
 
+The declared fields' bounds (display names, capabilities, tags...) are the shared contract's,
+`roomcontract/limits.py`, so the operator checks its specs against the same numbers.
+
 Python's own helpers are too lenient for input from the wire: `str.isdigit()` accepts `²`, `int()` reads
 any number of digits (SQLite stores at most 64 bits), `json.loads` recurses until `RecursionError`, reads
 `NaN` and `1e999` (which no JSON encoder writes back) and keeps lone surrogates (which no UTF-8 encoder
@@ -22,18 +25,9 @@ MAX_METADATA_DEPTH: Final = 32
 """Deepest nesting of artifact `metadata` (the object itself is level 1)."""
 MAX_METADATA_BYTES: Final = 64 * 1024
 """Largest artifact `metadata`, as compact JSON."""
-MAX_TAGS: Final = 64
 MAX_PARENTS: Final = 64
 MAX_PARENT_LENGTH: Final = 256
 
-MAX_DISPLAY_NAME: Final = 256
-MAX_OWNER_USER_ID: Final = 256
-MAX_CAPABILITIES: Final = 64
-MAX_CAPABILITY_LENGTH: Final = 128
-MAX_ENV_WHITELIST: Final = 64
-MAX_ENV_NAME_LENGTH: Final = 256
-MAX_POLICY_SCOPES: Final = 64
-MAX_POLICY_SCOPE_LENGTH: Final = 128
 MAX_ARTIFACTS_PER_ENTITY: Final = 1_000_000
 """Largest value of the room policy `maxArtifactsPerEntity`."""
 
