@@ -30,7 +30,13 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-app = typer.Typer(name="roomserver", help="The room server managed by RoomOperator.", add_completion=False)
+app = typer.Typer(
+    name="roomserver",
+    help="The room server managed by RoomOperator.",
+    add_completion=False,
+    # Plain click help, as `roomop`'s: typer's rich help shows every flag as `--flag <bool>`.
+    rich_markup_mode=None,
+)
 
 
 @app.callback()

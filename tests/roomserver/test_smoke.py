@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import httpx
+from typer.testing import CliRunner
 
+from roomserver.cli import app
 from tests.support.roomserver import RoomServerHandle
 
 
@@ -18,3 +20,10 @@ async def test_health_and_join_show_in_state_over_a_socket(server: RoomServerHan
         state = (await client.get("/room/room-ai-lab-01/state")).json()
     assert [e["id"] for e in state["entities"]] == ["E-agent-1"]
     assert state["status"] == "active"
+
+
+def test_help_shows_flags_without_a_bool_placeholder() -> None:
+    shown = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "120"})
+    assert shown.exit_code == 0
+    assert "--insecure-no-auth" in shown.output
+    assert "<bool>" not in shown.output
