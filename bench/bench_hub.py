@@ -6,6 +6,10 @@ broadcast fan-out latency (one room message, from the send to the last of the N 
 counted until every connection got the last: receipts per second and messages per second). Clients are
 raw WebSocket connections speaking the JSON protocol (`tests/hub/client.py`'s framing) in this process.
 `BENCH_HUB_CONNECTIONS` (default 1000) sets N.
+
+A second server process holds `BENCH_HUB_POLLERS` (default 100) long-polling connections in one room
+(httpx, each polling in a loop as `@microsoft/signalr` does): their memory per connection and fan-out
+latency, one member sending.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from tests.support.roomserver import RoomServerProcess, start_roomserver_process
 from websockets.asyncio.client import ClientConnection, connect
@@ -48,6 +53,8 @@ class Member:
                         self.arrived.set()
                 elif record.startswith('{"type":3'):
                     await self.completions.put(json.loads(record))
+                elif record == '{"type":6}':  # answer the server's keep-alive, as a client's own pings would
+                    await self.ws.send(record + RS)
 
     async def invoke(self, invocation_id: str, target: str, *args: Any) -> dict[str, Any]:
         frame = {"type": 1, "invocationId": invocation_id, "target": target, "arguments": list(args)}
@@ -57,21 +64,107 @@ class Member:
 
 async def _connect(server: RoomServerProcess, index: int) -> Member:
     url = server.url.replace("http://", "ws://") + "/room"
-    ws = await connect(url, additional_headers={"Authorization": f"Bearer {server.token}"}, max_queue=None)
+    headers = {"Authorization": f"Bearer {server.token}"}
+    # No WebSocket-level pings: the hub's own keep-alive covers liveness, and a busy client process would
+    # answer them late and drop its own connections.
+    ws = await connect(url, additional_headers=headers, max_queue=None, ping_interval=None)
     await ws.send(json.dumps({"protocol": "json", "version": 1}) + RS)
     assert await ws.recv() == "{}" + RS
     return Member(ws, index)
 
 
-def _chat(text: str) -> dict[str, Any]:
-    return {"from": "E-m0", "type": "chat", "payload": {"text": text}}
+def _chat(text: str, sender: str = "E-m0") -> dict[str, Any]:
+    return {"from": sender, "type": "chat", "payload": {"text": text}}
+
+
+class Poller:
+    """One long-polling connection: `run` polls until stopped, counting `message` events as `Member`."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str, index: int):
+        self.http = http
+        self.url = f"/room?id={token}"
+        self.index = index
+        self.seen = 0
+        self.target = 0
+        self.arrived = asyncio.Event()
+        self.completions: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def run(self) -> None:
+        while True:
+            answer = await self.http.get(self.url)
+            if answer.status_code == 204:
+                return
+            answer.raise_for_status()
+            for record in answer.text.split(RS)[:-1]:
+                if record.startswith('{"type":1,"target":"message"'):
+                    self.seen += 1
+                    if self.seen >= self.target:
+                        self.arrived.set()
+                elif record.startswith('{"type":3'):
+                    await self.completions.put(json.loads(record))
+
+    async def invoke(self, target: str, *args: Any) -> dict[str, Any]:
+        frame = {"type": 1, "invocationId": "i", "target": target, "arguments": list(args)}
+        await self.http.post(self.url, content=json.dumps(frame) + RS)
+        return await asyncio.wait_for(self.completions.get(), 120)
+
+
+async def _poll_connect(http: httpx.AsyncClient, index: int) -> Poller:
+    token = (await http.post("/room/negotiate?negotiateVersion=1")).json()["connectionToken"]
+    poller = Poller(http, token, index)
+    assert (await http.get(poller.url)).content == b""  # the first poll answers at once
+    await http.post(poller.url, content=json.dumps({"protocol": "json", "version": 1}) + RS)
+    assert (await http.get(poller.url)).text == "{}" + RS
+    return poller
+
+
+async def _measure_polling(server: RoomServerProcess, count: int, rounds: int) -> dict[str, float]:
+    process = psutil.Process(server.process.pid)
+    room = f"{ROOM}-lp"
+    limits = httpx.Limits(max_connections=count + 16, max_keepalive_connections=count + 16)
+    headers = {"Authorization": f"Bearer {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, limits=limits, timeout=120) as http:
+        before = process.memory_info().rss
+        pollers: list[Poller] = []
+        loops = []
+        for i in range(count):  # each polls at once (a poller idle past the disconnect timeout is closed)
+            pollers.append(await _poll_connect(http, i))
+            loops.append(asyncio.create_task(pollers[-1].run()))
+        for chunk in range(0, count, 50):
+            joins = [
+                p.invoke("Join", room, {"id": f"E-p{p.index}", "kind": "agent"})
+                for p in pollers[chunk : chunk + 50]
+            ]
+            for completion in await asyncio.gather(*joins):
+                assert "error" not in completion, completion
+        per_connection = (process.memory_info().rss - before) / count
+        latencies = []
+        for i in range(rounds):
+            for p in pollers:
+                p.target, p.arrived = p.seen + 1, asyncio.Event()
+            sent = time.perf_counter()
+            await pollers[0].invoke("SendToRoom", room, _chat(f"round {i}", "E-p0"))
+            await asyncio.wait_for(asyncio.gather(*(p.arrived.wait() for p in pollers)), 120)
+            latencies.append((time.perf_counter() - sent) * 1000)
+        for p in pollers:
+            await http.delete(p.url)
+        await asyncio.gather(*loops, return_exceptions=True)
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "kib_per_connection": per_connection / 1024,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": quantiles[98],
+    }
 
 
 async def _measure(server: RoomServerProcess, count: int, rounds: int, burst: int) -> dict[str, float]:
     process = psutil.Process(server.process.pid)
     before = process.memory_info().rss
-    members = [await _connect(server, i) for i in range(count)]
-    readers = [asyncio.create_task(m.read()) for m in members]
+    members: list[Member] = []
+    readers = []
+    for i in range(count):  # each reads (and answers pings) while the others connect
+        members.append(await _connect(server, i))
+        readers.append(asyncio.create_task(members[-1].read()))
     started = time.perf_counter()
     for chunk in range(0, count, 100):
         joins = [
@@ -118,10 +211,17 @@ def run() -> str:
     count = int(os.environ.get("BENCH_HUB_CONNECTIONS", "1000"))
     rounds = int(os.environ.get("BENCH_HUB_ROUNDS", "100"))
     burst = int(os.environ.get("BENCH_HUB_BURST", "200"))
+    pollers = int(os.environ.get("BENCH_HUB_POLLERS", "100"))
+    poll_rounds = min(rounds, 30)
     with tempfile.TemporaryDirectory() as work:
         server = start_roomserver_process(Path(work) / "data")
         try:
             result = asyncio.run(_measure(server, count, rounds, burst))
+        finally:
+            server.stop()
+        server = start_roomserver_process(Path(work) / "polling")  # a fresh process: its own RSS delta
+        try:
+            polling = asyncio.run(_measure_polling(server, pollers, poll_rounds))
         finally:
             server.stop()
     return "\n".join(
@@ -140,6 +240,11 @@ def run() -> str:
             f"| fan-out latency to {count}, p99 | {result['p99_ms']:.1f} ms |",
             f"| messages through one room ({burst} in a row) | {result['messages_per_second']:.0f} msg/s |",
             f"| deliveries (messages × receivers) | {result['receipts_per_second']:.0f} /s |",
+            f"| long polling: server memory per connection ({pollers}, own server process) | "
+            f"{polling['kib_per_connection']:.0f} KiB |",
+            f"| long polling: fan-out latency to {pollers}, p50 ({poll_rounds} rounds) | "
+            f"{polling['p50_ms']:.1f} ms |",
+            f"| long polling: fan-out latency to {pollers}, p99 | {polling['p99_ms']:.1f} ms |",
         ]
     )
 

@@ -22,5 +22,9 @@ ARTIFACT_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 WORKSPACE_LABEL: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 TAG: Final = r"^[A-Za-z0-9._:/-]{1,64}$"
 SHA256_HEX: Final = r"^[0-9a-f]{64}$"
+PROVIDER_URL: Final = r"^((wss?|https?)://\S+|stdio:[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"
+"""An MCP provider URL: `ws(s)://` (the reference's dialect), `http(s)://` (standard MCP, streamable HTTP),
+`stdio:<name>` (standard MCP over stdio: a command the room server's settings name `<name>`)."""
+PROVIDER_URL_RULE: Final = "a ws://, wss://, http:// or https:// URL or stdio:<name>"
 RESERVED_ARTIFACT_NAMES: Final = frozenset({"manifest.json"})
 """Artifact names the room server keeps for itself."""

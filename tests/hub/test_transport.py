@@ -18,13 +18,17 @@ from tests.support.roomserver import RoomServerHandle, running_roomserver
 HANDSHAKE = json.dumps({"protocol": "json", "version": 1}) + RS
 
 
-async def test_negotiate_v1_and_v0_offer_websockets_only(server: RoomServerHandle) -> None:
+async def test_negotiate_v1_and_v0_offer_the_three_transports(server: RoomServerHandle) -> None:
     headers = {"Authorization": f"Bearer {server.token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
         v1 = (await http.post("/room/negotiate?negotiateVersion=1")).json()
         v0 = (await http.post("/room/negotiate")).json()
         bad = await http.post("/room/negotiate?negotiateVersion=x")
-    transports = [{"transport": "WebSockets", "transferFormats": ["Text"]}]
+    transports = [
+        {"transport": "WebSockets", "transferFormats": ["Text"]},
+        {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+        {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+    ]
     assert v1.keys() == {"negotiateVersion", "connectionId", "connectionToken", "availableTransports"}
     assert (v1["negotiateVersion"], v1["availableTransports"]) == (1, transports)
     assert v1["connectionId"] != v1["connectionToken"]

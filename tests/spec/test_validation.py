@@ -321,9 +321,9 @@ def test_resources_name_mcp_providers_with_urls() -> None:
         "<request>: spec.resources[1].name: must be an MCP provider id: 1-128 letters, digits or '.', '_',"
         " '@', ':', '-' (got 'bad name')",
         "<request>: spec.resources[1].config: endpoint must be a ws://, wss://, http:// or https:// URL"
-        " (got 'ftp://x')",
+        " or stdio:<name> (got 'ftp://x')",
         "<request>: spec.resources[2].config: url must be a ws://, wss://, http:// or https:// URL"
-        " (got None)",
+        " or stdio:<name> (got None)",
     ]
 
 

@@ -27,7 +27,7 @@ ARTIFACT_NAME_PATTERN = patterns.ARTIFACT_NAME
 WORKSPACE_PATTERN = patterns.WORKSPACE_LABEL
 TAG_PATTERN = patterns.TAG
 RESOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$"
-PROVIDER_URL_PATTERN = r"^(wss?|https?)://\S+$"
+PROVIDER_URL_PATTERN = patterns.PROVIDER_URL
 NON_BLANK_PATTERN = r"\S"
 RESERVED_ARTIFACT_NAMES = patterns.RESERVED_ARTIFACT_NAMES
 MAX_INT = 2**31 - 1
@@ -222,7 +222,7 @@ class ResourceSpec(SpecModel):
             if key in value and not (
                 isinstance(url, str) and len(url) <= 2048 and re.match(PROVIDER_URL_PATTERN, url)
             ):
-                raise ValueError(f"{key} must be a ws://, wss://, http:// or https:// URL (got {url!r})")
+                raise ValueError(f"{key} must be {patterns.PROVIDER_URL_RULE} (got {url!r})")
         return value
 
 

@@ -31,6 +31,7 @@ from roomserver.domain import messages as msg
 from roomserver.domain.entities import Entity, make_entity
 from roomserver.domain.events import PendingEvent
 from roomserver.domain.identifiers import check_room_id
+from roomserver.domain.mcp import ToolError
 from roomserver.domain.sessions import CloseSession, Session
 from roomserver.domain.timestamps import now_iso
 from roomserver.errors import RoomServerError, bad_request
@@ -47,17 +48,6 @@ class BindingError(Exception):
 
 class UnknownMethod(Exception):
     """No hub method has the invoked name."""
-
-
-class ToolError(Exception):
-    """A tool failure in the reference's MCP shape: `{"error": CODE, "message": ..., "code": <int>}`."""
-
-    def __init__(self, error: str, message: str, code: int):
-        super().__init__(message)
-        self.error, self.message, self.code = error, message, code
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.error, "message": self.message, "code": self.code}
 
 
 @dataclass(frozen=True)
@@ -289,15 +279,33 @@ class HubMethods:
     # --- tools ------------------------------------------------------------------------------------------
 
     async def list_tools(self, caller: Caller, room_id: str) -> list[dict[str, Any]]:
-        """The room's tool catalog (CatalogItemDto). No provider client exists yet (the MCP registry only
-        records providers), so the catalog is empty."""
+        """The room's tool catalog (CatalogItemDto): the listed tools of its connected providers."""
         self._session_in(caller, room_id, "cannot list tools for different room")
-        return []
+        return self.server.providers.tools(room_id)
 
     async def call_tool(self, caller: Caller, room_id: str, tool: str, args: Any) -> dict[str, Any]:
-        """Call a tool of the room's catalog: with no provider connected, every tool is unknown."""
-        self._session_in(caller, room_id, "cannot call tools in different room")
-        raise RoomServerError(404, f"Tool not found: {tool}", code="TOOL_NOT_FOUND")
+        """Call a tool of the room's catalog (ToolCallResultDto), between RESOURCE.CALLED and
+        RESOURCE.RESULT; a provider not connected is refused before RESOURCE.CALLED, at once."""
+        session = self._session_in(caller, room_id, "cannot call tools in different room")
+        providers = self.server.providers
+        resolved = providers.prepare(room_id, tool, session.entity.id)
+        about = {
+            "toolId": resolved.tool_id,
+            "serverId": resolved.provider.id,
+            "key": f"{resolved.provider.id}:{resolved.tool_id}",
+            "callerEntityId": session.entity.id,
+        }
+        await self._store(room_id, [PendingEvent(ev.RESOURCE_CALLED, {**about, "args": args})])
+        try:
+            output, raw = await providers.call(resolved, args)
+        except ToolError as exc:
+            failed = {**about, "ok": False, "error": exc.message, "code": exc.code}
+            await self._store(room_id, [PendingEvent(ev.RESOURCE_RESULT, failed)])
+            raise
+        await self._store(
+            room_id, [PendingEvent(ev.RESOURCE_RESULT, {**about, "ok": True, "output": output})]
+        )
+        return {"ok": True, "rawOutput": raw, "error": None, "code": None}
 
     # --- the table ----------------------------------------------------------------------------------------
 

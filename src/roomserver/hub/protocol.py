@@ -20,6 +20,7 @@ PROTOCOL: Final = "json"
 VERSION: Final = 1
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 """The largest message a client may send (ASP.NET Core's `MaximumReceiveMessageSize` default)."""
+TOO_LARGE: Final = f"The maximum message size of {MAX_MESSAGE_BYTES}B was exceeded."
 
 
 class MessageType(enum.IntEnum):
@@ -61,7 +62,7 @@ def split_records(text: str) -> list[str]:
     """The records of one received WebSocket text message (a missing final separator is a protocol error:
     SignalR clients always end a message with one)."""
     if len(text) > MAX_MESSAGE_BYTES or len(text.encode()) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"The maximum message size of {MAX_MESSAGE_BYTES}B was exceeded.")
+        raise ProtocolError(TOO_LARGE)
     if not text.endswith(RS):
         raise ProtocolError("Message is incomplete: a record does not end with the 0x1E separator.")
     return text.split(RS)[:-1]

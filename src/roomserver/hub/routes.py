@@ -1,10 +1,22 @@
-"""The hub at `/room`: negotiate, the WebSocket transport, and the event log's delivery to room groups.
+"""The hub at `/room`: negotiate, the three transports' endpoints, each connection's life, and the event
+log's delivery to room groups.
 
-`Hub` composes the parts: negotiation ids (`negotiate.py`), open connections (`connections.py`), the
-methods (`methods.py`) over the JSON protocol (`protocol.py`). Authentication is the REST one: a bearer
-token with `room:read`, in the `Authorization` header or the `access_token` query parameter (what
-browsers' SignalR clients send); the user of the connection is the token's name (`X-User-Id` only in
-insecure dev mode).
+`Hub` composes the parts: negotiation ids (`negotiate.py`), open connections (`connections.py`) on their
+transports (`transports.py`), the methods (`methods.py`) over the JSON protocol (`protocol.py`). Whatever
+the transport, what a client sends goes through `receive` (handshake, then records) and every connection
+lives the same life (`_live`): its invocations run one after another, and when it ends its session
+leaves, then its close message goes out. Endpoints, as ASP.NET Core SignalR's:
+
+- `POST /room/negotiate`; WebSocket `/room?id=<token>`;
+- `GET /room?id=<token>`: a long poll, or with `Accept: text/event-stream` the SSE stream; the first GET
+  claims the negotiated id and fixes the transport (another one later is 400, a second SSE stream 409);
+- `POST /room?id=<token>`: what the client sends on those two (at most 32 KB, one send at a time);
+- `DELETE /room?id=<token>`: a long-polling client's goodbye (202; its outstanding poll answers 204).
+
+Authentication is the REST one: a bearer token with `room:read`, in the `Authorization` header or the
+`access_token` query parameter (what browsers' SignalR clients send), on every request; an HTTP
+transport's requests must come with the token that negotiated the connection (403 otherwise). The user
+of the connection is the token's name (`X-User-Id` only in insecure dev mode).
 
 Client events come from the durable event log: every event a room stores (a hub join or message, and
 also a REST declaration or artifact write) is read back once by `_follow` and sent to the connections
@@ -23,7 +35,7 @@ import time
 from typing import Final
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers, QueryParams
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -35,14 +47,23 @@ from roomserver.errors import RoomServerError, bad_request
 from roomserver.hub import protocol
 from roomserver.hub.connections import Connection, Connections
 from roomserver.hub.methods import Caller, HubMethods, dispatch
-from roomserver.hub.negotiate import Negotiations
+from roomserver.hub.negotiate import Negotiations, foreign_connection, unknown_connection
+from roomserver.hub.transports import (
+    HttpConnection,
+    LongPollingConnection,
+    SseConnection,
+    SseResponse,
+    WebSocketConnection,
+)
 from roomserver.server import RoomServer
 from roomserver.storage import repository
 
 log = logging.getLogger("roomserver.hub")
 
 _BATCH: Final = 500
-_MAX_QUEUED_INVOCATIONS: Final = 64
+_SHUTDOWN_GRACE_SECONDS: Final = 5.0
+_FAILED: Final = "Connection closed with an error. "
+"""The close reason's prefix when the client broke the protocol (as ASP.NET Core words it)."""
 
 
 class Hub:
@@ -53,9 +74,13 @@ class Hub:
         self.server = server
         self.negotiations = Negotiations()
         self.connections = Connections(
-            keepalive=settings.hub_keepalive_seconds, client_timeout=settings.hub_client_timeout_seconds
+            keepalive=settings.hub_keepalive_seconds,
+            client_timeout=settings.hub_client_timeout_seconds,
+            disconnect_timeout=settings.hub_disconnect_timeout_seconds,
         )
         self.methods = HubMethods(server, self.connections.send, self.delivered)
+        self._http: dict[str, HttpConnection] = {}
+        self._lives: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._delivered = 0
         self._advanced = asyncio.Event()
@@ -65,9 +90,18 @@ class Hub:
             "/room/negotiate",
             self.negotiate,
             methods=["POST"],
-            summary="SignalR negotiate (versions 0 and 1): a connection id and the WebSockets transport",
+            summary="SignalR negotiate (versions 0 and 1): a connection id and the transports",
         )
         self.router.add_api_websocket_route("/room", self.connect)
+        self.router.add_api_route(
+            "/room", self.poll, methods=["GET"], summary="SignalR long poll, or the Server-Sent Events stream"
+        )
+        self.router.add_api_route(
+            "/room", self.send, methods=["POST"], summary="SignalR send (long polling, Server-Sent Events)"
+        )
+        self.router.add_api_route(
+            "/room", self.delete, methods=["DELETE"], summary="SignalR long polling: end the connection"
+        )
 
     def authenticate(self, headers: Headers, query: QueryParams) -> Principal:
         authorization = headers.get("authorization")
@@ -78,121 +112,221 @@ class Hub:
         principal.require(READ)
         return principal
 
+    def _user(self, principal: Principal, headers: Headers) -> str | None:
+        return headers.get("x-user-id") if self.server.settings.insecure_no_auth else principal.name
+
     async def negotiate(self, request: Request) -> JSONResponse:
-        self.authenticate(request.headers, request.query_params)
+        principal = self.authenticate(request.headers, request.query_params)
         raw = request.query_params.get("negotiateVersion", "0")
         if not raw.isdigit():
             raise bad_request("INVALID_REQUEST", "negotiateVersion must be a non-negative integer")
-        return JSONResponse(self.negotiations.issue(int(raw)))
+        return JSONResponse(self.negotiations.issue(int(raw), principal.name))
+
+    # --- WebSockets ---------------------------------------------------------------------------------------
 
     async def connect(self, websocket: WebSocket) -> None:
-        """One WebSocket connection: authenticate, claim the negotiated id, handshake, then serve it."""
+        """One WebSocket connection: authenticate, claim the negotiated id, then read until it ends."""
         try:
             principal = self.authenticate(websocket.headers, websocket.query_params)
             key = websocket.query_params.get("id")
-            connection_id = secrets.token_urlsafe(16) if key is None else self.negotiations.claim(key)
-            if connection_id is None:
-                raise RoomServerError(404, "No Connection with that ID", code="CONNECTION_NOT_FOUND")
+            connection_id = (
+                secrets.token_urlsafe(16) if key is None else self.negotiations.claim(key, principal.name)
+            )
         except RoomServerError as exc:
             await _deny(websocket, exc)
             return
         await websocket.accept()
-        rest = await self._handshake(websocket)
-        if rest is None:
-            return
-        user_id = (
-            websocket.headers.get("x-user-id") if self.server.settings.insecure_no_auth else principal.name
+        connection = WebSocketConnection(
+            websocket,
+            connection_id,
+            principal,
+            self._user(principal, websocket.headers),
+            max_queued_bytes=self.server.settings.hub_max_queued_bytes,
         )
-        connection = Connection(websocket, connection_id, principal, user_id)
+        self._open(connection)
+        reader = asyncio.create_task(self._read(websocket, connection))
+        try:
+            await connection.write()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, websocket: WebSocket, connection: WebSocketConnection) -> None:
+        """Hand each WebSocket message to `receive` until the peer leaves."""
+        try:
+            while True:
+                received = await websocket.receive()
+                if received["type"] == "websocket.disconnect":
+                    break
+                if received.get("bytes") is not None:
+                    connection.end(_FAILED + "Binary messages need the Binary transfer format.")
+                else:
+                    await self.receive(connection, received.get("text") or "")
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        connection.abandon()
+
+    # --- long polling and Server-Sent Events --------------------------------------------------------------
+
+    def _connection(self, request: Request) -> tuple[str, Principal, HttpConnection | None]:
+        principal = self.authenticate(request.headers, request.query_params)
+        token = request.query_params.get("id")
+        if not token:
+            raise bad_request("INVALID_REQUEST", "id is required: the connectionToken of negotiate")
+        connection = self._http.get(token)
+        if connection is not None and connection.principal.name != principal.name:
+            raise foreign_connection()
+        return token, principal, connection
+
+    async def poll(self, request: Request) -> Response:
+        """`GET /room?id=`: the first claims the negotiated id; then a long poll or the SSE stream."""
+        token, principal, connection = self._connection(request)
+        events = "text/event-stream" in request.headers.get("accept", "")
+        if connection is None:
+            connection_id = self.negotiations.claim(token, principal.name)
+            kind = SseConnection if events else LongPollingConnection
+            connection = kind(
+                token,
+                connection_id,
+                principal,
+                self._user(principal, request.headers),
+                max_queued_bytes=self.server.settings.hub_max_queued_bytes,
+            )
+            self._http[token] = connection
+            self._open(connection)
+        elif isinstance(connection, SseConnection):
+            raise RoomServerError(409, "the connection's event stream is already open", code="CONFLICT")
+        elif events:
+            raise bad_request("INVALID_REQUEST", "Cannot change transports mid-connection.")
+        if isinstance(connection, SseConnection):
+            return SseResponse(connection, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        assert isinstance(connection, LongPollingConnection)
+        timeout = self.server.settings.hub_long_poll_timeout_seconds
+        status, body = await connection.poll(request.receive, within=timeout)
+        if status == 204:
+            return Response(status_code=204)
+        return Response(body, media_type="application/octet-stream")
+
+    async def send(self, request: Request) -> Response:
+        """`POST /room?id=`: one message of the client (records, or the handshake first)."""
+        _, _, connection = self._connection(request)
+        if connection is None or connection.ending.is_set():
+            raise unknown_connection()
+        if connection.sending:
+            raise RoomServerError(409, "another send of this connection is under way", code="CONFLICT")
+        connection.sending = True
+        try:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > protocol.MAX_MESSAGE_BYTES:
+                    connection.end(_FAILED + protocol.TOO_LARGE)
+                    raise RoomServerError(413, protocol.TOO_LARGE, code="PAYLOAD_TOO_LARGE")
+            try:
+                text = body.decode()
+            except UnicodeDecodeError:
+                connection.end(_FAILED + "The message is not UTF-8 text.")
+                raise bad_request("INVALID_REQUEST", "the body is not UTF-8 text") from None
+            await self.receive(connection, text)
+        finally:
+            connection.sending = False
+        return Response(media_type="text/plain")
+
+    async def delete(self, request: Request) -> Response:
+        """`DELETE /room?id=`: a long-polling client ends its connection."""
+        _, _, connection = self._connection(request)
+        if connection is None:
+            raise unknown_connection()
+        if not isinstance(connection, LongPollingConnection):
+            raise bad_request(
+                "INVALID_REQUEST", "Cannot terminate this connection using the DELETE endpoint."
+            )
+        connection.abandon()
+        return Response(status_code=202, media_type="text/plain")
+
+    # --- every connection ---------------------------------------------------------------------------------
+
+    def _open(self, connection: Connection) -> None:
         self.connections.add(connection)
         if self._follower is None:
             self._follower = asyncio.create_task(self._follow())
-        writer = asyncio.create_task(connection.write())
-        caller = Caller(connection_id, user_id, connection.close_now, principal.entity)
-        invocations: asyncio.Queue[protocol.Invocation | None] = asyncio.Queue(_MAX_QUEUED_INVOCATIONS)
-        worker = asyncio.create_task(self._work(caller, connection, invocations))
-        connection.send(protocol.handshake_frame())
-        try:
-            await self._serve(websocket, connection, invocations, rest)
-        finally:
-            while not invocations.empty():
-                invocations.get_nowait()
-            invocations.put_nowait(None)
-            await worker  # the invocation under way ends first (its session stays consistent)
-            self.connections.remove(connection_id)
-            await self.methods.disconnected(connection_id)
-            connection.close()
-            await writer
-
-    async def _handshake(self, websocket: WebSocket) -> str | None:
-        """The handshake request, within the handshake timeout; the records after it, or None when it
-        failed (the error, when there is one to say, was sent and the socket closed)."""
+        life = asyncio.create_task(self._live(connection))
+        self._lives.add(life)
+        life.add_done_callback(self._lives.discard)
         timeout = self.server.settings.hub_handshake_timeout_seconds
-        try:
-            text = await asyncio.wait_for(websocket.receive_text(), timeout)
-        except (WebSocketDisconnect, RuntimeError, KeyError):
-            return None
-        except TimeoutError:
-            await websocket.close(code=1002, reason="handshake timeout")
-            return None
-        head, separator, rest = text.partition(protocol.RS)
-        try:
-            if not separator or len(text.encode()) > protocol.MAX_MESSAGE_BYTES:
-                raise protocol.ProtocolError("Handshake request is incomplete or too large.")
-            error = protocol.parse_handshake(head)
-        except protocol.ProtocolError as exc:
-            error = str(exc)
-        if error is None:
-            return rest
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            await websocket.send_text(protocol.handshake_frame(error))
-            await websocket.close(code=1002)
-        return None
+        asyncio.get_running_loop().call_later(timeout, _handshake_expired, connection)
 
-    async def _serve(
-        self,
-        websocket: WebSocket,
-        connection: Connection,
-        invocations: asyncio.Queue[protocol.Invocation | None],
-        text: str,
-    ) -> None:
-        """Read client messages until the peer closes; invocations go to the connection's worker."""
-        while True:
-            if text:
-                connection.last_received = time.monotonic()
-                try:
-                    for record in protocol.split_records(text):
-                        message = protocol.parse_message(record)
-                        if isinstance(message, protocol.Invocation):
-                            await invocations.put(message)
-                        elif message.type is protocol.MessageType.CLOSE:
-                            return
-                        elif message.type is protocol.MessageType.STREAM_INVOCATION and message.invocation_id:
-                            connection.send(
-                                protocol.error_frame(message.invocation_id, "Streaming is not supported.")
-                            )
-                except protocol.ProtocolError as exc:
-                    connection.close(f"Connection closed with an error. {exc}")
-                    return
+    async def receive(self, connection: Connection, text: str) -> None:
+        """What the client sent (a WebSocket message, a POST body): the handshake first, then records;
+        invocations are queued for the connection's worker (waiting while 64 are queued)."""
+        if connection.ending.is_set():
+            return
+        connection.last_received = time.monotonic()
+        if not connection.handshaken:
             try:
-                received = await websocket.receive()
-            except (WebSocketDisconnect, RuntimeError):
+                records = protocol.split_records(text)
+                error = protocol.parse_handshake(records[0])
+            except protocol.ProtocolError as exc:
+                error = str(exc)
+            if error is not None:
+                connection.close(protocol.handshake_frame(error))
+                connection.end()
                 return
-            if received["type"] == "websocket.disconnect":
+            connection.handshaken = True
+            connection.send(protocol.handshake_frame())
+            records = records[1:]
+        else:
+            try:
+                records = protocol.split_records(text)
+            except protocol.ProtocolError as exc:
+                connection.end(_FAILED + str(exc))
                 return
-            text = received.get("text") or ""
-            if received.get("bytes") is not None:
-                connection.close(
-                    "Connection closed with an error. Binary messages need the Binary transfer format."
-                )
+        for record in records:
+            try:
+                message = protocol.parse_message(record)
+            except protocol.ProtocolError as exc:
+                connection.end(_FAILED + str(exc))
                 return
+            if isinstance(message, protocol.Invocation):
+                await connection.invocations.put(message)
+            elif message.type is protocol.MessageType.CLOSE:
+                connection.end()
+                return
+            elif message.type is protocol.MessageType.STREAM_INVOCATION and message.invocation_id:
+                connection.send(protocol.error_frame(message.invocation_id, "Streaming is not supported."))
 
-    async def _work(
-        self, caller: Caller, connection: Connection, invocations: asyncio.Queue[protocol.Invocation | None]
-    ) -> None:
+    async def _live(self, connection: Connection) -> None:
+        """A connection's life: its worker runs invocations until it ends; then the invocation under way
+        finishes (its session stays consistent), the session leaves, and the close message goes out."""
+        caller = Caller(connection.id, connection.user_id, connection.close_now, connection.principal.entity)
+        worker = asyncio.create_task(self._work(caller, connection))
+        try:
+            await connection.ending.wait()
+            while not connection.invocations.empty():
+                connection.invocations.get_nowait()
+            connection.invocations.put_nowait(None)
+            await worker
+            await self.methods.disconnected(connection.id)
+        except Exception:
+            log.exception("hub connection %s did not end cleanly", connection.id)
+        finally:
+            worker.cancel()
+            connection.close()
+            try:
+                await connection.finished.wait()  # sent, or the peer left (a long poller: timed out)
+            finally:
+                self.connections.remove(connection.id)
+                if isinstance(connection, HttpConnection):
+                    # Polls of a closed connection answer 204 for a while, then the id is unknown (404).
+                    asyncio.get_running_loop().call_later(
+                        self.connections.disconnect_timeout, self._http.pop, connection.token, None
+                    )
+
+    async def _work(self, caller: Caller, connection: Connection) -> None:
         """Run the connection's invocations one after another (.NET's `MaximumParallelInvocationsPerClient`
         of 1); None ends it."""
-        while (invocation := await invocations.get()) is not None:
+        while (invocation := await connection.invocations.get()) is not None:
             frame = await dispatch(self.methods, caller, invocation)
             if frame is not None:
                 connection.send(frame)
@@ -206,6 +340,7 @@ class Hub:
         finally:
             self._stopped = True
             self._advanced.set()  # nobody waits for a delivery that will not come
+            self.connections.close()  # the server stops: open polls and streams end now
 
     async def _follow_from(self, cursor: int) -> None:
         feed = self.server.feed
@@ -240,13 +375,25 @@ class Hub:
         self.connections.send(receivers, frame)
 
     async def close(self) -> None:
-        """Server shutdown: close every connection, stop the delivery."""
-        await self.connections.close()
+        """Server shutdown: end every connection (their sessions leave), stop the sweep and the delivery."""
+        self.connections.close()
+        if self._lives:
+            _, late = await asyncio.wait(set(self._lives), timeout=_SHUTDOWN_GRACE_SECONDS)
+            for life in late:  # a long poller that does not poll again: nobody will take its close message
+                life.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.connections.stop()
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
             self._follower = None
+
+
+def _handshake_expired(connection: Connection) -> None:
+    """No handshake within the handshake timeout: the connection is dropped without an answer."""
+    if not connection.handshaken:
+        connection.abandon()
 
 
 async def _deny(websocket: WebSocket, exc: RoomServerError) -> None:

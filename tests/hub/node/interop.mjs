@@ -1,10 +1,30 @@
 // Interop of the room server's hub with Microsoft's official JavaScript SignalR client (@microsoft/signalr).
-// Run by tests/hub/test_interop_js.py: `node interop.mjs` with HUB_URL, TOKEN_A, TOKEN_B, ROOM in the
-// environment. It exits 0 when every step matched and prints the failed assertion otherwise.
+// Run by tests/hub/nodejs.py: `node interop.mjs` with HUB_URL, TOKEN_A, TOKEN_B, ROOM and TRANSPORT (an
+// HttpTransportType name: WebSockets, LongPolling, ServerSentEvents) in the environment. It exits 0 when
+// every step matched and prints the failed assertion otherwise.
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
 
-const { HUB_URL, TOKEN_A, TOKEN_B, ROOM } = process.env;
+const { HUB_URL, TOKEN_A, TOKEN_B, ROOM, TRANSPORT } = process.env;
+const transport = signalR.HttpTransportType[TRANSPORT];
+assert.ok(transport, `unknown TRANSPORT ${TRANSPORT}`);
+const STATE_URL = `${HUB_URL}/${ROOM}/state`; // the REST room state: GET /room/{roomId}/state
+
+async function presence() {
+  const answer = await fetch(STATE_URL, { headers: { Authorization: `Bearer ${TOKEN_A}` } });
+  assert.equal(answer.status, 200);
+  const state = await answer.json();
+  return Object.fromEntries(state.entities.map((e) => [e.id, e.connected]));
+}
+
+async function eventually(check, what, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 function waiter() {
   const items = [];
@@ -30,7 +50,7 @@ function waiter() {
 
 async function member(token) {
   const connection = new signalR.HubConnectionBuilder()
-    .withUrl(HUB_URL, { accessTokenFactory: () => token, transport: signalR.HttpTransportType.WebSockets })
+    .withUrl(HUB_URL, { accessTokenFactory: () => token, transport })
     .configureLogging(signalR.LogLevel.Warning)
     .build();
   const events = waiter();
@@ -61,6 +81,7 @@ try {
   assert.deepEqual(both.map((e) => e.id), ["E-alice", "E-bob"]);
   const seen = await alice.event("ENTITY.JOIN", (e) => e.payload.data.entity.id === "E-bob");
   assert.equal(seen.roomId, ROOM);
+  assert.deepEqual(await presence(), { "E-alice": true, "E-bob": true });
 
   const listed = await bob.connection.invoke("ListEntities", ROOM);
   assert.deepEqual(listed.map((e) => e.displayName), ["Alice", null]);
@@ -107,8 +128,10 @@ try {
   assert.equal(left, undefined); // a void method: its completion carries no result
   const leave = await alice.event("ENTITY.LEAVE");
   assert.deepEqual(leave.payload.data, { entityId: "E-bob" });
-  console.log("interop ok");
 } finally {
   await bob.connection.stop();
   await alice.connection.stop();
 }
+// The stopped client's session is gone: its presence is left (an undeclared entity leaves the state).
+await eventually(async () => (await presence())["E-alice"] !== true, "E-alice is not connected");
+console.log(`interop ok (${TRANSPORT})`);
