@@ -13,16 +13,14 @@ from starlette.exceptions import HTTPException
 
 from roomcontract.routing import RouteTolerance
 from roomserver import __version__
-from roomserver.api import artifacts, events, health, mcp, operator
+from roomserver.api import artifacts, batch, events, health, mcp, operator
+from roomserver.api.conditional import NotModified
 from roomserver.api.guard import BodyGuard
+from roomserver.api.schemas import invalid_request
 from roomserver.errors import RoomServerError
 from roomserver.hub.routes import Hub
 from roomserver.server import RoomServer
 from roomserver.settings import ServerSettings
-
-
-def _field_path(location: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in location if part != "body") or "body"
 
 
 async def _room_error(_: Request, exc: Exception) -> JSONResponse:
@@ -33,8 +31,7 @@ async def _room_error(_: Request, exc: Exception) -> JSONResponse:
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     """Body or parameter validation: 400 E1 `INVALID_REQUEST` naming every field (never FastAPI's 422)."""
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{_field_path(tuple(err['loc']))}: {err['msg']}" for err in exc.errors())
-    return JSONResponse(RoomServerError(400, problems, code="INVALID_REQUEST").body(), status_code=400)
+    return JSONResponse(invalid_request(exc.errors()).body(), status_code=400)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -76,12 +73,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.add_middleware(BodyGuard)  # inner to RouteTolerance: it sees the declared route spelling
     app.add_middleware(RouteTolerance, routes=lambda: app.routes)
+    app.add_middleware(NotModified)  # outermost: a current conditional state read costs nothing more
     app.state.roomserver = server
     app.state.hub = hub
     app.add_exception_handler(RoomServerError, _room_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
-    for module in (health, operator, artifacts, events, mcp):
+    for module in (health, operator, batch, artifacts, events, mcp):
         app.include_router(module.router)
     app.include_router(hub.router)
     return app

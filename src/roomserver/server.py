@@ -1,5 +1,6 @@
-"""The parts of one running room server (storage, blobs, event feed, sessions, providers, tokens), opened and
-closed together by the app's lifespan."""
+"""The parts of one running room server (storage, blobs, event feed, sessions, providers, tokens, the rooms'
+state tags), opened and closed together by the app's lifespan. Every commit reports its rooms here
+(`_committed`): their state tags move and their events are announced."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import IO
 
 from roomserver.auth import TokenRegistry
 from roomserver.domain.events import RoomEvent
-from roomserver.domain.mcp import ProviderRegistry
+from roomserver.domain.freshness import StateTags
 from roomserver.domain.sessions import LiveSessions
 from roomserver.eventfeed import EventFeed
+from roomserver.providers.supervisor import Providers
 from roomserver.settings import ServerSettings
 from roomserver.storage import repository
 from roomserver.storage.blobs import BlobStore
@@ -44,11 +46,12 @@ class RoomServer:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.tokens = token_registry(settings)
-        self.db = Database(settings.data_dir / "roomserver.db")
+        self.state_tags = StateTags()
+        self.db = Database(settings.data_dir / "roomserver.db", on_commit=self._committed)
         self.blobs = BlobStore(settings.data_dir)
         self.feed = EventFeed()
-        self.sessions = LiveSessions()
-        self.providers = ProviderRegistry()
+        self.sessions = LiveSessions(changed=self.state_tags.changed)
+        self.providers = Providers(settings)
         self._lock: IO[bytes] | None = None
 
     async def open(self) -> None:
@@ -58,16 +61,25 @@ class RoomServer:
             self.blobs.open()
             await self.db.open()
             self.feed.announce(await self.db.run(repository.last_seq))
+            self.providers.start()
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
+        await self.providers.close()
         self.feed.close()
         await self.db.close()
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
+
+    def _committed(self, rooms: dict[str, int]) -> None:
+        """After each group commit, before its writers are answered: the rooms whose events it appended
+        (room -> last sequence) have changed, and their events are announced."""
+        for room_id in rooms:
+            self.state_tags.changed(room_id)
+        self.feed.announce(max(rooms.values()))
 
     def publish(self, events: list[RoomEvent]) -> None:
         """Announce committed events to live subscribers."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from roomcontract.batch import MAX_BATCH_BYTES
 from roomcontract.network import is_loopback
 
 MIB = 1024 * 1024
@@ -14,7 +16,8 @@ MIB = 1024 * 1024
 
 class McpServerSetting(BaseModel):
     """A provider the server connects at start (`ROOMSERVER_MCP_SERVERS`, a JSON list): `url`, or `command`
-    (standard MCP over stdio). Only here may a command be named: `/admin/mcp/load` takes URLs only."""
+    (standard MCP over stdio). Only the settings name commands: `/admin/mcp/load` takes URLs, and its
+    `stdio:<name>` names a command of `mcp_commands`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,11 +51,19 @@ class ServerSettings(BaseSettings):
     max_upload_bytes: int = Field(default=100 * MIB, ge=0)
     max_form_field_bytes: int = Field(default=1 * MIB, ge=1)
     max_body_bytes: int = Field(default=1 * MIB, ge=1)
-    """Largest body of every route but the two artifact uploads (JSON bodies, promote)."""
+    """Largest body of every route but the two artifact uploads and the batch (JSON bodies, promote)."""
+    max_batch_body_bytes: int = Field(default=MAX_BATCH_BYTES, ge=1)
+    """Largest body of `POST /room/{roomId}/batch`."""
     sse_ping_seconds: float = Field(default=10.0, gt=0)
     hub_keepalive_seconds: float = Field(default=15.0, gt=0)  # the hub's ping (ASP.NET KeepAliveInterval)
     hub_client_timeout_seconds: float = Field(default=30.0, gt=0)  # ClientTimeoutInterval
     hub_handshake_timeout_seconds: float = Field(default=15.0, gt=0)  # HandshakeTimeout
+    hub_long_poll_timeout_seconds: float = Field(default=90.0, gt=0)  # LongPolling.PollTimeout
+    """A long poll with nothing to send answers 200, empty, after this time (the client polls again)."""
+    hub_disconnect_timeout_seconds: float = Field(default=15.0, gt=0)  # DisconnectTimeout
+    """A long-polling connection with no poll outstanding for this time is closed and its session leaves."""
+    hub_max_queued_bytes: int = Field(default=4 * MIB, ge=1024)
+    """Outgoing frames one hub connection may have waiting; past it it is closed with the reason."""
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     """A connection must send a whole request head (line and headers) within this time, else it is closed."""
     body_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -67,11 +78,26 @@ class ServerSettings(BaseSettings):
     mcp_retry_initial_seconds: float = Field(default=0.5, gt=0)  # first wait after a failed attempt
     mcp_retry_max_seconds: float = Field(default=60.0, gt=0)  # the waits double up to this
     mcp_health_seconds: float = Field(default=15.0, gt=0)  # liveness probe of a connected provider
+    mcp_commands: dict[str, list[str]] = Field(default_factory=dict)
+    """Command lines a load may start by name: a provider URL `stdio:<name>` runs `mcp_commands[name]`
+    (standard MCP over stdio). A load names a configured command, never a command line."""
+    mcp_max_result_bytes: int = Field(default=1 * MIB, ge=1)
+    """Largest tool result (its JSON text) `CallTool` answers; a bigger one is `RESULT_TOO_LARGE`."""
 
     @property
     def max_upload_body_bytes(self) -> int:
         """Largest multipart body of an upload: the `data` part plus the small parts and their framing."""
         return self.max_upload_bytes + 8 * self.max_form_field_bytes
+
+    @model_validator(mode="after")
+    def _commands_are_named_command_lines(self) -> ServerSettings:
+        for name, command in self.mcp_commands.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or not command:
+                raise ValueError(
+                    f"mcp_commands: {name!r} must be a name (letters, digits, '.', '_', '-') "
+                    "with a non-empty command line"
+                )
+        return self
 
     @model_validator(mode="after")
     def _insecure_only_on_loopback(self) -> ServerSettings:

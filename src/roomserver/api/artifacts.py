@@ -29,6 +29,7 @@ from roomserver.api.schemas import (
 from roomserver.api.uploads import receive_form
 from roomserver.auth import Principal
 from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, parse_port, parse_upload_spec
+from roomserver.domain.changes import artifact_not_found
 from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_artifact_name, check_entity_id
 from roomserver.domain.limits import InputError, check_metadata, load_json, parse_count
@@ -60,10 +61,6 @@ class _BlobResponse(FileResponse):
     """Streams a blob in 1 MiB reads (Starlette's 64 KiB means 16,384 thread hops per GiB)."""
 
     chunk_size = 1024 * 1024
-
-
-def _not_found(message: str = "Artifact not found") -> RoomServerError:
-    return artifact_error(404, "ArtifactNotFound", message)
 
 
 def _own_workspace(member: Entity | None, entity_id: str) -> str:
@@ -180,7 +177,7 @@ async def _read(
     number = _count(version, "InvalidVersion", "version", minimum=1)
     manifest = await server.db.run(repository.get_manifest, room_id, owner, name, version=number)
     if manifest is None:
-        raise _not_found("Artifact version not found" if number else "Artifact not found")
+        raise artifact_not_found("Artifact version not found" if number else "Artifact not found")
     return _BlobResponse(
         server.blobs.path(manifest.sha256),
         media_type="application/octet-stream",
@@ -288,7 +285,7 @@ async def artifact_hash(
         repository.get_manifest, room_id, ROOM_WORKSPACE, check_artifact_name(name)
     )
     if manifest is None:
-        raise _not_found()
+        raise artifact_not_found()
     return {"hash": manifest.sha256}
 
 
@@ -299,7 +296,7 @@ async def artifact_versions(
     """Every version of a room artifact, oldest first; deleted (tombstoned) artifacts too."""
     found = await server.db.run(repository.list_versions, room_id, ROOM_WORKSPACE, check_artifact_name(name))
     if found is None:
-        raise _not_found()
+        raise artifact_not_found()
     versions, deleted = found
     return _manifests("items", versions, deleted=deleted)
 
@@ -312,7 +309,7 @@ async def delete_artifact(
     given, must name an entity declared in the room (as on every artifact route)."""
     events = await server.db.run(repository.delete_artifact, room_id, check_artifact_name(name))
     if events is None:
-        raise _not_found()
+        raise artifact_not_found()
     server.publish(events)
     return Response(status_code=204)
 
@@ -387,6 +384,6 @@ async def promote(
         )
         missing = "Artifact not found in entity workspace"
     if written is None:
-        raise _not_found(missing)
+        raise artifact_not_found(missing)
     server.publish(written.events)
     return _manifest_response(written.manifest, changed=written.changed)

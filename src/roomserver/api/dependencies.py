@@ -41,12 +41,13 @@ Server = Annotated[RoomServer, Depends(get_server)]
 
 @dataclass(frozen=True)
 class RequireScope:
-    """The dependency that authorises a route: a valid token holding `scope`.
+    """The dependency that authorises a route: a valid token holding `scope` (None: any valid token, for
+    a route that checks scopes itself, such as the batch's per item).
 
     `api.guard` finds it in a route's dependencies to authorise a request before reading its body.
     """
 
-    scope: Scope
+    scope: Scope | None
 
     def __call__(
         self,
@@ -55,7 +56,8 @@ class RequireScope:
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         principal = server.tokens.authenticate(request.headers.get("authorization"))
-        principal.require(self.scope)
+        if self.scope is not None:
+            principal.require(self.scope)
         return principal
 
 
@@ -71,15 +73,22 @@ class UploadBody:
 UPLOAD_BODY: Final = Depends(UploadBody())
 
 
-def _scoped(scope: Scope) -> Any:
+@dataclass(frozen=True)
+class BatchBody:
+    """Marks the batch route: `api.guard` allows it `max_batch_body_bytes`."""
+
+    def __call__(self) -> None:
+        return None
+
+
+BATCH_BODY: Final = Depends(BatchBody())
+
+
+def _scoped(scope: Scope | None) -> Any:
     return Depends(RequireScope(scope))
 
 
-def _any_token(request: Request, server: Server, _c: Annotated[Any, Depends(_bearer)]) -> Principal:
-    return server.tokens.authenticate(request.headers.get("authorization"))
-
-
-Caller = Annotated[Principal, Depends(_any_token)]
+Caller = Annotated[Principal, _scoped(None)]
 Reader = Annotated[Principal, _scoped("room:read")]
 EntityWriter = Annotated[Principal, _scoped("room:entities:write")]
 ArtifactWriter = Annotated[Principal, _scoped("room:artifacts:write")]

@@ -8,7 +8,8 @@ one byte:
 1. authorises the caller with the route's own scope (its `RequireScope` dependency): no or a wrong token
    is 401, a missing scope 403, so an unauthenticated body is never read, however large or malformed;
 2. caps the body: `max_upload_body_bytes` for the two artifact uploads (routes marked `UploadBody`),
-   `max_body_bytes` for every other route (also routes this package does not declare, such as the hub's);
+   `max_batch_body_bytes` for the batch route (marked `BatchBody`), `max_body_bytes` for every other
+   route (also routes this package does not declare, such as the hub's);
    a larger `Content-Length` is 413 at once, a chunked body is counted as it streams and refused with
    413 as soon as it passes the cap;
 3. times the body: a small body must arrive whole within `body_timeout_seconds`; an upload may not pause
@@ -30,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roomcontract.scopes import Scope as TokenScope
-from roomserver.api.dependencies import RequireScope, UploadBody
+from roomserver.api.dependencies import BatchBody, RequireScope, UploadBody
 from roomserver.domain.limits import InputError, parse_count
 from roomserver.errors import RoomServerError
 from roomserver.server import RoomServer
@@ -40,23 +41,28 @@ _DISCONNECT: Final[Message] = {"type": "http.disconnect"}
 
 @dataclass(frozen=True)
 class _Declared:
-    """What a route declares about its body: the scope that authorises it, and whether it is an upload."""
+    """What a route declares about its body: whether a token authorises it and with which scope (None:
+    any valid token), and whether it is an upload or a batch (their own caps)."""
 
+    authorised: bool = False
     scope: TokenScope | None = None
     upload: bool = False
+    batch: bool = False
 
 
 def _declared(route: APIRoute) -> _Declared:
-    scope, upload = None, False
+    authorised, scope, upload, batch = False, None, False, False
     pending = list(route.dependant.dependencies)
     while pending:
         dependency = pending.pop()
         if isinstance(dependency.call, RequireScope):
-            scope = dependency.call.scope
+            authorised, scope = True, dependency.call.scope
         elif isinstance(dependency.call, UploadBody):
             upload = True
+        elif isinstance(dependency.call, BatchBody):
+            batch = True
         pending.extend(dependency.dependencies)
-    return _Declared(scope, upload)
+    return _Declared(authorised, scope, upload, batch)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -108,10 +114,18 @@ class BodyGuard:
         server: RoomServer = scope["app"].state.roomserver
         settings = server.settings
         declared = self._declared_by(scope.get("route"))
-        if declared.scope is not None:
-            server.tokens.authenticate(_header(scope, b"authorization")).require(declared.scope)
+        if declared.authorised:
+            principal = server.tokens.authenticate(_header(scope, b"authorization"))
+            if declared.scope is not None:
+                principal.require(declared.scope)
         reading.upload = declared.upload
-        reading.limit = settings.max_upload_body_bytes if declared.upload else settings.max_body_bytes
+        reading.limit = (
+            settings.max_upload_body_bytes
+            if declared.upload
+            else settings.max_batch_body_bytes
+            if declared.batch
+            else settings.max_body_bytes
+        )
         length = _header(scope, b"content-length")
         try:
             if length is not None and parse_count(length, field="Content-Length") > reading.limit:

@@ -2,18 +2,21 @@
 
 The state read is conditional: it carries an `ETag` (the room's revision plus a digest of the whole
 body, so presence and MCP provider changes, which are not room events, change it too) and answers
-`304 Not Modified` without a body when `If-None-Match` names the current one.
+`304 Not Modified` without a body when `If-None-Match` names the current one: from memory, before this
+router, while the room has not changed since the ETag was built (`api/conditional.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
+from roomcontract.batch import BATCH_FEATURE
+from roomserver.api.conditional import names, resources_of
 from roomserver.api.dependencies import (
     ERRORS,
     Admin,
@@ -34,37 +37,51 @@ from roomserver.api.schemas import (
     RoomStateOut,
     WhoamiOut,
 )
+from roomserver.domain.changes import entity_not_found
+from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import check_entity_id
-from roomserver.errors import RoomServerError, bad_request
+from roomserver.errors import RoomServerError
+from roomserver.server import RoomServer
 from roomserver.storage import repository
 
 router = APIRouter(tags=["operator"], responses=ERRORS)
 
 
-def _check_body_room(body: EntityBody, room_id: str) -> None:
-    if body.roomId is not None and body.roomId != room_id:
-        raise bad_request("INVALID_ENTITY_SPEC", "roomId in the body must equal the roomId of the path")
+FEATURES: Final = (BATCH_FEATURE,)
+"""What `GET /auth/whoami` announces beyond the reference contract (`POST /room/{roomId}/batch`)."""
 
 
 @router.get("/room/{roomId}/state", responses={200: {"model": RoomStateOut}})
 async def room_state(
     room_id: RoomId, server: Server, _: Reader, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
-    """The whole room in one read. An undeclared room answers an empty state with status `init`."""
+    """The whole room in one read. An undeclared room answers an empty state with status `init`.
+
+    A current `If-None-Match` of a room unchanged since its ETag was built is answered before this route,
+    from memory (`api/conditional.py`); here the state is read, and `304` answered when it still matches."""
+    resources, digest = resources_of(server, room_id)
+    tags = server.state_tags
+    mark = tags.mark(room_id)  # before the read: a change during it makes this read's ETag stale
     snapshot = await server.db.run(repository.read_state, room_id)
     entities = server.sessions.state_entities(room_id, snapshot.entities)  # + connected, sessions, declared
     # Assembled from the JSON text the database returns: no per-row objects on the hottest read.
     body = (
         f'{{"roomId":{json.dumps(room_id)},"status":"{snapshot.status}","revision":{snapshot.revision},'
         f'"entities":[{entities}],"artifacts":[{",".join(snapshot.artifacts)}],'
-        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{json.dumps(server.providers.resources())},'
+        f'"policies":{json.dumps(snapshot.policies.to_wire())},"resources":{resources},'
         f'"manager":{snapshot.manager or "null"}}}'
     )
     encoded = body.encode()
     etag = f'"{snapshot.revision}-{hashlib.blake2b(encoded, digest_size=8).hexdigest()}"'
-    if if_none_match is not None and etag in (t.strip().removeprefix("W/") for t in if_none_match.split(",")):
+    tags.remember(room_id, mark, digest, etag)
+    if if_none_match is not None and names(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(encoded, media_type="application/json", headers={"ETag": etag})
+
+
+def entity_answer(server: RoomServer, room_id: str, entity: Entity) -> dict[str, Any]:
+    """The entity as `PUT /room/{roomId}/entities/{entityId}` answers it (and its batch item)."""
+    return entity.to_wire(connected=server.sessions.is_connected(room_id, entity.id))
 
 
 @router.post(
@@ -74,10 +91,7 @@ async def room_state(
 )
 async def join(room_id: RoomId, body: EntityBody, server: Server, _: EntityWriter) -> JSONResponse:
     """Declare an entity; 409 `ENTITY_EXISTS` when its id is already declared (the operator's success)."""
-    _check_body_room(body, room_id)
-    if body.entityId is None:
-        raise bad_request("INVALID_ENTITY_SPEC", "entityId is required")
-    entity = body.to_entity(body.entityId)
+    entity = body.entity(room_id)
     result = await server.db.run(repository.declare_entity, room_id, entity)
     if result is None:
         raise RoomServerError(
@@ -98,14 +112,12 @@ async def put_entity(
 ) -> JSONResponse:
     """Create or update a declared entity (200 also when unchanged, then without an event)."""
     check_entity_id(entityId)
-    _check_body_room(body, room_id)
-    if body.entityId is not None and body.entityId != entityId:
-        raise bad_request("INVALID_ENTITY_SPEC", "entityId in the body must equal the entityId of the path")
-    entity = body.to_entity(entityId)
+    entity = body.entity(room_id, entityId)
     outcome, events = await server.db.run(repository.put_entity, room_id, entity)
     server.publish(events)
-    wire = entity.to_wire(connected=server.sessions.is_connected(room_id, entity.id))
-    return JSONResponse(wire, status_code=201 if outcome == "created" else 200)
+    return JSONResponse(
+        entity_answer(server, room_id, entity), status_code=201 if outcome == "created" else 200
+    )
 
 
 @router.delete("/room/{roomId}/entities/{entityId}", status_code=204, response_class=Response)
@@ -114,7 +126,7 @@ async def remove_entity(room_id: RoomId, entityId: str, server: Server, _: Entit
     check_entity_id(entityId)
     events = await server.db.run(repository.remove_entity, room_id, entityId)
     if events is None:
-        raise RoomServerError(404, f"entity {entityId} is not declared in {room_id}", code="ENTITY_NOT_FOUND")
+        raise entity_not_found(room_id, entityId)
     await server.sessions.close(room_id, entityId)
     server.publish(events)
     return Response(status_code=204)
@@ -131,12 +143,7 @@ async def put_policies(
     room_id: RoomId, body: PoliciesBody, server: Server, _: PolicyWriter
 ) -> dict[str, Any]:
     """Set any subset of the policies; `POLICIES.UPDATED` only when a value changed."""
-    changes = {
-        "dm_visibility_default": body.dmVisibilityDefault,
-        "allow_resource_creation": body.allowResourceCreation,
-        "max_artifacts_per_entity": body.maxArtifactsPerEntity,
-    }
-    policies, events = await server.db.run(repository.update_policies, room_id, changes)
+    policies, events = await server.db.run(repository.update_policies, room_id, body.changes())
     server.publish(events)
     return policies.to_wire()
 
@@ -146,9 +153,7 @@ async def put_manager(room_id: RoomId, body: ManagerBody, server: Server, _: Adm
     """Record the operator that manages the room and whether the room is open to undeclared members
     (idempotent: the same values change nothing and keep `since`); `ROOM.MANAGER` only on a change.
     One-shot tools refuse a managed room."""
-    manager, events = await server.db.run(
-        repository.set_manager, room_id, {"name": body.name, "url": body.url, "membership": body.membership}
-    )
+    manager, events = await server.db.run(repository.set_manager, room_id, body.record())
     server.publish(events)
     assert manager is not None
     return manager
@@ -164,5 +169,5 @@ async def delete_manager(room_id: RoomId, server: Server, _: Admin) -> Response:
 
 @router.get("/auth/whoami", response_model=WhoamiOut)
 async def whoami(caller: Caller) -> dict[str, Any]:
-    """The calling token's name and scopes (any valid token)."""
-    return {"name": caller.name, "scopes": sorted(caller.scopes)}
+    """The calling token's name and scopes (any valid token), and the server's optional `features`."""
+    return {"name": caller.name, "scopes": sorted(caller.scopes), "features": list(FEATURES)}

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from roomcontract.entities import CommandsFrom, EntityKind, Membership, Visibility
-from roomcontract.identifiers import ROOM_ID
+from roomcontract.identifiers import PROVIDER_URL, ROOM_ID
 from roomserver.domain.entities import Entity, make_entity
+from roomserver.errors import RoomServerError, bad_request
+
+
+def invalid_request(errors: Sequence[Any]) -> RoomServerError:
+    """400 E1 `INVALID_REQUEST` naming every field of pydantic's `errors()` (a route's body, or a batch
+    item's), as `field.path: message; ...` (never FastAPI's 422)."""
+    problems = "; ".join(f"{_field_path(tuple(err['loc']))}: {err['msg']}" for err in errors)
+    return RoomServerError(400, problems, code="INVALID_REQUEST")
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location if part != "body") or "body"
 
 
 class Strict(BaseModel):
@@ -39,6 +52,21 @@ class EntityBody(Strict):
     capabilities: list[str] = Field(default_factory=list)
     policy: PolicyBody | None = None
 
+    def entity(self, room_id: str, entity_id: str | None = None) -> Entity:
+        """The validated entity this body declares in `room_id`: under `entity_id` (a PUT's path, which
+        the body's `entityId` must equal when given), else under the body's `entityId`, then required."""
+        if self.roomId is not None and self.roomId != room_id:
+            raise bad_request("INVALID_ENTITY_SPEC", "roomId in the body must equal the roomId of the path")
+        if entity_id is None:
+            if self.entityId is None:
+                raise bad_request("INVALID_ENTITY_SPEC", "entityId is required")
+            entity_id = self.entityId
+        elif self.entityId is not None and self.entityId != entity_id:
+            raise bad_request(
+                "INVALID_ENTITY_SPEC", "entityId in the body must equal the entityId of the path"
+            )
+        return self.to_entity(entity_id)
+
     def to_entity(self, entity_id: str) -> Entity:
         policy = self.policy or PolicyBody()
         return make_entity(
@@ -62,6 +90,14 @@ class PoliciesBody(Strict):
     allowResourceCreation: StrictBool | None = None
     maxArtifactsPerEntity: StrictInt | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The keyword arguments of `RoomPolicies.updated` (None keeps a value)."""
+        return {
+            "dm_visibility_default": self.dmVisibilityDefault,
+            "allow_resource_creation": self.allowResourceCreation,
+            "max_artifacts_per_entity": self.maxArtifactsPerEntity,
+        }
+
 
 class ManagerBody(Strict):
     """`PUT /rooms/{roomId}/manager`: the operator that manages the room, and where its API is."""
@@ -72,13 +108,18 @@ class ManagerBody(Strict):
     """`closed`: only declared entities may join the room over the hub (the operator keeps its roster);
     `open`: anyone with a token may join too (the spec's `membership: open`)."""
 
+    def record(self) -> dict[str, Any]:
+        """The manager as `repository.set_manager` records it."""
+        return {"name": self.name, "url": self.url, "membership": self.membership}
+
 
 MAX_PROVIDERS_PER_LOAD = 256
 
 
 class ProviderBody(Strict):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
-    url: str = Field(min_length=1, max_length=2048, pattern=r"^(wss?|https?)://\S+$")
+    url: str = Field(min_length=1, max_length=2048, pattern=PROVIDER_URL)
+    """`ws(s)://` the reference dialect, `http(s)://` standard MCP, `stdio:<name>` a configured command."""
     visibility: str = "room"
 
 
@@ -237,6 +278,28 @@ class HashOut(Strict):
 class WhoamiOut(Strict):
     name: str
     scopes: list[str]
+    features: list[str] = Field(description="optional capabilities of this server: `batch.v1`")
+
+
+class BatchItemError(BaseModel):
+    """The single endpoint's error body (E1 with `code`, E2 without)."""
+
+    error: str
+    code: str | None = None
+    message: str
+
+
+class BatchResultOut(Strict):
+    index: int
+    op: str
+    status: int
+    body: Any = Field(default=None, description="the single endpoint's answer (absent for 204 and errors)")
+    error: BatchItemError | None = None
+
+
+class BatchOut(Strict):
+    roomId: str
+    results: list[BatchResultOut]
 
 
 class ProviderStatusOut(Strict):

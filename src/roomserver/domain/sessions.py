@@ -32,7 +32,8 @@ class Session:
 class LiveSessions:
     """Sessions by connection and by (room, entity), with each session's close callback."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, changed: Callable[[str], None] | None = None) -> None:
+        self._changed = changed  # told the room of each presence change (`connected`, `sessions`)
         self._by_connection: dict[str, Session] = {}
         self._rooms: dict[str, dict[str, dict[str, Session]]] = {}  # room -> entity -> connection -> session
         self._closers: dict[str, CloseSession] = {}
@@ -45,6 +46,8 @@ class LiveSessions:
         held[session.connection_id] = session
         self._by_connection[session.connection_id] = session
         self._closers[session.connection_id] = close
+        if self._changed is not None:
+            self._changed(session.room_id)
         return len(held) == 1
 
     def remove(self, connection_id: str) -> tuple[Session, bool] | None:
@@ -57,6 +60,8 @@ class LiveSessions:
         held = entities[session.entity.id]
         del held[connection_id]
         last = not held
+        if self._changed is not None:
+            self._changed(session.room_id)
         if last:
             del entities[session.entity.id]
             if not entities:

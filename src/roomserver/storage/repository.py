@@ -1,10 +1,12 @@
-"""Every read and write of room data, each one a function of a connection run as one transaction.
+"""Every read and write of room data, each one a function of a connection, atomic (`transaction`: a
+savepoint within the group commit's transaction, `storage/database.py`); reads are marked `read_only`.
 
 Each change appends its events to the `events` table in the same transaction, so the event log and the
 data never disagree, and `GET /events` can replay exactly what happened.
 
-Longer than most modules on purpose: every SQL statement of the room server is here, so what one
-transaction reads and writes, and which events it appends, can be checked in one file.
+Longer than most modules on purpose: every SQL statement of the room server is here (but the schema and
+the group commit's report of changed rooms, in `database.py`), so what one transaction reads and writes,
+and which events it appends, can be checked in one file.
 """
 
 from __future__ import annotations
@@ -17,13 +19,22 @@ from typing import Any, Literal, cast
 
 from roomserver.domain import events as ev
 from roomserver.domain.artifacts import ArtifactDraft, Manifest
+from roomserver.domain.changes import (
+    Change,
+    DeleteArtifact,
+    PromoteArtifact,
+    PutEntity,
+    PutManager,
+    PutPolicies,
+    RemoveEntity,
+)
 from roomserver.domain.entities import Entity
 from roomserver.domain.events import PendingEvent, RoomEvent
 from roomserver.domain.policies import RoomPolicies
 from roomserver.domain.rooms import UNDECLARED, RoomStatus, status_after_join, status_after_leave
 from roomserver.domain.timestamps import now_iso
-from roomserver.errors import artifact_error
-from roomserver.storage.database import transaction
+from roomserver.errors import RoomServerError, artifact_error
+from roomserver.storage.database import read_only, transaction
 
 ROOM_WORKSPACE = ""  # `owner` column value of the room workspace (entity workspaces store the entity id)
 
@@ -96,10 +107,12 @@ def _emit(conn: sqlite3.Connection, room_id: str, now: str, pending: list[Pendin
     return stored
 
 
+@read_only
 def last_seq(conn: sqlite3.Connection) -> int:
     return cast(int, conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
 
+@read_only
 def events_after(conn: sqlite3.Connection, after: int, room_id: str | None, *, limit: int) -> list[RoomEvent]:
     if room_id is None:
         rows = conn.execute(
@@ -129,6 +142,7 @@ def _room_state_event(status: RoomStatus, entities: list[Entity]) -> PendingEven
     return PendingEvent(ev.ROOM_STATE, {"state": status, "entities": [e.to_wire() for e in entities]})
 
 
+@read_only
 def get_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> Entity | None:
     row = conn.execute(
         "SELECT body FROM entities WHERE room_id = ? AND entity_id = ?", (room_id, entity_id)
@@ -203,6 +217,7 @@ def remove_entity(conn: sqlite3.Connection, room_id: str, entity_id: str) -> lis
 # --- live sessions (the hub) ------------------------------------------------------------------------------
 
 
+@read_only
 def admission(conn: sqlite3.Connection, room_id: str, entity_id: str) -> tuple[Entity | None, bool]:
     """What a hub Join needs: the entity's declaration (None when undeclared) and whether the room is
     closed to undeclared entities (an operator manages it with `membership: closed`)."""
@@ -242,6 +257,7 @@ def append_events(conn: sqlite3.Connection, room_id: str, pending: list[PendingE
 # --- policies ---------------------------------------------------------------------------------------------
 
 
+@read_only
 def read_policies(conn: sqlite3.Connection, room_id: str) -> RoomPolicies:
     found = _room_row(conn, room_id)
     return RoomPolicies() if found is None else found[1]
@@ -356,6 +372,7 @@ def _head(
     return None if row is None else (row[0], row[1], row[2])
 
 
+@read_only
 def get_manifest(
     conn: sqlite3.Connection, room_id: str, owner: str, name: str, *, version: int | None = None
 ) -> Manifest | None:
@@ -373,6 +390,7 @@ def get_manifest(
     return None if row is None else _manifest(row)
 
 
+@read_only
 def list_versions(
     conn: sqlite3.Connection, room_id: str, owner: str, name: str
 ) -> tuple[list[Manifest], bool] | None:
@@ -388,6 +406,7 @@ def list_versions(
     return [_manifest(row) for row in rows], head[2] is not None
 
 
+@read_only
 def list_latest(conn: sqlite3.Connection, room_id: str, owner: str) -> list[Manifest]:
     """The latest version of every live artifact of a workspace, by name."""
     rows = conn.execute(
@@ -591,6 +610,7 @@ ORDER BY h.name
 """
 
 
+@read_only
 def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
     """Roster, live room artifacts, policies and revision in one read transaction (four indexed queries)."""
     conn.execute("BEGIN")
@@ -610,3 +630,36 @@ def read_state(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
         return RoomSnapshot(room_id, status, revision, entities, artifacts, policies, manager)
     finally:
         conn.execute("COMMIT")
+
+
+# --- batches ----------------------------------------------------------------------------------------------
+
+
+def apply_changes(conn: sqlite3.Connection, room_id: str, changes: list[Change]) -> list[object]:
+    """Apply validated changes in order, in one transaction, each through its single endpoint's function
+    (and so with its events); per change, that function's result, or the RoomServerError it raised (its
+    own savepoint rolled back, the others kept)."""
+    results: list[object] = []
+    with transaction(conn):
+        for change in changes:
+            try:
+                results.append(_apply(conn, room_id, change))
+            except RoomServerError as exc:
+                results.append(exc)
+    return results
+
+
+def _apply(conn: sqlite3.Connection, room_id: str, change: Change) -> object:
+    match change:
+        case PutEntity(entity):
+            return put_entity(conn, room_id, entity)
+        case RemoveEntity(entity_id):
+            return remove_entity(conn, room_id, entity_id)
+        case PutPolicies(changes):
+            return update_policies(conn, room_id, changes)
+        case PutManager(manager):
+            return set_manager(conn, room_id, manager)
+        case DeleteArtifact(name):
+            return delete_artifact(conn, room_id, name)
+        case PromoteArtifact(name):
+            return promote(conn, room_id, name)

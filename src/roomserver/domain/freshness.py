@@ -1,0 +1,53 @@
+"""Which rooms changed since their state was last read: a per-room change counter kept in memory, and the
+last state `ETag` built for each room, so `GET /room/{roomId}/state` answers `304` from memory, without
+reading the database or building the body, while nothing of the room changed.
+
+The counter of a room moves (`changed`) after every commit that appended an event of the room (every
+change of room data does: `storage/database.py` reports them) and on every presence change
+(`domain/sessions.py`). A state read takes the room's `mark` *before* it reads the database and remembers
+its `ETag` under that mark, with a digest of the `resources` it served (MCP provider states change outside
+the database: they are compared on every read). A read whose `If-None-Match` names the remembered `ETag`
+while the mark and the resources are unchanged is answered `304`. A change that lands during a read moves
+the mark, so that read's `ETag` is never trusted for the newer state: the next read builds it again.
+Memory: two small entries per room read or changed since the server started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class _Tag:
+    mark: int
+    resources: bytes
+    etag: str
+
+
+class StateTags:
+    """Per-room change marks (a global clock, so a mark never repeats) and the last state ETag of each."""
+
+    def __init__(self) -> None:
+        self._clock = 0
+        self._marks: dict[str, int] = {}
+        self._tags: dict[str, _Tag] = {}
+
+    def changed(self, room_id: str) -> None:
+        """Something the room's state shows has changed (committed, or presence)."""
+        self._clock += 1
+        self._marks[room_id] = self._clock
+
+    def mark(self, room_id: str) -> int:
+        """The room's mark now (take it before reading the room)."""
+        return self._marks.get(room_id, 0)
+
+    def remember(self, room_id: str, mark: int, resources: bytes, etag: str) -> None:
+        """The ETag of a state built after `mark` was taken, serving `resources` (a digest)."""
+        self._tags[room_id] = _Tag(mark, resources, etag)
+
+    def current(self, room_id: str, resources: bytes) -> str | None:
+        """The room's state ETag when it is known without reading the room, else None."""
+        tag = self._tags.get(room_id)
+        if tag is None or tag.mark != self.mark(room_id) or tag.resources != resources:
+            return None
+        return tag.etag
