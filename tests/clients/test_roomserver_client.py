@@ -14,6 +14,7 @@ import pytest
 
 from roomoperator.clients.errors import Transient
 from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.model.writes import Write
 from tests.support.faults import fault_proxy
 from tests.support.roomserver import RoomServerHandle
 
@@ -51,6 +52,10 @@ CALLS: dict[str, Call] = {
     "put_policies": lambda client, _: client.put_policies(ROOM, {"allowResourceCreation": True}),
     "mcp_load": lambda client, _: client.mcp_load([{"id": "p1"}]),
     "put_manager": lambda client, _: client.put_manager(ROOM, name="operator", url=None),
+    "write": lambda client, _: client.write(ROOM, Write.remove_entity("E-agent-1")),
+    "batch": lambda client, _: client.batch(ROOM, [Write.remove_entity("E-agent-1")]),
+    "features": lambda client, _: client.features(),
+    "batching": lambda client, _: client.batching(),
 }
 
 

@@ -21,6 +21,7 @@ from roomoperator.cli import app
 from roomoperator.cli import engine as cli_engine
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.reconciler import Reconciler
+from roomoperator.settings import RoomServerSettings
 from tests.engine.conftest import fast_settings, room_spec
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port
@@ -280,7 +281,8 @@ async def test_apply_shows_a_progress_bar_on_a_terminal(roomserver: RoomServerHa
     (room_of_file,) = cli_engine._rooms(spec)
     screen = io.StringIO()
     async with RoomServerClient(roomserver.url, token=roomserver.token) as client:
-        reconciler = Reconciler(client, fast_settings())
+        # Single writes, so the bar has steps to show (a batch makes the 120 joins in one request).
+        reconciler = Reconciler(client, fast_settings(room_server=RoomServerSettings(batch=False)))
         (preview,) = await cli_engine.plan_rooms(reconciler, [room_of_file], confirm=False)
         console = Console(file=screen, force_terminal=True, width=100)
         result = await cli_engine.apply_room(

@@ -4,6 +4,7 @@ re-plan, and the reference .NET server (no operator endpoints)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -14,14 +15,28 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.audit import AuditEntry
 from roomoperator.model.results import Phase
-from roomoperator.settings import GuardrailSettings, ReconciliationSettings
-from tests.engine.conftest import ListSink, fast_settings, room_spec
+from roomoperator.settings import (
+    GuardrailSettings,
+    OperatorSettings,
+    ReconciliationSettings,
+    RoomServerSettings,
+)
+from tests.engine import conftest
+from tests.engine.conftest import ListSink, room_spec
 from tests.engine.test_reconcile import AGENT, DATA, HUMAN, PLAN, full_spec
 from tests.support.faults import fault_proxy
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import serve_app
 
 PUT_ENTITY = r"/room/room-eng-01/entities/[^/]+"
+
+
+def fast_settings(**overrides: Any) -> OperatorSettings:
+    """The faults here are injected into the single endpoints: the batch endpoint stays unused
+    (`tests/engine/test_batching.py` injects into it)."""
+    return conftest.fast_settings(room_server=RoomServerSettings(batch=False), **overrides)
+
+
 ARTIFACTS = r"/rooms/room-eng-01/artifacts"
 
 

@@ -80,8 +80,8 @@ async def test_converge_from_empty_then_one_read_and_no_write(
         assert first.diff.to_seed == ["project-plan", "research-data"]
         assert first.plan is not None
         assert first.plan["formatVersion"] == "1.0"
-        # state + whoami + 7 writes (policies in one PUT: 6) + verify
-        assert first.requests == 1 + 1 + 6 + 1
+        # state + whoami + a batch per group (entities; the promote after the 2 seeds; policies) + verify
+        assert first.requests == 1 + 1 + 1 + (2 + 1) + 1 + 1
         seeded = [e for e in sink.entries if e.action == "artifact.seeded"]
         assert {e.metadata["artifactName"] for e in seeded} == {"project-plan", "research-data"}
         assert all(len(e.metadata["hash"]) == 64 and e.actor == "alice" for e in seeded)

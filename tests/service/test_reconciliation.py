@@ -18,8 +18,11 @@ from tests.support.servers import free_port
 async def test_one_room_is_serialised_and_coalesced_latest_spec_wins(
     roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    # A slow write rate keeps the first run busy while the next applies arrive.
-    settings = operator_settings(roomserver, tmp_path, reconciliation={"rate_limit_per_second": 20.0})
+    # A slow write rate keeps the first run busy while the next applies arrive (single writes: a batch
+    # makes the 40 joins in one request).
+    settings = operator_settings(
+        roomserver, tmp_path, reconciliation={"rate_limit_per_second": 20.0}, room_server={"batch": False}
+    )
     async with running_operator(settings) as op, sse_data(op.http, "/events") as entries:
         first = asyncio.create_task(op.http.post("/apply", json=room_spec("room-busy-1", entities=40)))
         async for entry in entries:

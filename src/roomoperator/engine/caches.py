@@ -13,7 +13,8 @@ engine remembers the inputs and outputs of those steps. The policy for every cac
 | cache | key | stale when |
 |---|---|---|
 | `seed_paths` | (spec folder, `seedFrom`) | the `seedFrom` path's lstat (inode, mtime, mode) changed |
-| `seed_digests` | (resolved path, size, mtime_ns, labels) | never: a changed file has another key |
+| `seed_digests` | (resolved path, size, mtime_ns) | never: a changed file has another key |
+| `seed_sets` | (room id, spec folder) | another spec object, or a seed file's (or link's) stat changed |
 | `plans` | room id | the room's ETag, spec, protected names, seeds, server kind or operator name changed |
 | `renderings` | room id | the plan is not equal to the one rendered |
 
@@ -24,6 +25,7 @@ serialised status until the room's view changes (`service/`).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -31,8 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cachetools import LRUCache
-
-from roomoperator.model.seeds import SeedLabels
 
 if TYPE_CHECKING:  # annotations only: hashing imports this module and stays light
     from roomoperator.model.changes import Plan
@@ -85,7 +85,7 @@ class Cache(Generic[K, V]):
             self._entries.pop(key, None)
 
 
-SeedDigestKey = tuple[str, int, int, SeedLabels]
+SeedDigestKey = tuple[str, int, int]
 LstatSignature = tuple[int, int, int]
 
 
@@ -96,6 +96,39 @@ class ResolvedSeed:
     joined: str
     signature: LstatSignature
     resolved: Path
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """A file as a stat saw it (inode, size, mtime_ns, mode), `follow`ing links or not."""
+
+    path: str
+    signature: tuple[int, int, int, int]
+    follow: bool = False
+
+    @classmethod
+    def of(cls, path: str, found: os.stat_result, *, follow: bool = False) -> FileCheck:
+        return cls(path, (found.st_ino, found.st_size, found.st_mtime_ns, found.st_mode), follow)
+
+    def holds(self) -> bool:
+        try:
+            found = os.stat(self.path) if self.follow else os.lstat(self.path)
+        except OSError:
+            return False
+        return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_mode) == self.signature
+
+
+@dataclass(frozen=True)
+class SeedSet:
+    """A spec's seeds as `SeedFiles.known_seeds` last answered them, and the stats that answer rests on."""
+
+    spec: RoomSpec
+    checks: tuple[FileCheck, ...]
+    seeds: dict[str, LocalSeed]
+
+    def still(self) -> bool:
+        """True while every file is as it was."""
+        return all(check.holds() for check in self.checks)
 
 
 @dataclass(frozen=True)
@@ -147,11 +180,13 @@ class EngineCaches:
     max_entries: int = DEFAULT_MAX_ENTRIES
     seed_paths: Cache[tuple[str, str], ResolvedSeed] = field(init=False)
     seed_digests: Cache[SeedDigestKey, SeedDigest] = field(init=False)
+    seed_sets: Cache[tuple[str, str], SeedSet] = field(init=False)
     plans: Cache[str, PlanMemo] = field(init=False)
     renderings: Cache[str, Rendering] = field(init=False)
 
     def __post_init__(self) -> None:
         self.seed_paths = Cache("seed_paths", max_entries=self.max_entries)
         self.seed_digests = Cache("seed_digests", max_entries=self.max_entries)
+        self.seed_sets = Cache("seed_sets", max_entries=self.max_entries)
         self.plans = Cache("plans", max_entries=self.max_entries)
         self.renderings = Cache("renderings", max_entries=self.max_entries)

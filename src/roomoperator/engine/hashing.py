@@ -1,35 +1,30 @@
-"""Seed-file hashing: the content SHA-256 and the reference fingerprint, in one streaming pass.
+"""Seed-file hashing: the content SHA-256 a plan compares, and the reference fingerprint an upload records.
 
-The room server compares artifacts by the SHA-256 of their bytes; the reference operator recorded a
-composite fingerprint, `sha256("name|type|workspace|tag1,tag2|" + base64(content))` (lower-case hex,
-`docs/contract.md`), which we keep for audit entries and plan output. Both digests come from one read of
-the file in fixed-size chunks, so a seed is never held whole in memory. `HashCache` remembers digests by
-(path, size, mtime_ns, labels) in `caches.seed_digests`, so an unchanged seed is not read again on the
-next reconcile.
+The room server compares artifacts by the SHA-256 of their bytes, so planning computes only that
+(`content_digest`: one streaming pass at the disk's speed, a fixed buffer whatever the file size).
+`HashCache` remembers digests by (path, size, mtime_ns) in `caches.seed_digests`, so an unchanged seed
+is not read again on the next reconcile.
+
+The reference operator recorded a composite fingerprint, `sha256("name|type|workspace|tag1,tag2|" +
+base64(content))` (lower-case hex, `docs/contract.md`), which we keep for the room server's manifest and
+the audit entry of a seed. It costs a base64 pass over the whole content, so it is computed where it is
+recorded: while the seed is uploaded (`Fingerprint`, fed each chunk the client sends), never when
+planning.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from roomoperator.engine.caches import Cache, SeedDigestKey
 from roomoperator.model.seeds import SeedDigest, SeedLabels
 
-# A multiple of 3, so that every chunk but the last base64-encodes without padding.
-CHUNK_SIZE = 3 * 256 * 1024
-
-
-@functools.cache
-def _helpers() -> ThreadPoolExecutor:
-    """Where content hashing runs while the caller's thread builds the fingerprint: made on the first
-    file of more than one chunk, then shared by every digest of the process (threads start on use)."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-hash")
+CHUNK_SIZE = 1024 * 1024
+"""Bytes read at once when hashing a seed file."""
 
 
 def _fingerprint_prefix(name: str, type_: str, workspace: str, tags: Sequence[str]) -> bytes:
@@ -43,32 +38,43 @@ def fingerprint(*, name: str, type_: str, workspace: str, tags: Sequence[str], c
     return digest.hexdigest()
 
 
-def digest_file(path: Path, *, name: str, type_: str, workspace: str, tags: Sequence[str]) -> SeedDigest:
-    """Stream `path` once and return its content SHA-256, reference fingerprint and size.
+class Fingerprint:
+    """The reference fingerprint of a seed, fed its bytes in chunks of any size (the upload's): the same
+    digest as `fingerprint` over the whole content. Memory: one chunk and its encoding."""
 
-    The content hash of each chunk runs on a helper thread (hashlib releases the GIL) while this thread
-    base64-encodes the chunk into the fingerprint, so the two digests cost about one pass of wall time.
-    Memory: two chunks and one encoded chunk, whatever the file size.
-    """
-    content = hashlib.sha256()
-    composite = hashlib.sha256(_fingerprint_prefix(name, type_, workspace, tags))
+    def __init__(self, labels: SeedLabels) -> None:
+        self._digest = hashlib.sha256(
+            _fingerprint_prefix(labels.name, labels.type, labels.workspace, labels.tags)
+        )
+        self._carry = b""
+
+    def update(self, chunk: bytes) -> None:
+        """Take the next bytes; all but the last 0-2 of them are base64-encoded into the digest (a
+        multiple of 3 encodes without padding, so the chunks' encodings join into the whole's)."""
+        block = self._carry + chunk if self._carry else chunk
+        whole = len(block) - len(block) % 3
+        self._digest.update(base64.b64encode(memoryview(block)[:whole]))
+        self._carry = bytes(block[whole:])
+
+    def hexdigest(self) -> str:
+        """The fingerprint of every byte given so far."""
+        final = self._digest.copy()
+        final.update(base64.b64encode(self._carry))
+        return final.hexdigest()
+
+
+def content_digest(path: Path) -> SeedDigest:
+    """The SHA-256 and size of `path`'s bytes, read once in `CHUNK_SIZE` pieces (hashlib releases the
+    GIL while it hashes)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
     size = 0
-    carry = b""
-    with path.open("rb") as stream:
-        pending: Future[None] | None = None
-        while chunk := stream.read(CHUNK_SIZE):
-            size += len(chunk)
-            if pending is not None:
-                pending.result()
-            pending = _helpers().submit(content.update, chunk)
-            block = memoryview(carry + chunk if carry else chunk)
-            whole = len(block) - len(block) % 3
-            composite.update(base64.b64encode(block[:whole]))
-            carry = bytes(block[whole:])
-        if pending is not None:
-            pending.result()
-    composite.update(base64.b64encode(carry))
-    return SeedDigest(sha256=content.hexdigest(), fingerprint=composite.hexdigest(), size=size)
+    with path.open("rb", buffering=0) as stream:
+        while read := stream.readinto(buffer):
+            digest.update(view[:read])
+            size += read
+    return SeedDigest(sha256=digest.hexdigest(), size=size)
 
 
 class HashCache:
@@ -88,23 +94,21 @@ class HashCache:
         """Look-ups that found nothing: with `digest`, the files that were read."""
         return self._cache.misses
 
-    def digest(self, path: Path, labels: SeedLabels, *, stat: os.stat_result | None = None) -> SeedDigest:
+    def digest(self, path: Path, *, stat: os.stat_result | None = None) -> SeedDigest:
         """The digest of `path` (an absolute, resolved path), read only when the file changed since.
         `stat`, when the caller already has it, saves a system call."""
         stat = stat or os.stat(path)
-        cached = self.known(path, labels, stat=stat)
+        cached = self.known(path, stat=stat)
         if cached is not None:
             return cached
-        result = digest_file(
-            path, name=labels.name, type_=labels.type, workspace=labels.workspace, tags=labels.tags
-        )
-        self._cache.put(_key(path, stat, labels), result)
+        result = content_digest(path)
+        self._cache.put(_key(path, stat), result)
         return result
 
-    def known(self, path: Path, labels: SeedLabels, *, stat: os.stat_result) -> SeedDigest | None:
+    def known(self, path: Path, *, stat: os.stat_result) -> SeedDigest | None:
         """The cached digest of `path` as `stat` describes it, or None (never reads the file)."""
-        return self._cache.get(_key(path, stat, labels))
+        return self._cache.get(_key(path, stat))
 
 
-def _key(path: Path, stat: os.stat_result, labels: SeedLabels) -> SeedDigestKey:
-    return (str(path), stat.st_size, stat.st_mtime_ns, labels)
+def _key(path: Path, stat: os.stat_result) -> SeedDigestKey:
+    return (str(path), stat.st_size, stat.st_mtime_ns)

@@ -7,17 +7,20 @@ the operator's (`planning.planner.is_operators`), so PLANNING needs it, read onc
 undeclared artifact with a known writer, or when the engine claims rooms.
 
 The service's engine claims each room it writes (`PUT /rooms/{roomId}/manager`, once: the state then
-names it, so a converged room costs no request for it); the one-shot CLI never claims, and refuses a
-room an operator manages (`cli/engine.py`). A token that may not claim (403) is not asked again.
+names it, so a converged room costs no request for it; against a server with `batch.v1` the claim is the
+first item of the run's first batch, costing no request of its own); the one-shot CLI never claims, and
+refuses a room an operator manages (`cli/engine.py`). A token that may not claim (403) is not asked again.
 """
 
 from __future__ import annotations
 
 from roomoperator.clients.errors import Forbidden, NotFound, RoomServerError, Unauthorized
 from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.clients.writing import manager_body
 from roomoperator.engine.executing import unauthorized
 from roomoperator.engine.outcome import RunDraft
 from roomoperator.model.observed import ObservedRoom
+from roomoperator.model.writes import Write
 from roomoperator.spec.models import RoomSpec
 
 
@@ -50,29 +53,42 @@ class Ownership:
             run.warn(f"The operator's token name is unknown ({exc}): no undeclared artifact is deleted")
             return None
 
-    async def claim_room(self, run: RunDraft, observed: ObservedRoom, operator: str | None) -> None:
-        """Record the operator as the room's manager, with the spec's `membership`, unless the state
-        already says so."""
+    def claim_write(self, run: RunDraft, observed: ObservedRoom, operator: str | None) -> Write | None:
+        """The write recording the operator as the room's manager, with the spec's `membership`; None when
+        the state already says so (or the engine does not claim)."""
         manager = observed.manager
         if not self.claim or self._claim_refused or operator is None:
-            return
+            return None
         membership = run.spec.spec.membership
         if manager is not None and (manager.name, manager.url, manager.membership) == (
             operator,
             self.url,
             membership,
         ):
+            return None
+        return Write.put_manager(manager_body(name=operator, url=self.url, membership=membership))
+
+    async def claim_room(self, run: RunDraft, observed: ObservedRoom, operator: str | None) -> None:
+        """Make the claim now (its own request), when one is needed."""
+        write = self.claim_write(run, observed, operator)
+        if write is None:
             return
         try:
-            await self.client.put_manager(
-                observed.room_id, name=operator, url=self.url, membership=membership
-            )
-        except Forbidden as exc:
-            self._claim_refused = True
-            run.warn(f"Cannot record the operator as the manager of rooms (needs room:admin): {exc}")
-            return
+            await self.client.write(observed.room_id, write)
         except RoomServerError as exc:
-            run.warn(f"Recording the operator as the manager of {observed.room_id} failed: {exc}")
-            return
-        if manager is not None and manager.name != operator:
-            run.warn(f"Room {observed.room_id} was managed by {manager.name!r}; {operator!r} manages it now")
+            self.claimed(run, observed, operator, exc)
+        else:
+            self.claimed(run, observed, operator, None)
+
+    def claimed(
+        self, run: RunDraft, observed: ObservedRoom, operator: str | None, error: BaseException | None
+    ) -> None:
+        """Say what the claim's answer means (`error`: what it met, alone or as a batch's first item)."""
+        if isinstance(error, Forbidden):
+            self._claim_refused = True
+            run.warn(f"Cannot record the operator as the manager of rooms (needs room:admin): {error}")
+        elif error is not None:
+            run.warn(f"Recording the operator as the manager of {observed.room_id} failed: {error}")
+        elif observed.manager is not None and observed.manager.name != operator:
+            previous = observed.manager.name
+            run.warn(f"Room {observed.room_id} was managed by {previous!r}; {operator!r} manages it now")

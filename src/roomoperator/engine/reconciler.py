@@ -82,7 +82,7 @@ class Reconciler:
         rate_limiter: RateLimiter | None = None,
         caches: EngineCaches | None = None,
         retrier: Retrier | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         claim_rooms: bool = False,
         operator_url: str | None = None,
     ) -> None:
@@ -98,7 +98,7 @@ class Reconciler:
         self.caches = caches or EngineCaches()
         self.seed_files = SeedFiles(caches=self.caches)
         self.retrier = retrier or Retrier(settings.retry)
-        self.concurrency = concurrency
+        self.concurrency = concurrency or settings.reconciliation.parallel_uploads
         self.ownership = Ownership(client, claim=claim_rooms, url=operator_url)
         self._open: dict[str, list[Intent]] = {}
         """Per room: intents a crash left open, settled before the room's next run plans."""
@@ -206,7 +206,9 @@ class Reconciler:
             if checked is None:
                 return
             plan = checked
-        if endpoints:
+        batching = bool(plan.actionable) and endpoints and await self._batching()
+        lead = self.ownership.claim_write(run, observed, operator) if batching else None
+        if endpoints and not batching:
             await self.ownership.claim_room(run, observed, operator)
         if not plan.actionable:
             await self._finish_without_writes(run, plan)
@@ -214,14 +216,22 @@ class Reconciler:
         run.phase = Phase.APPLY
         _tell(progress, Phase.APPLY, total=len(plan.actionable))
         applier = Applier(self.client, observed, retrier=self.retrier, limiter=self.limiter)
-        await Execution(run, applier, concurrency=self.concurrency, progress=progress).apply(plan)
+        await Execution(
+            run,
+            applier,
+            concurrency=self.concurrency,
+            progress=progress,
+            batching=batching,
+            lead=lead,
+            on_lead=lambda error: self.ownership.claimed(run, observed, operator, error),
+        ).apply(plan)
         await run.audit("reconcile.apply", applied=len(run.applied), failed=len(run.failed))
         if run.aborted is not None:
             raise run.aborted
         if run.failed and "on-failure" in (self.settings.reconciliation.rollback, spec.spec.rollback):
             run.phase = Phase.ROLLBACK
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
-            await roll_back(run)
+            await roll_back(run, applier, batching=batching)
         _tell(progress, Phase.VERIFY)
         await self._verify(run, seeds, endpoints=endpoints, protected=protected, operator=operator)
 
@@ -369,6 +379,18 @@ class Reconciler:
             for c in plan
         )
         return plan.with_changes(changes)
+
+    async def _batching(self) -> bool:
+        """Whether the server takes batch requests (`batch.v1`, read once per client from whoami); a
+        server that cannot say gets single writes."""
+        if not self.settings.room_server.batch:
+            return False
+        try:
+            return await self.client.batching()
+        except Unauthorized as exc:
+            raise unauthorized(exc) from exc
+        except RoomServerError:
+            return False
 
     async def _finish_without_writes(self, run: RunDraft, plan: Plan) -> None:
         """Nothing to write: the plan itself is the verification (no second read)."""

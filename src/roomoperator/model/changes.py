@@ -183,7 +183,8 @@ class SeedContent:
     tags: tuple[str, ...]
     sha256: str
     size: int
-    fingerprint: str
+    fingerprint: str | None
+    """The reference fingerprint when known (planning does not compute it: the upload does)."""
     seed_from: str
 
     def to_json(self) -> dict[str, JsonValue]:

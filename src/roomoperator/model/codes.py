@@ -2,7 +2,8 @@
 
 `RunCode` is a run's `code` (`RunResult.code`, the `/apply` answer, conditions); `GuardrailCode` names a
 guardrail refusal; `BlockCode` says why a planned change will not be made; `ApiCode` is the `code` of an
-operator API error body; `ExitCode` is what the `roomop` commands exit with (Terraform's convention).
+operator API error body; `NotificationKind` says what a webhook notification is about; `ExitCode` is
+what the `roomop` commands exit with (Terraform's convention).
 """
 
 from __future__ import annotations
@@ -69,7 +70,24 @@ class ApiCode(StrEnum):
     """A `seedFrom` of a spec posted over HTTP that the operator will not read (outside the seed roots)."""
     SEEDS_MISMATCH = "SEEDS_MISMATCH"
     """A multipart `/apply` whose seed parts are not exactly the spec's `seedFrom` paths."""
+    SOURCE_CONFLICT = "SOURCE_CONFLICT"
+    """The room belongs to a GitOps source that allows no manual override, and the spec came from
+    elsewhere (`POST /apply`, another source; 409)."""
     NOT_FOUND = "NOT_FOUND"
+
+
+class NotificationKind(StrEnum):
+    """What a webhook notification is about (the settings' subscriptions name these)."""
+
+    RUN_FAILED = "run.failed"
+    GUARDRAIL_REFUSED = "guardrail.refused"
+    """A run's plan was refused by the guardrails; the notification says what would have changed."""
+    DRIFT_CORRECTED = "drift.corrected"
+    ROOM_STALLED = "room.stalled"
+    ROOM_RECOVERED = "room.recovered"
+    """A Stalled room converged again."""
+    SOURCE_FAILED = "source.failed"
+    """A GitOps source could not be read, or declared invalid or refused specs."""
 
 
 class ExitCode(IntEnum):

@@ -97,3 +97,5 @@ class Identity(WireModel):
 
     name: str
     scopes: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+    """What the server offers beyond the reference contract (`batch.v1`); none when it does not say."""

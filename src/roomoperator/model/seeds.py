@@ -22,11 +22,12 @@ class SeedLabels:
 
 @dataclass(frozen=True)
 class SeedDigest:
-    """One local seed file: its content SHA-256, the reference fingerprint, its size in bytes."""
+    """One local seed file: its content SHA-256 and size in bytes; the reference fingerprint only where it
+    was computed (an upload records it; planning leaves it None)."""
 
     sha256: str
-    fingerprint: str
     size: int
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from roomoperator.service.dependencies import (
     READ,
     Caller,
     Operator,
+    Settings,
     answer,
     body_of,
     body_schema,
@@ -31,6 +32,8 @@ from roomoperator.service.schemas import (
     ApplyRefusal,
     History,
     HistoryItem,
+    PageCursor,
+    PageLimit,
     Queued,
     RollbackRequest,
     RoomDetail,
@@ -45,10 +48,18 @@ router = APIRouter()
 # Rooms and runs ------------------------------------------------------------------------------------
 
 
-@router.get("/rooms", summary="Every room the operator knows", response_model=RoomList, dependencies=READ)
-async def rooms(controller: Operator) -> Response:
-    views = sorted(controller.rooms(), key=lambda view: view.room_id)
-    return reply(RoomList(items=[view.summary() for view in views]))
+@router.get(
+    "/rooms", summary="The rooms the operator knows, a page", response_model=RoomList, dependencies=READ
+)
+async def rooms(
+    controller: Operator, settings: Settings, cursor: PageCursor = None, limit: PageLimit = None
+) -> Response:
+    page = controller.rooms_page(after=cursor, limit=limit or settings.api.page_size)
+    return reply(
+        RoomList(
+            items=[view.summary() for view in page.views], next_cursor=page.next_cursor, total=page.total
+        )
+    )
 
 
 @router.get(

@@ -1,6 +1,9 @@
 """The room registry: the live view of every room the operator knows, its conditions, and the counts of
 managed and stalled rooms kept as rooms change (never recounted).
 
+Pages of rooms (`GET /status`, `GET /rooms`) come from the room ids kept sorted as rooms are added: a page
+costs a binary search and the page itself, never a pass over every room.
+
 Views are built from store records by `view_from_record` (start-up) and changed only through their
 methods here and in the controller; each keeps its serialised status until a field changes, so
 `GET /status` joins ready-made JSON.
@@ -8,6 +11,7 @@ methods here and in the controller; each keeps its serialised status until a fie
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -216,13 +220,31 @@ def settled(view: RoomView) -> list[tuple[ConditionType, str]]:
     return [(c.type, c.status) for c in view.conditions if c.type is not ConditionType.RECONCILING]
 
 
+@dataclass(frozen=True)
+class Page:
+    """Rooms in room-id order after a cursor; `next_cursor` continues after them (None: the last page)."""
+
+    views: list[RoomView]
+    next_cursor: str | None
+    total: int
+
+
 class RoomRegistry:
     """Every known room by id, with the managed and stalled counts kept up to date by `recount`."""
 
     def __init__(self) -> None:
         self._views: dict[str, RoomView] = {}
+        self._order: list[str] = []
+        """Every room id, sorted (rooms are never dropped from the registry)."""
         self._managed: set[str] = set()
         self._stalled: set[str] = set()
+
+    def page(self, *, after: str | None, limit: int) -> Page:
+        """Up to `limit` rooms whose id sorts after `after` (from the first when None)."""
+        start = bisect.bisect_right(self._order, after) if after is not None else 0
+        ids = self._order[start : start + limit]
+        more = start + len(ids) < len(self._order)
+        return Page([self._views[i] for i in ids], ids[-1] if more and ids else None, len(self._order))
 
     def __iter__(self) -> Iterator[RoomView]:
         return iter(self._views.values())
@@ -242,12 +264,18 @@ class RoomRegistry:
         """The view of `room_id`, created (unmanaged, never reconciled) when the room is new."""
         view = self._views.get(room_id)
         if view is None:
-            view = self._views[room_id] = RoomView(room_id=room_id)
+            view = RoomView(room_id=room_id)
+            self._insert(view)
         return view
 
     def add(self, view: RoomView) -> None:
-        self._views[view.room_id] = view
+        self._insert(view)
         self.recount(view)
+
+    def _insert(self, view: RoomView) -> None:
+        if view.room_id not in self._views:
+            bisect.insort(self._order, view.room_id)
+        self._views[view.room_id] = view
 
     def recount(self, view: RoomView) -> None:
         """Count `view` anew in the managed and stalled sets."""

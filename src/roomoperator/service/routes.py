@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from roomoperator.clients.errors import RoomServerError
 from roomoperator.model.audit import utcnow
+from roomoperator.model.codes import ApiCode
 from roomoperator.service.bodies import McpLoadRequest, read_apply
 from roomoperator.service.dependencies import (
     NOT_FOUND,
@@ -50,6 +51,8 @@ from roomoperator.service.schemas import (
     HealthAnswer,
     McpLoaded,
     McpStatus,
+    PageCursor,
+    PageLimit,
     RoomStatus,
     StatusAnswer,
     Unhealthy,
@@ -106,8 +109,16 @@ async def apply(
 
 
 @router.get("/status", summary="Operator and room status", response_model=StatusAnswer, dependencies=READ)
-async def status(controller: Operator, settings: Settings, monitor: Monitor) -> Response:
+async def status(
+    controller: Operator,
+    settings: Settings,
+    monitor: Monitor,
+    cursor: PageCursor = None,
+    limit: PageLimit = None,
+) -> Response:
+    """The reference's shape, its `rooms` a page (room-id order; `nextCursor` continues it)."""
     health = monitor.status
+    page = controller.rooms_page(after=cursor, limit=limit or settings.api.page_size)
     # Assembled around the rooms' ready-made JSON (each re-serialised only after it changed).
     head = to_json({"version": settings.version, "health": int(health), "healthStatus": health.label})
     tail = to_json(
@@ -115,9 +126,11 @@ async def status(controller: Operator, settings: Settings, monitor: Monitor) -> 
             "queuedRequests": controller.queued_count,
             "activeReconciliations": controller.active_count,
             "timestamp": utcnow(),
+            "nextCursor": page.next_cursor,
+            "totalRooms": page.total,
         }
     )
-    rooms = b",".join(view.status_bytes() for view in controller.rooms())
+    rooms = b",".join(view.status_bytes() for view in page.views)
     body = b"".join((head[:-1], b',"rooms":[', rooms, b"],", tail[1:]))
     return Response(body, media_type="application/json")
 
@@ -258,6 +271,9 @@ async def mcp_load(
     try:
         await client.mcp_load([provider.model_dump(exclude_none=True) for provider in body.providers])
     except RoomServerError as exc:
+        if exc.status == 400:  # the room server refused the providers as sent: the caller's to fix, not a 502
+            message = f"providers: refused by the room server: {exc.message}"
+            raise ApiError.e1(400, "BadRequest", ApiCode.INVALID_BODY, message) from None
         raise _upstream_problem("Failed to load MCP providers", exc) from None
     return reply(McpLoaded(message="MCP providers loaded", count=len(body.providers)))
 

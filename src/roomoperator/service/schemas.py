@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -21,6 +22,20 @@ from roomoperator.spec.models import MAX_INT
 from roomoperator.store.records import RunStatus, RunTrigger
 
 ConditionStatus = Literal["True", "False"]
+
+MAX_PAGE_SIZE = 1000
+"""The largest `limit` of a page of rooms."""
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="`nextCursor` of the previous page: the rooms after it (room-id order); none: the first",
+    ),
+]
+PageLimit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_PAGE_SIZE, description="rooms in the page (default `api.page_size`, 100)"),
+]
 
 
 class Schema(BaseModel):
@@ -71,6 +86,10 @@ class StatusAnswer(Schema):
     queued_requests: int
     active_reconciliations: int
     timestamp: dt.datetime
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page of rooms; null: this is the last"
+    )
+    total_rooms: int = Field(default=0, description="rooms the operator knows, on every page")
 
 
 class ApplyAnswer(Schema):
@@ -191,7 +210,13 @@ class RoomDetail(RoomSummary):
 
 
 class RoomList(Schema):
+    """`GET /rooms`: a page of rooms in room-id order."""
+
     items: list[RoomSummary]
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null: this is the last"
+    )
+    total: int = Field(default=0, description="rooms the operator knows")
 
 
 class HistoryItem(Schema):
