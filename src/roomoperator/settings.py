@@ -10,6 +10,7 @@ appsettings (`Operator:Retry:*`, `Operator:Reconciliation:Guardrails:*`, ...) wh
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from roomoperator.model.codes import NotificationKind
 
 CONFIG_ENV = "ROOMOP_CONFIG"
 _config_file: ContextVar[Path | None] = ContextVar("roomop_config_file", default=None)
@@ -34,6 +37,9 @@ class RoomServerSettings(BaseModel):
     base_url: str = "http://127.0.0.1:5000"
     token: SecretStr | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
+    batch: bool = True
+    """Send a run's writes through `POST /room/{roomId}/batch` when the server announces `batch.v1`;
+    false: always the single endpoints."""
 
 
 class RetrySettings(BaseModel):
@@ -62,10 +68,18 @@ class GuardrailSettings(BaseModel):
 class ReconciliationSettings(BaseModel):
     """The continuous loop (reference `Operator:Reconciliation:*`, `ConvergenceTracking:*`)."""
 
-    interval_seconds: float = Field(default=2.0, gt=0)
+    interval_seconds: float = Field(default=60.0, gt=0)
+    """The safety net: with the room server's event stream followed, drift is corrected from events
+    within about a second whatever this is (`docs/operator.md`, "Interval, events and cost")."""
     jitter_percent: float = Field(default=10.0, ge=0, le=100)
     parallel_rooms: int = Field(default=16, ge=1)
-    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    parallel_uploads: int = Field(default=8, ge=1)
+    """A run's calls made at once: its seed uploads (whose fsyncs the room server's group commit shares),
+    and against a server without `batch.v1` its single writes."""
+    rate_limit_per_second: float = Field(default=500.0, gt=0)
+    """Room-server write requests a second, whole operator (a batch request and an upload count once):
+    a room converges from empty in a few requests, so 500/s converges 1,000 rooms of 20 entities and 5
+    seeds in about 15 s of the limiter's time, below what the room server's group commit absorbs."""
     stale_tolerance_seconds: float = Field(default=5.0, ge=0)
     max_cycles_until_converged: int = Field(default=10, ge=1)
     failure_backoff_initial_seconds: float = Field(default=1.0, gt=0)
@@ -95,6 +109,8 @@ class ApiSettings(BaseModel):
     tokens_file: Path | None = None
     open_probes: bool = True
     """`/health` and `/metrics` answer without a token even when auth is on (for probes and scrapers)."""
+    page_size: int = Field(default=100, ge=1, le=1000)
+    """Rooms in a page of `GET /status` and `GET /rooms` when the request gives no `limit`."""
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     """Time a client has to send a request's line and headers, from its first byte (or from connecting)."""
     body_idle_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -140,6 +156,78 @@ class LoggingSettings(BaseModel):
 
     level: str = "info"
     json_output: bool | None = None
+
+
+class SourceSettings(BaseModel):
+    """One GitOps source of desired state: a `folder` of spec files, or a `git` repository's `branch`
+    (its spec files under `path`). Every `*.room.yaml` / `*.room.json` file is rooms' desired state.
+
+    `prune`: a room whose spec file is deleted loses what the operator made in it (under the guardrails);
+    otherwise the operator only stops managing it. `allow_overrides`: `POST /apply` and other sources may
+    change the source's rooms (the source's next change wins again); otherwise they are refused (409).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    folder: Path | None = None
+    git: str | None = None
+    """A repository URL the `git` command can fetch: a local path, `file://`, `https://`, `ssh://`."""
+    branch: str = "main"
+    path: str = "."
+    """The folder of the repository that holds the spec files."""
+    interval_seconds: float = Field(default=60.0, gt=0)
+    """A full rescan of a folder (a safety net beside its file watch), a poll of a git repository."""
+    debounce_ms: int = Field(default=200, ge=0)
+    """File changes of a folder are gathered this long before one rescan."""
+    prune: bool = False
+    allow_overrides: bool = False
+    confirm: bool = False
+    """The source's specs count as confirmed (`X-Confirm`: a reviewed commit needs no second confirmation
+    of a high change ratio); the kick and delete limits still apply."""
+    webhook_secret: SecretStr | None = None
+    """The shared secret of `POST /hooks/git` for this repository (GitHub and Gitea sign the body with it,
+    GitLab sends it as `X-Gitlab-Token`); no secret: the webhook is refused."""
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSettings:
+        if (self.folder is None) == (self.git is None):
+            raise ValueError(f"source {self.name!r} needs exactly one of `folder` or `git`")
+        return self
+
+    @property
+    def kind(self) -> Literal["folder", "git"]:
+        return "folder" if self.folder is not None else "git"
+
+    @property
+    def location(self) -> str:
+        """Where the source reads, for people (a URL's password or token left out)."""
+        if self.folder is not None:
+            return str(self.folder)
+        url = re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]+@", r"\1***@", self.git or "", flags=re.IGNORECASE)
+        return f"{url}#{self.branch}:{self.path}"
+
+
+class NotificationTarget(BaseModel):
+    """One webhook receiver and what it subscribes to: event `kinds` (all by default) in rooms matching
+    one of `rooms` (shell globs; a source's failures match every pattern). Each body is signed with
+    `secret` (`X-RoomOp-Signature`); `format: slack` sends a Slack incoming-webhook body instead."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr | None = None
+    kinds: list[NotificationKind] = list(NotificationKind)
+    rooms: list[str] = ["*"]
+    format: Literal["roomop", "slack"] = "roomop"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class NotificationSettings(BaseModel):
+    """Webhook notifications: targets, and how long a failing delivery is retried (the one backoff
+    formula, from `retry_initial_seconds` doubling up to `retry_max_seconds`, `max_attempts` in all)."""
+
+    targets: list[NotificationTarget] = []
+    max_attempts: int = Field(default=10, ge=1)
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
 
 
 class _LegacyEnvSource(PydanticBaseSettingsSource):
@@ -204,6 +292,16 @@ class OperatorSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     events: EventsSettings = EventsSettings()
     logging: LoggingSettings = LoggingSettings()
+    sources: list[SourceSettings] = []
+    notifications: NotificationSettings = NotificationSettings()
+    """GitOps sources (`roomop serve --specs DIR`, `--git URL`), each with a unique name."""
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> OperatorSettings:
+        names = [source.name for source in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError(f"sources: every source needs its own name (got {', '.join(names)})")
+        return self
 
     @model_validator(mode="after")
     def _seed_roots_outside_data(self) -> OperatorSettings:

@@ -67,6 +67,12 @@ def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
         raise typer.Exit(ExitCode.ERROR) from None
 
 
+def _sources(config: Path | None, added: list[dict[str, Any]]) -> list[Any]:
+    """The configuration file's sources and those of the command's options (an override of `sources`
+    would replace the file's list)."""
+    return [*_settings(config).sources, *added]
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(message, style="red", soft_wrap=True, highlight=False, markup=False)
     return typer.Exit(ExitCode.ERROR)
@@ -83,8 +89,30 @@ def serve(
     store: Annotated[
         str | None, typer.Option("--store", help="Store URL: sqlite:///path or postgresql://...")
     ] = None,
+    specs: Annotated[
+        Path | None, typer.Option("--specs", help="A folder of *.room.yaml files to keep rooms as (GitOps).")
+    ] = None,
+    git_url: Annotated[
+        str | None, typer.Option("--git", help="A git repository of spec files to keep rooms as (GitOps).")
+    ] = None,
+    branch: Annotated[str, typer.Option(help="The --git branch.")] = "main",
+    path: Annotated[str, typer.Option("--path", help="The --git folder holding the spec files.")] = ".",
+    interval: Annotated[
+        float, typer.Option(help="Seconds between polls of --git (and full rescans of --specs).")
+    ] = 30.0,
+    prune: Annotated[
+        bool, typer.Option(help="A deleted spec file removes what the operator made in its room.")
+    ] = False,
+    allow_overrides: Annotated[
+        bool, typer.Option(help="POST /apply may change the rooms of --specs / --git.")
+    ] = False,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(envvar="ROOMOP_WEBHOOK_SECRET", help="Shared secret of POST /hooks/git for --git."),
+    ] = None,
 ) -> None:
-    """Run the operator: HTTP API plus continuous reconciliation of every managed room."""
+    """Run the operator: HTTP API plus continuous reconciliation of every managed room; with --specs or
+    --git, the rooms are kept as the spec files there say (GitOps, see `roomop sources`)."""
     overrides: dict[str, Any] = {}
     for section, key, value in (
         ("api", "host", host),
@@ -95,6 +123,15 @@ def serve(
             overrides.setdefault(section, {})[key] = value
     if store is not None:
         overrides["store"] = {"url": store}
+    common = {"interval_seconds": interval, "prune": prune, "allow_overrides": allow_overrides}
+    added: list[dict[str, Any]] = []
+    if specs is not None:
+        added.append({"name": "specs", "folder": specs, **common})
+    if git_url is not None:
+        secret = {"webhook_secret": webhook_secret} if webhook_secret else {}
+        added.append({"name": "git", "git": git_url, "branch": branch, "path": path, **common, **secret})
+    if added:
+        overrides["sources"] = _sources(config, added)
     settings = _settings(config, **overrides)
     configure_logging(settings.logging)
     try:
@@ -112,7 +149,10 @@ async def _serve(settings: OperatorSettings) -> None:
 
 @app.command()
 def up(
-    specs: Annotated[list[Path] | None, typer.Argument(help="RoomSpec files to apply.")] = None,
+    specs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="RoomSpec files to apply, or folders of them to keep rooms as."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address both services bind.")] = "127.0.0.1",
     operator_port: Annotated[int, typer.Option(help="Operator API port.")] = 8080,
     server_port: Annotated[int, typer.Option(help="Room server port.")] = 5000,
@@ -130,11 +170,15 @@ def up(
     On a terminal a live table shows every room; each run that changed a room, each drift corrected and
     each failure is one log line (JSON when not a terminal), also appended to DATA/operator.log. The
     room server is restarted when it exits. A SPEC file never downgrades a room: when the operator holds
-    a newer revision made another way (the API), that one is kept (one line says so) unless `--force`."""
+    a newer revision made another way (the API), that one is kept (one line says so) unless `--force`.
+    A SPEC folder is a GitOps source (as `roomop serve --specs`): its `*.room.yaml` files are applied and
+    followed, each change within about a second."""
     loaded: list[LoadedSpec] = []
+    folders = [path for path in specs or [] if path.is_dir()]
     try:
         for path in specs or []:
-            loaded.extend(load_file(path))
+            if not path.is_dir():
+                loaded.extend(load_file(path))
     except SpecError as exc:
         for issue in exc.issues:
             console.print(f"[red]{issue}[/red]")
@@ -145,6 +189,7 @@ def up(
             check_ports_free(host, {"--server-port": server_port, "--operator-port": operator_port})
             code = _start_up(
                 loaded,
+                folders=folders,
                 host=host,
                 ports=(operator_port, server_port),
                 data=data,
@@ -160,6 +205,7 @@ def up(
 def _start_up(
     loaded: list[LoadedSpec],
     *,
+    folders: list[Path],
     host: str,
     ports: tuple[int, int],
     data: Path,
@@ -186,6 +232,13 @@ def _start_up(
             "token": SecretStr(credentials.operator_token) if secure else None,
         },
         store={"url": f"sqlite:///{data / 'operator.db'}"},
+        sources=_sources(
+            config,
+            [
+                {"name": "specs" if index == 0 else f"specs-{index + 1}", "folder": folder.resolve()}
+                for index, folder in enumerate(folders)
+            ],
+        ),
     )
     configure_logging(settings.logging, file=data / "operator.log")
     child = RoomServerChild(
@@ -351,6 +404,9 @@ def status(
 ) -> None:
     """Show the operator's health and every room's status."""
     body = _get(operator, "/status", token=_api_token(token, config))
+    while body.get("nextCursor"):  # `/status` answers its rooms in pages
+        page = _get(operator, "/status", token=_api_token(token, config), cursor=body["nextCursor"])
+        body = {**page, "rooms": [*body["rooms"], *page["rooms"]]}
     if output is OutputFormat.json:
         typer.echo(json.dumps(body, indent=2))
         return
@@ -371,6 +427,41 @@ def status(
         )
     Console().print(table)
     typer.echo(f"queued requests: {body['queuedRequests']}")
+
+
+@app.command()
+def sources(
+    operator: OperatorUrl = "http://127.0.0.1:8080",
+    output: OutputOption = OutputFormat.text,
+    token: ApiToken = None,
+    config: ConfigFile = None,
+) -> None:
+    """Show every GitOps source: its last fetched, attempted and applied revisions, its rooms, its errors."""
+    body = _get(operator, "/sources", token=_api_token(token, config))
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    table = Table(title="GitOps sources")
+    table.add_column("source", no_wrap=True)
+    for column in ("kind", "ready", "rooms", "applied", "attempted", "fetched"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("location")
+    for item in body["items"]:
+        ready = item["conditions"][0]
+        table.add_row(
+            item["name"],
+            item["kind"],
+            ready["status"] if ready["status"] == "True" else ready["reason"],
+            str(len(item["rooms"])),
+            (item["lastAppliedRevision"] or "-")[:12],
+            (item["lastAttemptedRevision"] or "-")[:12],
+            (item["lastFetchedAt"] or "-")[11:19] or "-",
+            item["location"],
+        )
+    Console().print(table)
+    for item in body["items"]:
+        for error in item["errors"]:
+            console.print(f"{item['name']}: {error['message']}", style="red", markup=False, highlight=False)
 
 
 @app.command()
@@ -498,7 +589,10 @@ def rollback(
             if plan.status not in (200, 202):
                 raise OperatorError(f"rollback of {room} to revision {to_revision}: {plan.body}")
             changes = _changes(plan.body)
-            typer.echo(f"restore {room} to revision {to_revision}: {len(changes) or 'no'} kinds of change")
+            summary = (
+                f"{len(changes)} kinds of change" if changes else "nothing to change: the room matches it"
+            )
+            typer.echo(f"restore {room} to revision {to_revision}: {summary}")
             for line in [*changes, *plan.body.get("warnings", [])]:
                 typer.echo(f"  {line}")
             if not changes and plan.body.get("unchanged"):

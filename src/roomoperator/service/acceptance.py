@@ -16,6 +16,11 @@ acknowledgment. `metadata.version` stays the author's label, judged by the versi
 - `keep_stored` (`roomop up`): a spec no newer than a revision made through another path is not
   taken (`SPEC_KEPT`), so a restart never downgrades what the API applied.
 
+Every offer says where it came from (`source`: a GitOps source's name and its revision there, None for
+the API and `roomop up`). A source's first accepted revision of a room makes the source its owner (in the
+same transaction); an offer from anywhere else for an owned room is refused (`SOURCE_CONFLICT`, naming the
+owner) unless the owner allows manual overrides.
+
 Reconcile-now needs a managed room. A refusal is `Refused`, which each edge turns into its own answer.
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +107,33 @@ class Offer:
     keep_stored: bool = False
     expect: str | None = None
     """The digest of the plan the caller confirmed (`X-Expect-Plan`): a changed plan is not applied."""
+    source: str | None = None
+    """The GitOps source that offers the spec (None: the API, `roomop up`)."""
+    source_revision: str | None = None
+    """The source's revision the spec was read at (a commit)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The source that owns a room, and whether it lets others change the room."""
+
+    source: str
+    overridable: bool = False
+
+
+def check_owner(offer: Offer, owner: Owner | None) -> None:
+    """Raise `Refused` (`SOURCE_CONFLICT`) when `offer` comes from elsewhere than the room's owner."""
+    if owner is None or offer.source == owner.source or owner.overridable:
+        return
+    where = f"source {offer.source!r}" if offer.source else "outside any source"
+    raise Refused(
+        ApiCode.SOURCE_CONFLICT,
+        [
+            f"room {offer.spec.room_id} belongs to source {owner.source!r}, which allows no manual override:"
+            f" change it there (this spec came from {where})"
+        ],
+        room_id=offer.spec.room_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -175,8 +208,9 @@ async def accept(
     correlation_id: str,
     dry_run: bool = False,
     record_run: bool = True,
+    owner: Owner | None = None,
 ) -> Accepted:
-    """Accept `offer` for the room `view` shows, or raise `Refused`.
+    """Accept `offer` for the room `view` shows (owned by `owner`), or raise `Refused`.
 
     A new revision is written (with its queued run `correlation_id`) in one compare-and-set transaction;
     when another writer took the number first, the offer is judged again against that revision. An
@@ -189,6 +223,7 @@ async def accept(
         if not view.managed or view.spec is None:
             raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
         return Accepted(spec=None, revision=view.revision, base_dir=view.base_dir, unchanged=True)
+    check_owner(offer, owner)
     while True:
         verdict = judge(offer, view.latest, rule=rule)
         if dry_run:
@@ -213,6 +248,8 @@ async def accept(
             base_dir=str(offer.base_dir),
             confirmed=offer.confirm,
             restored_from=offer.restored_from,
+            source=offer.source,
+            source_revision=offer.source_revision,
         )
         run = _run(offer, correlation_id, number) if record_run else None
         if await store.accept_revision(version, run=run):
@@ -248,13 +285,36 @@ def request_of(offer: Offer, accepted: Accepted, correlation_id: str) -> RunRequ
 
 class Acceptor:
     """The acceptance as the controller uses it: offers made from specs (their content digests read
-    through the engine's seed files), judged under the configured rule, written to `store`."""
+    through the engine's seed files), judged under the configured rule and the rooms' owners, written to
+    `store`. `overridable` names the sources that allow manual overrides."""
 
-    def __init__(self, store: Store, seed_files: SeedFiles, *, rule: UpgradeRule, seed_root: Path) -> None:
+    def __init__(
+        self,
+        store: Store,
+        seed_files: SeedFiles,
+        *,
+        rule: UpgradeRule,
+        seed_root: Path,
+        overridable: Collection[str] = (),
+    ) -> None:
         self._store = store
         self._seed_files = seed_files
         self._rule = rule
         self._seed_root = seed_root
+        self._overridable = frozenset(overridable)
+        self._owners: dict[str, str] = {}
+        """Room id -> the source that owns it, as the store's rooms say."""
+
+    def own(self, room_id: str, source: str | None) -> None:
+        """`source` owns `room_id` now (None: no source does), as the store recorded."""
+        if source is None:
+            self._owners.pop(room_id, None)
+        else:
+            self._owners[room_id] = source
+
+    def owner(self, room_id: str) -> Owner | None:
+        source = self._owners.get(room_id)
+        return None if source is None else Owner(source, overridable=source in self._overridable)
 
     async def offer(
         self,
@@ -267,6 +327,8 @@ class Acceptor:
         keep_stored: bool = False,
         restored_from: int | None = None,
         expect: str | None = None,
+        source: str | None = None,
+        source_revision: str | None = None,
     ) -> Offer:
         """`spec` as the acceptance judges it (`base_dir` None: the default seed folder)."""
         folder = base_dir or self._seed_root
@@ -280,6 +342,8 @@ class Acceptor:
             restored_from=restored_from,
             keep_stored=keep_stored,
             expect=expect,
+            source=source,
+            source_revision=source_revision,
         )
 
     async def accept(
@@ -291,8 +355,9 @@ class Acceptor:
         dry_run: bool = False,
         record_run: bool = True,
     ) -> Accepted:
-        """`accept` under the configured rule."""
-        return await accept(
+        """`accept` under the configured rule and the room's owner; a source's first revision of a room
+        makes it the owner (the store claimed it in the same transaction)."""
+        accepted = await accept(
             self._store,
             view,
             offer,
@@ -300,7 +365,11 @@ class Acceptor:
             correlation_id=correlation_id,
             dry_run=dry_run,
             record_run=record_run,
+            owner=self.owner(view.room_id),
         )
+        if accepted.recorded is not None and offer is not None and offer.source is not None:
+            self._owners.setdefault(view.room_id, offer.source)
+        return accepted
 
     async def adopt(self, view: RoomView, request: RunRequest) -> None:
         """A run accepted before revisions were numbered (an older store) gets its revision now."""

@@ -1,5 +1,6 @@
 """The operator's app factory: `create_app(settings)` wires store, room-server client, engine,
-controller, health probe and the room-server event follower, and starts and stops them with the app."""
+controller, health probe, the room-server event follower, the GitOps sources' syncers and the notifier,
+and starts and stops them with the app."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from roomoperator.clients.events import RoomEventFollower
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.ratelimit import RateLimiter
 from roomoperator.engine.reconciler import Reconciler
-from roomoperator.service import room_routes, routes
+from roomoperator.notifications.delivery import Notifier
+from roomoperator.service import gitops_routes, room_routes, routes
 from roomoperator.service.acceptance import Refused
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
@@ -26,7 +28,9 @@ from roomoperator.service.errors import ApiError, handle_api_error, handle_refus
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.settings import OperatorSettings
+from roomoperator.sources.syncing import syncers
 from roomoperator.store import Store
+from roomoperator.store.sources import load_sources
 
 
 async def _probe(client: RoomServerClient, store: Store, health: HealthMonitor, every: float) -> None:
@@ -70,14 +74,34 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             claim_rooms=True,  # the room server records this operator as the manager of the rooms it writes
             operator_url=f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None,
         )
+        notifier = Notifier(settings.notifications, store, operator_version=settings.version)
         controller = Controller(
-            settings=settings, store=store, audit=audit, reconciler=reconciler, metrics=metrics, health=health
+            settings=settings,
+            store=store,
+            audit=audit,
+            reconciler=reconciler,
+            metrics=metrics,
+            health=health,
+            notifier=notifier if notifier.enabled else None,
         )
         app.state.settings, app.state.store, app.state.client = settings, store, client
         app.state.audit, app.state.health, app.state.metrics = audit, health, metrics
         app.state.auth, app.state.controller = authenticator, controller
         await controller.start()
         tasks = [asyncio.create_task(_probe(client, store, health, settings.reconciliation.interval_seconds))]
+        app.state.sources = syncers(
+            settings.sources,
+            controller.sources,
+            store,
+            workdir=settings.data_folder() / "sources",
+            states=await load_sources(store),
+        )
+        tasks += [
+            asyncio.create_task(syncer.run(), name=f"source-{syncer.name}") for syncer in app.state.sources
+        ]
+        app.state.notifier = notifier
+        if notifier.enabled:
+            tasks.append(asyncio.create_task(notifier.run(), name="notifications"))
         if settings.events.follow_room_server:
             follower = RoomEventFollower(
                 settings.room_server.base_url,
@@ -109,4 +133,5 @@ def create_app(settings: OperatorSettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(routes.router)
     app.include_router(room_routes.router)
+    app.include_router(gitops_routes.router)
     return app

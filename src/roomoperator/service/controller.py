@@ -2,8 +2,9 @@
 
 It is thin on purpose and composes one part per concern: the room registry (`rooms`), the durable run
 lifecycle (`runs`), scheduling over the queue and loop (`scheduling`), the acceptance rules
-(`acceptance`) and the observers of run events (`observing`: metrics, health, audit). It is the only
-caller of the engine's `Reconciler`. Routes and the CLI use only its public methods.
+(`acceptance`), the observers of run events (`observing`: metrics, health, audit, notifications) and
+the GitOps sources' side (`sourcing`). It is the only caller of the engine's `Reconciler`. Routes and
+the CLI use only its public methods.
 
 Every accepted apply is a revision and a durable run row before it is queued (one store transaction,
 `acceptance.accept`), so a crash never loses it: `start()` resumes it. Acceptance and queueing of one
@@ -27,6 +28,7 @@ from roomoperator.engine.reconciler import Reconciler
 from roomoperator.model.audit import utcnow
 from roomoperator.model.codes import ApiCode, RunCode
 from roomoperator.model.results import Phase, RunResult
+from roomoperator.notifications.delivery import Notifier
 from roomoperator.service.acceptance import Acceptor, Offer, Refused, request_of
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
@@ -36,6 +38,7 @@ from roomoperator.service.observing import (
     Gauges,
     HealthObserver,
     MetricsObserver,
+    NotificationObserver,
     Observers,
     PhaseStarted,
     RoomStalled,
@@ -50,11 +53,12 @@ from roomoperator.service.observing import (
 )
 from roomoperator.service.protection import Protection
 from roomoperator.service.queueing import Submitted
-from roomoperator.service.rooms import RoomRegistry, RoomView, settled, view_from_record
+from roomoperator.service.rooms import Page, RoomRegistry, RoomView, settled, view_from_record
 from roomoperator.service.runs import RunLedger, RunRequest, Submission, has_changes, new_id, reached_apply
 from roomoperator.service.scheduling import Scheduler
 from roomoperator.service.schemas import ConditionType
 from roomoperator.service.seedstore import SeedStore
+from roomoperator.service.sourcing import SourceSink
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, SpecVersion, Store
@@ -84,6 +88,7 @@ class Controller:
         reconciler: Reconciler,
         metrics: OperatorMetrics,
         health: HealthMonitor,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         # Where a run without a seed folder of its own looks: the (empty) folder of a spec naming no seed.
@@ -94,7 +99,11 @@ class Controller:
         self._runs = RunLedger(store, seed_root=self.seed_root)
         self._protection = Protection(store)
         self._acceptor = Acceptor(
-            store, reconciler.seed_files, rule=settings.reconciliation.upgrade, seed_root=self.seed_root
+            store,
+            reconciler.seed_files,
+            rule=settings.reconciliation.upgrade,
+            seed_root=self.seed_root,
+            overridable=[source.name for source in settings.sources if source.allow_overrides],
         )
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         """Per room: held while a request is accepted and queued, so the queue sees revision order."""
@@ -102,6 +111,7 @@ class Controller:
             MetricsObserver(metrics),
             HealthObserver(health),
             AuditObserver(audit, self._rooms, operator_version=settings.version),
+            *([NotificationObserver(notifier)] if notifier is not None else []),
         )
         self._gauges = Gauges(metrics, health)
         self._scheduler = Scheduler(
@@ -111,17 +121,29 @@ class Controller:
             on_queue_change=self._refresh_gauges,
         )
         self._stall_limit = settings.reconciliation.max_cycles_until_converged
+        self.sources = SourceSink(
+            sources=settings.sources,
+            acceptor=self._acceptor,
+            rooms=self._rooms,
+            store=store,
+            take=self._take,
+            unmanage=lambda room_id, actor: self.unmanage(room_id, actor=actor),
+            publish=self._observers.publish,
+        )
+        """What the GitOps sources offer their rooms through (`service/sourcing.py`)."""
 
     # Life cycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every room from the store, hand the engine the writes a crash left unsettled (each room's
-        next run settles them before planning), resume interrupted runs, start the loop."""
+        """Load every room from the store (a room owned by a source no longer configured is released),
+        hand the engine the writes a crash left unsettled (each room's next run settles them before
+        planning), resume interrupted runs, start the loop."""
         self._reconciler.adopt(await self._store.open_intents())
         latest = await self._store.latest_revisions()
         for record in await self._store.list_rooms():
             view = view_from_record(record, seed_root=self.seed_root, latest=latest.get(record.room_id))
             self._rooms.add(view)
+            await self.sources.adopt(record.room_id, record.source)
             if view.managed:
                 self._scheduler.after_run(view.room_id)
         for request, status in await self._runs.interrupted():
@@ -150,6 +172,10 @@ class Controller:
     def rooms(self) -> Iterable[RoomView]:
         """Every known room, in the order the operator learnt of them."""
         return iter(self._rooms)
+
+    def rooms_page(self, *, after: str | None, limit: int) -> Page:
+        """A page of rooms in room-id order (`GET /status`, `GET /rooms`)."""
+        return self._rooms.page(after=after, limit=limit)
 
     @property
     def queued_count(self) -> int:

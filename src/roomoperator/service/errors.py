@@ -67,8 +67,8 @@ class ApiError(Exception):
 
     @classmethod
     def refused(cls, refusal: Refused) -> ApiError:
-        """404 for an unknown room or revision; 409 for a version regression; else 400. A version
-        refusal names the versions compared and the revision kept."""
+        """404 for an unknown room or revision; 409 for a version regression or a room another source
+        owns; else 400. A version refusal names the versions compared and the revision kept."""
         if refusal.code is ApiCode.NOT_FOUND:
             return cls.not_found("; ".join(refusal.errors))
         versions = {
@@ -76,7 +76,7 @@ class ApiError(Exception):
             "currentVersion": refusal.desired,
             "currentRevision": refusal.revision,
         }
-        status = 409 if refusal.code is ApiCode.SPEC_VERSION_REGRESSION else 400
+        status = 409 if refusal.code in (ApiCode.SPEC_VERSION_REGRESSION, ApiCode.SOURCE_CONFLICT) else 400
         return cls(status, {"errors": refusal.errors, "warnings": [], "code": refusal.code, **versions})
 
 

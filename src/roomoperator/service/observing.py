@@ -1,9 +1,9 @@
 """What the controller tells the rest of the operator about runs and rooms, as typed events, and the
-observers that turn them into metrics, health and audit entries.
+observers that turn them into metrics, health, audit entries and webhook notifications.
 
 The controller publishes an event (`RunStarted`, `PhaseStarted`, `RunFinished`, `SpecAccepted`, ...)
-and never calls a metric, the health monitor or the audit log itself. Phase durations come from the
-engine's progress callback (`PhaseStarted` at each phase start), not from audit entries. Every
+and never calls a metric, the health monitor, the audit log or the notifier itself. Phase durations
+come from the engine's progress callback (`PhaseStarted` at each phase start), not from audit entries. Every
 `Observers` also logs (`LogObserver`): one line per run that changed a room, per failure, per stall.
 """
 
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
 from roomoperator.model.audit import AuditEntry
-from roomoperator.model.codes import RunCode
+from roomoperator.model.codes import NotificationKind, RunCode
 from roomoperator.model.results import RunResult
+from roomoperator.notifications.delivery import Notifier
+from roomoperator.notifications.messages import Notice
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
@@ -108,6 +110,15 @@ class RoomUnmanaged:
     correlation_id: str
 
 
+@dataclass(frozen=True)
+class SourceSyncFailed:
+    """A GitOps source could not be read, or declared specs that were invalid or refused (new errors)."""
+
+    source: str
+    errors: tuple[str, ...]
+    correlation_id: str
+
+
 RunEvent = (
     RunStarted
     | PhaseStarted
@@ -119,6 +130,7 @@ RunEvent = (
     | SpecAccepted
     | RoomStalled
     | RoomUnmanaged
+    | SourceSyncFailed
 )
 
 
@@ -212,7 +224,8 @@ class LogObserver:
 
 class AuditObserver:
     """The service's own audit entries (runs queued, superseded, resumed; specs accepted; rooms stalled or
-    unmanaged), and the holding back of a quiet loop run's phase markers until it turns out to matter.
+    unmanaged; sources that failed to sync, with no room id), and the holding back of a quiet loop run's
+    phase markers until it turns out to matter.
 
     An entry without a spec version of its own carries the room's desired one (0 for a new room).
     """
@@ -267,6 +280,9 @@ class AuditObserver:
                 )
             case RoomUnmanaged(room_id=room_id, actor=actor, correlation_id=correlation_id):
                 await self._record("room.unmanaged", room_id, correlation_id, actor=actor, type_="command")
+            case SourceSyncFailed(source=source, errors=errors, correlation_id=correlation_id):
+                metadata = {"source": source, "errors": "\n".join(errors)}
+                await self._record("source.sync_failed", "", correlation_id, metadata=metadata)
 
     async def _record(
         self,
@@ -294,6 +310,71 @@ class AuditObserver:
                 metadata=metadata or {},
             )
         )
+
+
+class NotificationObserver:
+    """The events that need a person, as webhook notifications (`notifications/`): a failed run, a
+    guardrail refusal (with the diff it would have made), drift corrected (what was changed back), a room
+    turning Stalled and converging again, a source that failed to sync."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._stalled: set[str] = set()
+
+    async def observe(self, event: RunEvent) -> None:
+        notice = self._notice(event)
+        if notice is not None:
+            await self.notifier.notify(notice)
+
+    def _notice(self, event: RunEvent) -> Notice | None:
+        match event:
+            case RunFinished(request=request, result=result, changed=changed):
+                room, correlation = result.room_id, result.correlation_id
+                if result.code is RunCode.GUARDRAILS_EXCEEDED:
+                    diff = result.diff.model_dump(by_alias=True, exclude_defaults=True) if result.diff else {}
+                    details: dict[str, Any] = {"errors": list(result.errors), "wouldChange": diff}
+                    summary = "; ".join(result.errors) or "the guardrails refused the plan"
+                    return Notice(
+                        NotificationKind.GUARDRAIL_REFUSED, room, summary, correlation, details=details
+                    )
+                if not result.success:
+                    failed = [item.model_dump(mode="json") for item in result.failed]
+                    details = {"code": result.code, "errors": list(result.errors), "failed": failed}
+                    summary = f"run failed ({result.code}): " + "; ".join(
+                        result.errors[:3] or [f.message for f in result.failed[:3]]
+                    )
+                    return Notice(NotificationKind.RUN_FAILED, room, summary, correlation, details=details)
+                if result.converged and room in self._stalled:
+                    self._stalled.discard(room)
+                    return Notice(NotificationKind.ROOM_RECOVERED, room, "converged again", correlation)
+                if changed and result.applied and request.trigger in ("loop", "event"):
+                    details = {"applied": list(result.applied), "trigger": request.trigger}
+                    summary = f"drift corrected: {', '.join(result.applied[:5])}"
+                    return Notice(
+                        NotificationKind.DRIFT_CORRECTED, room, summary, correlation, details=details
+                    )
+            case RoomStalled(result=result, cycles_since_converged=cycles):
+                self._stalled.add(result.room_id)
+                details = {"cyclesSinceConverged": cycles, "errors": list(result.errors[:10])}
+                summary = f"not converged after {cycles} runs"
+                return Notice(
+                    NotificationKind.ROOM_STALLED,
+                    result.room_id,
+                    summary,
+                    result.correlation_id,
+                    details=details,
+                )
+            case SourceSyncFailed(source=source, errors=errors, correlation_id=correlation_id):
+                summary = f"source {source} failed to sync: {errors[0]}"
+                return Notice(
+                    NotificationKind.SOURCE_FAILED,
+                    "",
+                    summary,
+                    correlation_id,
+                    source=source,
+                    details={"errors": list(errors)},
+                )
+        return None
 
 
 class Observers:

@@ -28,6 +28,8 @@ class RoomRecord:
     cycles_since_converged: int
     last_reconcile: dt.datetime | None
     last_result: dict[str, Any] | None
+    source: str | None = None
+    """The GitOps source that owns the room."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class SpecVersion:
     confirmed: bool = False
     restored_from: int | None = None
     desired_at: dt.datetime | None = None
+    source: str | None = None
+    source_revision: str | None = None
+    """The GitOps source the spec came from (None: the API or `roomop up`) and its revision there."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, insert, select, update
+from sqlalchemy import Connection, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -59,6 +59,10 @@ def _record(cls: type[R], row: Any) -> R:
     """The record `cls` with the same-named attributes of an ORM row (times made UTC-aware)."""
     values = {field.name: getattr(row, field.name) for field in fields(cls)}  # type: ignore[arg-type]
     return cls(**{name: _aware(v) if isinstance(v, dt.datetime) else v for name, v in values.items()})
+
+
+record_of, aware = _record, _aware
+"""`_record` and `_aware` for the store's other modules (`store/sources.py`, `store/outbox.py`)."""
 
 
 def _audit_row(entry: AuditEntry) -> dict[str, Any]:
@@ -148,6 +152,15 @@ class Store:
     def _writing(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self._write_lock or contextlib.nullcontext()
 
+    def writing(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held around a write transaction by the store's other modules (`store/sources.py`)."""
+        return self._writing()
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for the store's other modules (`store/sources.py`)."""
+        return self._sessions
+
     # Rooms -------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -185,16 +198,19 @@ class Store:
         expected = version.revision - 1
         try:
             async with self._writing(), self._sessions.begin() as session:
+                # A source's first revision of a room claims it (`store/sources.py` releases it).
+                claim = {"source": func.coalesce(RoomRow.source, version.source)} if version.source else {}
                 moved = await session.execute(
                     update(RoomRow)
                     .where(RoomRow.room_id == version.room_id, RoomRow.latest_revision == expected)
-                    .values(latest_revision=version.revision, updated_at=version.applied_at)
+                    .values(latest_revision=version.revision, updated_at=version.applied_at, **claim)
                 )
                 if not getattr(moved, "rowcount", 0):
                     if expected != 0 or await session.get(RoomRow, version.room_id) is not None:
                         return False
                     row = await self._room_row(session, version.room_id)
                     row.latest_revision, row.updated_at = version.revision, version.applied_at
+                    row.source = version.source
                 session.add(SpecVersionRow(**asdict(version)))
                 if run is not None:
                     session.add(RunRow(**asdict(run)))

@@ -40,6 +40,8 @@ class RoomRow(Base):
     last_reconcile: Mapped[dt.datetime | None]
     last_result: Mapped[dict[str, Any] | None]
     updated_at: Mapped[dt.datetime]
+    source: Mapped[str | None] = mapped_column(String(64))
+    """The GitOps source that owns the room (None: none; `POST /apply` and `roomop up` own no room)."""
 
 
 class SpecVersionRow(Base):
@@ -64,6 +66,9 @@ class SpecVersionRow(Base):
     confirmed: Mapped[bool] = mapped_column(default=False)
     restored_from: Mapped[int | None]
     desired_at: Mapped[dt.datetime | None]
+    source: Mapped[str | None] = mapped_column(String(64))
+    source_revision: Mapped[str | None] = mapped_column(String(64))
+    """The source's revision the spec was read at (a git commit, a folder's content digest)."""
 
 
 class RunRow(Base):
@@ -120,3 +125,58 @@ class IntentRow(Base):
     since: Mapped[int] = mapped_column(BigInteger)
     entry: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime]
+
+
+class SourceRow(Base):
+    """One GitOps source (a folder, a git repository path): what it last fetched, attempted and applied
+    (as Flux's `lastAttemptedRevision` / `lastAppliedRevision`), its current errors and the rooms it
+    declares."""
+
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(Text)
+    fetched_revision: Mapped[str | None] = mapped_column(String(64))
+    fetched_at: Mapped[dt.datetime | None]
+    attempted_revision: Mapped[str | None] = mapped_column(String(64))
+    applied_revision: Mapped[str | None] = mapped_column(String(64))
+    applied_at: Mapped[dt.datetime | None]
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+    rooms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Room id -> the file (relative to the source's folder) that declares it."""
+    updated_at: Mapped[dt.datetime]
+
+
+class OutboxRow(Base):
+    """One notification for one webhook target (its id is the delivery's idempotency key), kept until
+    delivered or given up, so a restart loses none."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    room_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime]
+    next_attempt_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryRow(Base):
+    """One attempt to deliver a notification: when, the receiver's status code or the error."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(String(36), index=True)
+    attempt: Mapped[int]
+    at: Mapped[dt.datetime]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)

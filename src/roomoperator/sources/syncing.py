@@ -1,0 +1,200 @@
+"""Keeping rooms as a source declares them: the `Syncer` of one source reads it (on a change it watches,
+a webhook's `trigger()`, and every `interval_seconds`), offers each declared room to the service's one
+acceptance path through a `Sink`, releases the rooms it no longer declares, and records what it fetched,
+attempted and applied (`store/sources.py`) with its errors.
+
+A file that fails validation declares nothing, and its rooms are not released: they keep their last good
+revision. A source that cannot be read (a missing folder, a failed fetch, a branch that disappeared)
+changes nothing in any room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from roomoperator.model.audit import utcnow
+from roomoperator.settings import SourceSettings
+from roomoperator.sources.folder import FolderSource
+from roomoperator.sources.git import GitSource
+from roomoperator.sources.scanning import Declared, Snapshot, SourceUnavailable
+from roomoperator.store import Store
+from roomoperator.store.sources import SourceState, save_source
+
+log = structlog.get_logger(__name__)
+
+
+class Source(Protocol):
+    kind: str
+
+    async def fetch(self) -> Snapshot: ...
+
+
+class Sink(Protocol):
+    """What the service does with a source's rooms (the controller implements it)."""
+
+    async def declare(self, declared: Declared, *, source: str, revision: str) -> str | None:
+        """Offer the room's spec to the acceptance; the refusal's message, or None when it was taken (or
+        is unchanged)."""
+        ...
+
+    async def release(self, room_id: str, *, source: str, prune: bool) -> None:
+        """The source no longer declares the room: stop managing it (`prune`: remove the operator's own
+        inventory first, under the guardrails)."""
+        ...
+
+    async def failed(self, source: str, errors: list[str]) -> None:
+        """A sync of the source found new errors (audit, notifications)."""
+        ...
+
+
+def source_of(settings: SourceSettings, *, workdir: Path) -> FolderSource | GitSource:
+    """The source `settings` describe; a git source keeps its mirror and exports under `workdir`."""
+    if settings.folder is not None:
+        return FolderSource(settings.folder, debounce_ms=settings.debounce_ms)
+    assert settings.git is not None
+    return GitSource(
+        settings.git,
+        branch=settings.branch,
+        path=settings.path,
+        workdir=workdir / settings.name,
+        shown=settings.location.partition("#")[0],
+    )
+
+
+class Syncer:
+    """One source kept in sync: `run()` forever, `sync()` once, `trigger()` soon."""
+
+    def __init__(
+        self,
+        settings: SourceSettings,
+        source: Source,
+        sink: Sink,
+        store: Store,
+        *,
+        state: SourceState | None = None,
+        watch: Callable[[], AsyncIterator[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._source = source
+        self._sink = sink
+        self._store = store
+        self._watch = watch
+        self.state = state or SourceState(
+            name=settings.name, kind=settings.kind, location=settings.location, updated_at=utcnow()
+        )
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._synced = asyncio.Condition()
+
+    def trigger(self) -> None:
+        """Sync again as soon as the current sync (if any) is over (a webhook, a file change)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self._watching()) if self._watch is not None else None
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.sync()
+                except Exception:  # a bug in one sync must not end the source's loop
+                    log.exception("source sync raised", source=self.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.interval_seconds)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watching(self) -> None:
+        assert self._watch is not None
+        try:
+            async for _ in self._watch():
+                self._wake.set()
+        except (OSError, RuntimeError) as exc:  # the folder vanished: the periodic rescan still runs
+            log.warning("source watch stopped", source=self.name, error=str(exc))
+
+    async def wait_for(self, predicate: Callable[[SourceState], bool]) -> SourceState:
+        """The state once `predicate` holds for it (checked after each sync; bound it with a timeout)."""
+        async with self._synced:
+            await self._synced.wait_for(lambda: predicate(self.state))
+            return self.state
+
+    async def sync(self) -> SourceState:
+        """Read the source once and bring every room it declares (and no longer declares) in line."""
+        async with self._lock:
+            try:
+                snapshot = await self._source.fetch()
+            except SourceUnavailable as exc:
+                await self._record(replace(self.state, errors=[{"message": str(exc)}], updated_at=utcnow()))
+                return self.state
+            errors: list[dict[str, Any]] = [
+                {"file": issue.source, "line": issue.line, "col": issue.col, "message": str(issue)}
+                for issue in snapshot.issues
+            ]
+            rooms: dict[str, str] = {}
+            for room_id, declared in snapshot.rooms.items():
+                rooms[room_id] = declared.file
+                refusal = await self._sink.declare(declared, source=self.name, revision=snapshot.revision)
+                if refusal is not None:
+                    errors.append({"file": declared.file, "roomId": room_id, "message": refusal})
+            for room_id, file in self.state.rooms.items():
+                if room_id in rooms:
+                    continue
+                if file in snapshot.failed:  # an invalid file: its rooms keep their last good revision
+                    rooms[room_id] = file
+                    continue
+                await self._sink.release(room_id, source=self.name, prune=self.settings.prune)
+            now = utcnow()
+            applied = not errors
+            await self._record(
+                replace(
+                    self.state,
+                    fetched_revision=snapshot.revision,
+                    fetched_at=now,
+                    attempted_revision=snapshot.revision,
+                    applied_revision=snapshot.revision if applied else self.state.applied_revision,
+                    applied_at=now if applied else self.state.applied_at,
+                    errors=errors,
+                    rooms=rooms,
+                    updated_at=now,
+                )
+            )
+            return self.state
+
+    async def _record(self, state: SourceState) -> None:
+        """Keep and store `state`; report errors that are new (one log line each)."""
+        fresh = [error["message"] for error in state.errors if error not in self.state.errors]
+        self.state = state
+        await save_source(self._store, state)
+        for message in fresh:
+            log.warning(f"source {self.name}: {message}", source=self.name, revision=state.fetched_revision)
+        if fresh:
+            await self._sink.failed(self.name, fresh)
+        async with self._synced:
+            self._synced.notify_all()
+
+
+def syncers(
+    sources: list[SourceSettings],
+    sink: Sink,
+    store: Store,
+    *,
+    workdir: Path,
+    states: dict[str, SourceState],
+) -> list[Syncer]:
+    """A `Syncer` for each configured source (with its stored state)."""
+    made: list[Syncer] = []
+    for settings in sources:
+        source = source_of(settings, workdir=workdir)
+        watch = source.changes if isinstance(source, FolderSource) else None
+        made.append(Syncer(settings, source, sink, store, state=states.get(settings.name), watch=watch))
+    return made
