@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPEC ?= examples/specs/ai-lab.room.yaml
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The long fault, crash-loop, fuzz and load runs (docs/reliability.md); `make test` runs their short versions.
+soak: $(STAMP)
+	$(BIN)/pytest -q -s -m soak tests/suites --timeout 3600
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .roomop .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache
