@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import IO
 
 from roomserver.auth import TokenRegistry
-from roomserver.domain.events import RoomEvent
 from roomserver.domain.freshness import StateTags
 from roomserver.domain.sessions import LiveSessions
 from roomserver.eventfeed import EventFeed
@@ -80,8 +79,3 @@ class RoomServer:
         for room_id in rooms:
             self.state_tags.changed(room_id)
         self.feed.announce(max(rooms.values()))
-
-    def publish(self, events: list[RoomEvent]) -> None:
-        """Announce committed events to live subscribers."""
-        if events:
-            self.feed.announce(events[-1].seq)

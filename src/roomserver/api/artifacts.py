@@ -129,7 +129,6 @@ async def _write(
     written = await server.db.run(
         repository.write_artifact, room_id, owner or ROOM_WORKSPACE, draft, sha256, upload.size
     )
-    server.publish(written.events)
     return _manifest_response(written.manifest, changed=written.changed)
 
 
@@ -310,7 +309,6 @@ async def delete_artifact(
     events = await server.db.run(repository.delete_artifact, room_id, check_artifact_name(name))
     if events is None:
         raise artifact_not_found()
-    server.publish(events)
     return Response(status_code=204)
 
 
@@ -385,5 +383,4 @@ async def promote(
         missing = "Artifact not found in entity workspace"
     if written is None:
         raise artifact_not_found(missing)
-    server.publish(written.events)
     return _manifest_response(written.manifest, changed=written.changed)

@@ -210,5 +210,4 @@ async def batch(request: Request, room_id: RoomId, server: Server, caller: Calle
             removed.append(change.entity_id)
     for entity_id in removed:
         await server.sessions.close(room_id, entity_id)
-    server.publish(events)
     return JSONResponse({"roomId": room_id, "results": results})

@@ -97,8 +97,7 @@ async def join(room_id: RoomId, body: EntityBody, server: Server, _: EntityWrite
         raise RoomServerError(
             409, f"entity {entity.id} is already declared in {room_id}", code="ENTITY_EXISTS"
         )
-    roster, events = result
-    server.publish(events)
+    roster, _events = result
     connected = server.sessions.is_connected
     return JSONResponse([e.to_wire(connected=connected(room_id, e.id)) for e in roster], status_code=201)
 
@@ -113,8 +112,7 @@ async def put_entity(
     """Create or update a declared entity (200 also when unchanged, then without an event)."""
     check_entity_id(entityId)
     entity = body.entity(room_id, entityId)
-    outcome, events = await server.db.run(repository.put_entity, room_id, entity)
-    server.publish(events)
+    outcome, _events = await server.db.run(repository.put_entity, room_id, entity)
     return JSONResponse(
         entity_answer(server, room_id, entity), status_code=201 if outcome == "created" else 200
     )
@@ -128,7 +126,6 @@ async def remove_entity(room_id: RoomId, entityId: str, server: Server, _: Entit
     if events is None:
         raise entity_not_found(room_id, entityId)
     await server.sessions.close(room_id, entityId)
-    server.publish(events)
     return Response(status_code=204)
 
 
@@ -143,8 +140,7 @@ async def put_policies(
     room_id: RoomId, body: PoliciesBody, server: Server, _: PolicyWriter
 ) -> dict[str, Any]:
     """Set any subset of the policies; `POLICIES.UPDATED` only when a value changed."""
-    policies, events = await server.db.run(repository.update_policies, room_id, body.changes())
-    server.publish(events)
+    policies, _events = await server.db.run(repository.update_policies, room_id, body.changes())
     return policies.to_wire()
 
 
@@ -153,8 +149,7 @@ async def put_manager(room_id: RoomId, body: ManagerBody, server: Server, _: Adm
     """Record the operator that manages the room and whether the room is open to undeclared members
     (idempotent: the same values change nothing and keep `since`); `ROOM.MANAGER` only on a change.
     One-shot tools refuse a managed room."""
-    manager, events = await server.db.run(repository.set_manager, room_id, body.record())
-    server.publish(events)
+    manager, _events = await server.db.run(repository.set_manager, room_id, body.record())
     assert manager is not None
     return manager
 
@@ -162,8 +157,7 @@ async def put_manager(room_id: RoomId, body: ManagerBody, server: Server, _: Adm
 @router.delete("/rooms/{roomId}/manager", status_code=204, response_class=Response)
 async def delete_manager(room_id: RoomId, server: Server, _: Admin) -> Response:
     """No operator manages the room any more (204 also when none did)."""
-    _released, events = await server.db.run(repository.set_manager, room_id, None)
-    server.publish(events)
+    _released, _events = await server.db.run(repository.set_manager, room_id, None)
     return Response(status_code=204)
 
 

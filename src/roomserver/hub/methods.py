@@ -142,7 +142,6 @@ class HubMethods:
 
     async def _store(self, room_id: str, pending: list[PendingEvent]) -> None:
         stored = await self.server.db.run(repository.append_events, room_id, pending)
-        self.server.publish(stored)
         await self.delivered(stored[-1].seq)
 
     # --- presence -----------------------------------------------------------------------------------------
@@ -220,7 +219,6 @@ class HubMethods:
         stored = await self.server.db.run(
             repository.record_presence, room_id, event, live=live, joined=joined
         )
-        self.server.publish(stored)
         await self.delivered(stored[-1].seq)
 
     def _roster(self, room_id: str) -> list[dict[str, Any]]:
