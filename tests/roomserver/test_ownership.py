@@ -156,5 +156,5 @@ async def test_a_version_1_database_is_migrated_and_old_rows_have_no_writer(tmp_
     finally:
         await migrated.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()

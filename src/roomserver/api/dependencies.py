@@ -1,4 +1,5 @@
-"""Request dependencies: the server, the caller's token and scope, a valid room id, the member identity."""
+"""Request dependencies: the server, the caller's token and scope, a valid room id (and the request's fence),
+the member identity."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from roomcontract.fencing import FENCE_HEADER, parse_fence
 from roomcontract.scopes import Scope
 from roomserver.api.schemas import ErrorOut
 from roomserver.auth import Principal
@@ -15,7 +17,7 @@ from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_room_id
 from roomserver.errors import RoomServerError
 from roomserver.server import RoomServer
-from roomserver.storage import repository
+from roomserver.storage import fencing, repository
 
 _bearer = HTTPBearer(
     auto_error=False, description="Token from the tokens file (`roomserver serve --tokens`)."
@@ -96,8 +98,25 @@ PolicyWriter = Annotated[Principal, _scoped("room:policies:write")]
 Admin = Annotated[Principal, _scoped("room:admin")]
 
 
-def _room_id(room_id: Annotated[str, Path(alias="roomId")]) -> str:
-    return check_room_id(room_id)
+def _room_id(
+    room_id: Annotated[str, Path(alias="roomId")],
+    fence: Annotated[
+        str | None,
+        Header(
+            alias=FENCE_HEADER,
+            description="An operator replica's lease epoch for this room: its writes are refused with 409 "
+            "`FENCED` once a higher epoch has been seen for the room (`docs/contract.md`, Fencing).",
+        ),
+    ] = None,
+) -> str:
+    """The path's room id, checked; the request's writes are fenced when it carries `X-RoomOp-Fence`."""
+    room_id = check_room_id(room_id)
+    if fence is not None:
+        try:
+            fencing.fence(room_id, parse_fence(fence))
+        except ValueError as exc:
+            raise RoomServerError(400, str(exc), code="INVALID_REQUEST") from None
+    return room_id
 
 
 RoomId = Annotated[str, Depends(_room_id)]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
 from roomcontract.batch import BATCH_FEATURE
+from roomcontract.fencing import FENCING_FEATURE
 from roomserver.api.conditional import names, resources_of
 from roomserver.api.dependencies import (
     ERRORS,
@@ -47,7 +48,7 @@ from roomserver.storage import repository
 router = APIRouter(tags=["operator"], responses=ERRORS)
 
 
-FEATURES: Final = (BATCH_FEATURE,)
+FEATURES: Final = (BATCH_FEATURE, FENCING_FEATURE)
 """What `GET /auth/whoami` announces beyond the reference contract (`POST /room/{roomId}/batch`)."""
 
 

@@ -278,7 +278,7 @@ class HashOut(Strict):
 class WhoamiOut(Strict):
     name: str
     scopes: list[str]
-    features: list[str] = Field(description="optional capabilities of this server: `batch.v1`")
+    features: list[str] = Field(description="optional capabilities of this server: `batch.v1`, `fencing.v1`")
 
 
 class BatchItemError(BaseModel):

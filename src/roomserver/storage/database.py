@@ -35,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
+from roomserver.storage import fencing
+
 P = ParamSpec("P")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; a database written by a newer server is refused, not misread
+SCHEMA_VERSION = 3  # PRAGMA user_version; a database written by a newer server is refused, not misread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -95,6 +97,10 @@ CREATE TABLE IF NOT EXISTS events (
     data    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_room ON events (room_id, seq);
+CREATE TABLE IF NOT EXISTS fences (
+    room_id TEXT PRIMARY KEY,
+    epoch   INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -103,6 +109,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE artifact_versions ADD COLUMN created_by TEXT",
         "ALTER TABLE artifact_heads ADD COLUMN created_by TEXT",
     ),
+    3: (),  # the `fences` table (operator replicas' lease epochs, `fencing.py`): created by `SCHEMA`
 }
 """The statements that bring a database of the previous version to each version (`SCHEMA` has them all)."""
 
@@ -236,14 +243,22 @@ class Database:
         self, operation: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run `operation(conn, *args, **kwargs)`: on a reader connection when it is `read_only`, else
-        through the commit queue (answered once its group is durable)."""
+        through the commit queue (answered once its group is durable), fenced when the request is
+        (`fencing.py`)."""
         if self._conn is None or self._loop is None or self._readers is None:
             raise RuntimeError("database is not open")
         if getattr(operation, _READ_ONLY, False):
-            call = functools.partial(self._read, operation, *args, **kwargs)
-            return await self._loop.run_in_executor(self._readers, call)
+            read = functools.partial(self._read, operation, *args, **kwargs)
+            return await self._loop.run_in_executor(self._readers, read)
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Write(lambda conn: operation(conn, *args, **kwargs), future))
+        fence = fencing.current()
+
+        def write(conn: sqlite3.Connection) -> T:
+            if fence is not None:  # checked and recorded in the write's own savepoint
+                fencing.check(conn, fence)
+            return operation(conn, *args, **kwargs)
+
+        self._queue.put(_Write(write, future))
         return await future
 
     def _read(self, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
