@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from roomserver.hub import protocol
 from roomserver.hub.transports import sse_event
-from tests.hub.client import RS, chat, entity, hub_client
+from tests.hub.client import RS, chat, entity, hub_client, ws_url
 from tests.hub.conftest import ROOM
 from tests.hub.nodejs import run_interop
 from tests.support.roomserver import RoomServerHandle, running_roomserver
@@ -246,3 +247,17 @@ async def test_the_sse_stream_frames_each_message_and_sends_by_post(server: Room
             await http.post(url, headers=auth, content=json.dumps({"type": 7}) + RS)
             rest = "".join([chunk async for chunk in chunks])  # the stream ends after the close message
         assert rest.endswith('data: {"type":7}\x1e\r\n\r\n')
+
+
+async def test_an_http_send_to_a_websocket_connection_is_405(server: RoomServerHandle) -> None:
+    auth = {"Authorization": f"Bearer {server.token}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=auth) as http:
+        token = (await http.post("/room/negotiate?negotiateVersion=1")).json()["connectionToken"]
+        async with connect(f"{ws_url(server.url)}?id={token}", additional_headers=auth) as ws:
+            await ws.send(HANDSHAKE)
+            assert await ws.recv() == "{}" + RS
+            answer = await http.post(f"/room?id={token}", content=HANDSHAKE)
+            assert answer.status_code == 405
+            assert answer.json()["message"] == "POST requests are not allowed for WebSocket connections."
+        unknown = await http.post(f"/room?id={token}", content=HANDSHAKE)  # closed: the id is gone
+        assert unknown.status_code == 404

@@ -80,6 +80,8 @@ class Hub:
         )
         self.methods = HubMethods(server, self.connections.send, self.delivered)
         self._http: dict[str, HttpConnection] = {}
+        self._sockets: set[str] = set()
+        """Negotiated ids of the open WebSocket connections (an HTTP send to one is 405, as in ASP.NET)."""
         self._lives: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._delivered = 0
@@ -144,10 +146,13 @@ class Hub:
             max_queued_bytes=self.server.settings.hub_max_queued_bytes,
         )
         self._open(connection)
+        if key is not None:
+            self._sockets.add(key)
         reader = asyncio.create_task(self._read(websocket, connection))
         try:
             await connection.write()
         finally:
+            self._sockets.discard(key or "")
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -210,7 +215,11 @@ class Hub:
 
     async def send(self, request: Request) -> Response:
         """`POST /room?id=`: one message of the client (records, or the handshake first)."""
-        _, _, connection = self._connection(request)
+        token, _, connection = self._connection(request)
+        if connection is None and token in self._sockets:
+            raise RoomServerError(
+                405, "POST requests are not allowed for WebSocket connections.", code="METHOD_NOT_ALLOWED"
+            )
         if connection is None or connection.ending.is_set():
             raise unknown_connection()
         if connection.sending:
