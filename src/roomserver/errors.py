@@ -13,6 +13,7 @@ _E1_TITLES = {
     408: "RequestTimeout",
     409: "Conflict",
     413: "PayloadTooLarge",
+    503: "ServiceUnavailable",
 }
 
 

@@ -71,7 +71,11 @@ class ServerSettings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1)
     """An idle keep-alive connection is closed after this time."""
     max_connections: int = Field(default=1000, ge=1)
-    """Connections and requests in flight at once; past it a request is answered 503 at once."""
+    """HTTP connections and requests in flight at once; past it a request is answered 503 at once. Hub
+    connections are counted apart (`hub_max_connections`), so live members never starve the API."""
+    hub_max_connections: int = Field(default=1000, ge=1)
+    """Open hub connections (every transport) at once; past it negotiate and a new connection are refused
+    503 `HUB_FULL`. uvicorn's own limit is `max_connections + hub_max_connections`."""
     mcp_servers: list[McpServerSetting] = Field(default_factory=list)
     mcp_connect_timeout_seconds: float = Field(default=10.0, gt=0)  # connect and list the tools
     mcp_call_timeout_seconds: float = Field(default=30.0, gt=0)  # every call and liveness probe

@@ -20,7 +20,7 @@ from roomserver.hub.transports import sse_event
 from tests.hub.client import RS, chat, entity, hub_client, ws_url
 from tests.hub.conftest import ROOM
 from tests.hub.nodejs import run_interop
-from tests.support.roomserver import RoomServerHandle, running_roomserver
+from tests.support.roomserver import RoomServerHandle, running_roomserver, start_roomserver_process
 
 
 @pytest.mark.parametrize("transport", ["LongPolling", "ServerSentEvents"])
@@ -261,3 +261,26 @@ async def test_an_http_send_to_a_websocket_connection_is_405(server: RoomServerH
             assert answer.json()["message"] == "POST requests are not allowed for WebSocket connections."
         unknown = await http.post(f"/room?id={token}", content=HANDSHAKE)  # closed: the id is gone
         assert unknown.status_code == 404
+
+
+async def test_hub_connections_are_capped_apart_from_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`roomserver serve` with room for 2 HTTP requests and 2 hub connections: with the hub full, a third
+    member is refused 503 `HUB_FULL` and the API still answers (the members do not use its budget)."""
+    monkeypatch.setenv("ROOMSERVER_MAX_CONNECTIONS", "2")
+    monkeypatch.setenv("ROOMSERVER_HUB_MAX_CONNECTIONS", "2")
+    server = start_roomserver_process(tmp_path / "data")
+    try:
+        async with contextlib.AsyncExitStack() as members:
+            for _ in range(2):
+                await members.enter_async_context(hub_client(server.url, server.token))
+            auth = {"Authorization": f"Bearer {server.token}"}
+            async with httpx.AsyncClient(base_url=server.url, headers=auth) as http:
+                full = await http.post("/room/negotiate?negotiateVersion=1")
+                assert (full.status_code, full.json()["code"]) == (503, "HUB_FULL")
+                assert "hub_max_connections" in full.json()["message"]
+                assert (await http.get("/health")).status_code == 200
+                assert (await http.get(f"/room/{ROOM}/state")).status_code == 200
+    finally:
+        server.stop()

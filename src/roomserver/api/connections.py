@@ -85,6 +85,6 @@ def uvicorn_config(app: Any, settings: ServerSettings, **options: Any) -> uvicor
         port=settings.port,
         http=protocol_for(settings),
         timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
+        limit_concurrency=settings.max_connections + settings.hub_max_connections,
         **options,
     )

@@ -117,8 +117,19 @@ class Hub:
     def _user(self, principal: Principal, headers: Headers) -> str | None:
         return headers.get("x-user-id") if self.server.settings.insecure_no_auth else principal.name
 
+    def _admit(self) -> None:
+        """Refuse a new connection while the hub has `hub_max_connections` open (503 `HUB_FULL`)."""
+        limit = self.server.settings.hub_max_connections
+        if len(self.connections) >= limit:
+            raise RoomServerError(
+                503,
+                f"the hub has {limit} open connections, its limit (hub_max_connections): try again later",
+                code="HUB_FULL",
+            )
+
     async def negotiate(self, request: Request) -> JSONResponse:
         principal = self.authenticate(request.headers, request.query_params)
+        self._admit()
         raw = request.query_params.get("negotiateVersion", "0")
         if not raw.isdigit():
             raise bad_request("INVALID_REQUEST", "negotiateVersion must be a non-negative integer")
@@ -130,6 +141,7 @@ class Hub:
         """One WebSocket connection: authenticate, claim the negotiated id, then read until it ends."""
         try:
             principal = self.authenticate(websocket.headers, websocket.query_params)
+            self._admit()
             key = websocket.query_params.get("id")
             connection_id = (
                 secrets.token_urlsafe(16) if key is None else self.negotiations.claim(key, principal.name)
@@ -189,6 +201,7 @@ class Hub:
         token, principal, connection = self._connection(request)
         events = "text/event-stream" in request.headers.get("accept", "")
         if connection is None:
+            self._admit()
             connection_id = self.negotiations.claim(token, principal.name)
             kind = SseConnection if events else LongPollingConnection
             connection = kind(
