@@ -234,7 +234,8 @@ def run() -> str:
             "",
             f"Planning a seed of {HASH_BYTES / (1 << 30):g} GiB (page cache warm), each command in its own",
             "process: a plan computes only the content SHA-256 (the reference fingerprint is computed while",
-            "uploading); the `roomop` start-up (imports: the whole CLI) is most of its peak RSS.",
+            "uploading); the `roomop` start-up (the engine, its HTTP client and the CLI; the service's",
+            "FastAPI, SQLAlchemy and controller are imported by `serve` and `up` only) is most of its RSS.",
             "",
             *hashing,
         ]

@@ -125,6 +125,11 @@ async def _server_requests(http: httpx.AsyncClient) -> float:
     return sum(float(value) for value in SERVER_REQUESTS.findall((await http.get("/metrics")).text))
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def _peak_rss_mib(process: psutil.Process) -> float:
     for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -205,7 +210,10 @@ async def _fleet(
         httpx.AsyncClient(base_url=operator_url, timeout=300, limits=limits) as http,
         httpx.AsyncClient(base_url=server_url, timeout=60) as server,
     ):
+        cpu_before = [_cpu_seconds(process) for process in processes]
         converge_seconds, failures = await _converge(http, rooms, artifacts=artifacts)
+        converge_cpu = [_cpu_seconds(p) - before for p, before in zip(processes, cpu_before, strict=True)]
+        converge_load = os.getloadavg()[0]
         converge_requests = await _server_requests(http)
         peak = _peak_rss_mib(operator)
         cpu, rate = await _steady(http, processes)
@@ -230,6 +238,8 @@ async def _fleet(
         f"| converge time | {converge_seconds:.1f} s ({rooms / converge_seconds:.1f} rooms/s) |",
         f"| room-server requests during converge | {converge_requests:,.0f} "
         f"({converge_requests / rooms:.1f}/room) |",
+        f"| CPU during converge: operator / room server (load average at the end) | {converge_cpu[0]:.0f} s"
+        f" ({converge_cpu[0] / rooms * 1000:.0f} ms/room) / {converge_cpu[1]:.0f} s ({converge_load:.1f}) |",
         f"| operator peak RSS | {peak:.0f} MiB |",
         f"| steady state, {rooms:,} converged rooms: operator + room server CPU | {cpu:.0f} % of one core |",
         f"| steady state: requests/s to the room server | {rate:.1f} (one state read per room per 60 s: "

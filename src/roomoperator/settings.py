@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from ruamel.yaml import YAML
@@ -127,6 +130,38 @@ class StoreSettings(BaseModel):
     url: str = "sqlite+aiosqlite:///.roomop/operator.db"
     schema_name: str | None = None
     audit_replay: int = Field(default=100, ge=0)
+
+
+def _default_replica_id() -> str:
+    """`<hostname>-<pid>-<4 random hex digits>`: unique per process, readable in `/status`."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+class ReplicaSettings(BaseModel):
+    """Several operator replicas on one PostgreSQL store (`docs/operator.md`, "Running replicas"): each
+    room is owned by one replica through a lease (controller-runtime's 15 s / 10 s / 2 s by default)."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    replica_id: str = Field(default_factory=_default_replica_id, min_length=1, max_length=128)
+    """This replica's name in the leases and on `/status` (unique among the replicas of one store)."""
+    lease_seconds: float = Field(default=15.0, gt=0)
+    """How long a lease holds without renewal: a dead replica's rooms move after at most this long."""
+    renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """A replica that could not renew for this long stops its rooms' runs (before its leases expire)."""
+    retry_seconds: float = Field(default=2.0, gt=0)
+    """How often a replica heartbeats, renews its leases, takes free rooms and hands back others."""
+    max_rooms: int | None = Field(default=None, ge=1)
+    """At most this many rooms owned by this replica (None: no cap)."""
+
+    @model_validator(mode="after")
+    def _deadline_inside_lease(self) -> ReplicaSettings:
+        if not self.retry_seconds < self.renew_deadline_seconds < self.lease_seconds:
+            raise ValueError(
+                "replicas: retrySeconds < renewDeadlineSeconds < leaseSeconds is required (got"
+                f" {self.retry_seconds}, {self.renew_deadline_seconds}, {self.lease_seconds})"
+            )
+        return self
 
 
 class EventsSettings(BaseModel):
@@ -290,6 +325,7 @@ class OperatorSettings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     api: ApiSettings = ApiSettings()
     store: StoreSettings = StoreSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
     events: EventsSettings = EventsSettings()
     logging: LoggingSettings = LoggingSettings()
     sources: list[SourceSettings] = []
@@ -308,7 +344,7 @@ class OperatorSettings(BaseSettings):
         """No seed root may hold the data folder or the store (their tokens and bytes), nor lie inside
         the data folder."""
         private = [("the data folder", self.data_folder().resolve())]
-        if (database := _sqlite_file(self.store.url)) is not None:
+        if (database := sqlite_file(self.store.url)) is not None:
             private.append(("the store", database.resolve()))
         for index, root in enumerate(self.seeds.roots):
             resolved = root.resolve()
@@ -326,7 +362,7 @@ class OperatorSettings(BaseSettings):
         """`data_dir`, else the folder of the SQLite store, else `.roomop`."""
         if self.data_dir is not None:
             return self.data_dir
-        database = _sqlite_file(self.store.url)
+        database = sqlite_file(self.store.url)
         return database.parent if database is not None else Path(".roomop")
 
     @classmethod
@@ -341,7 +377,7 @@ class OperatorSettings(BaseSettings):
         return (init_settings, env_settings, _LegacyEnvSource(settings_cls), _YamlFileSource(settings_cls))
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The database file of a `sqlite:///path` URL (any driver); None for other stores and `:memory:`."""
     scheme, _, rest = url.partition(":///")
     if scheme.split("+")[0] != "sqlite" or not rest:

@@ -1,52 +1,31 @@
 """`roomop up` (room server + operator on this machine), `roomop serve` (the operator alone), and
-`roomop status` / `roomop audit` / `roomop rollback` (clients of a running operator)."""
+`roomop status` / `roomop audit` / `roomop rollback` (clients of a running operator).
+
+`serve` and `up` run the service through `cli/hosting.py`, imported inside those two commands only: every
+other command (and `roomop --help`) starts without FastAPI, SQLAlchemy or the controller."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
-import structlog
 import typer
-from fastapi import FastAPI
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
-from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from roomoperator.cli.app import OutputFormat, OutputOption, app
-from roomoperator.cli.rendering import skipped_summary
 from roomoperator.clients.operator import OperatorClient, OperatorError
 from roomoperator.model.codes import ExitCode
-from roomoperator.service.acceptance import Refused
-from roomoperator.service.auth import AuthConfigError
-from roomoperator.service.controller import Controller
-from roomoperator.service.launching import (
-    Credentials,
-    LaunchError,
-    RoomServerChild,
-    check_ports_free,
-    data_folder_lock,
-    ensure_credentials,
-    serving,
-    stop_on_signals,
-    write_credentials,
-)
-from roomoperator.service.logs import configure_logging
-from roomoperator.service.schemas import ConditionType
 from roomoperator.settings import OperatorSettings, SettingsError, load_settings
 from roomoperator.spec.errors import SpecError
 from roomoperator.spec.loading import LoadedSpec, load_file
-from roomoperator.store import StoreError
 
 console = Console(stderr=True)
-log = structlog.get_logger("roomop.up")
 OperatorUrl = Annotated[
     str, typer.Option("--operator", envvar="ROOMOP_OPERATOR_URL", help="URL of the running operator.")
 ]
@@ -59,7 +38,7 @@ ApiToken = Annotated[
 ]
 
 
-def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
+def settings_of(config: Path | None, **overrides: Any) -> OperatorSettings:
     try:
         return load_settings(config_file=config, **overrides)
     except (SettingsError, ValidationError) as exc:
@@ -67,13 +46,13 @@ def _settings(config: Path | None, **overrides: Any) -> OperatorSettings:
         raise typer.Exit(ExitCode.ERROR) from None
 
 
-def _sources(config: Path | None, added: list[dict[str, Any]]) -> list[Any]:
+def sources_of(config: Path | None, added: list[dict[str, Any]]) -> list[Any]:
     """The configuration file's sources and those of the command's options (an override of `sources`
     would replace the file's list)."""
-    return [*_settings(config).sources, *added]
+    return [*settings_of(config).sources, *added]
 
 
-def _fail(message: str) -> typer.Exit:
+def failure(message: str) -> typer.Exit:
     console.print(message, style="red", soft_wrap=True, highlight=False, markup=False)
     return typer.Exit(ExitCode.ERROR)
 
@@ -131,20 +110,10 @@ def serve(
         secret = {"webhook_secret": webhook_secret} if webhook_secret else {}
         added.append({"name": "git", "git": git_url, "branch": branch, "path": path, **common, **secret})
     if added:
-        overrides["sources"] = _sources(config, added)
-    settings = _settings(config, **overrides)
-    configure_logging(settings.logging)
-    try:
-        asyncio.run(_serve(settings))
-    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        overrides["sources"] = sources_of(config, added)
+    from roomoperator.cli import hosting  # the service itself: imported only by `serve` and `up`
 
-
-async def _serve(settings: OperatorSettings) -> None:
-    stop = stop_on_signals()
-    async with serving(settings) as (_, _, task):
-        console.print(f"operator listening on http://{settings.api.host}:{settings.api.port}")
-        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    hosting.serve(settings_of(config, **overrides))
 
 
 @app.command()
@@ -183,204 +152,24 @@ def up(
         for issue in exc.issues:
             console.print(f"[red]{issue}[/red]")
         raise typer.Exit(ExitCode.ERROR) from None
-    data = data.resolve()
-    try:
-        with data_folder_lock(data):
-            check_ports_free(host, {"--server-port": server_port, "--operator-port": operator_port})
-            code = _start_up(
-                loaded,
-                folders=folders,
-                host=host,
-                ports=(operator_port, server_port),
-                data=data,
-                secure=not insecure_no_auth,
-                force=force,
-                config=config,
-            )
-    except (AuthConfigError, StoreError, LaunchError, OSError) as exc:
-        raise _fail(str(exc)) from None
+    from roomoperator.cli import hosting
+
+    code = hosting.up(
+        loaded,
+        folders=folders,
+        host=host,
+        ports=(operator_port, server_port),
+        data=data.resolve(),
+        secure=not insecure_no_auth,
+        force=force,
+        config=config,
+    )
     raise typer.Exit(code)
-
-
-def _start_up(
-    loaded: list[LoadedSpec],
-    *,
-    folders: list[Path],
-    host: str,
-    ports: tuple[int, int],
-    data: Path,
-    secure: bool,
-    force: bool,
-    config: Path | None,
-) -> ExitCode:
-    """`roomop up` once its data folder is locked and its ports are free."""
-    operator_port, server_port = ports
-    operator_url, server_url = f"http://{host}:{operator_port}", f"http://{host}:{server_port}"
-    credentials = ensure_credentials(data)
-    if secure:
-        path = write_credentials(data, credentials, operator_url=operator_url, server_url=server_url)
-        _print_credentials(path, credentials)
-    settings = _settings(
-        config,
-        api={
-            "host": host,
-            "port": operator_port,
-            "token": SecretStr(credentials.api_token) if secure else None,
-        },
-        room_server={
-            "base_url": server_url,
-            "token": SecretStr(credentials.operator_token) if secure else None,
-        },
-        store={"url": f"sqlite:///{data / 'operator.db'}"},
-        sources=_sources(
-            config,
-            [
-                {"name": "specs" if index == 0 else f"specs-{index + 1}", "folder": folder.resolve()}
-                for index, folder in enumerate(folders)
-            ],
-        ),
-    )
-    configure_logging(settings.logging, file=data / "operator.log")
-    child = RoomServerChild(
-        data, host=host, port=server_port, tokens_file=data / "roomserver-tokens.json" if secure else None
-    )
-    return asyncio.run(_up(settings, loaded, child, force=force))
-
-
-def _print_credentials(path: Path, credentials: Credentials) -> None:
-    """Where the two tokens are and what each is for; the tokens themselves only when they are new and
-    stderr is a terminal (never into a log file)."""
-    shown = credentials.created and console.is_terminal
-    lines = [
-        (
-            "operator.apiToken",
-            "the operator API token: POST /apply, `roomop ... --operator`",
-            "ROOMOP_API_TOKEN",
-        ),
-        (
-            "roomServer.adminToken",
-            "the room server admin token: the room server itself, one-shot `roomop plan/apply --server`",
-            "ROOM_AUTH_TOKEN",
-        ),
-    ]
-    tokens = {"ROOMOP_API_TOKEN": credentials.api_token, "ROOM_AUTH_TOKEN": credentials.admin_token}
-    console.print(f"{'New credentials' if credentials.created else 'Credentials'} in {path} (mode 0600):")
-    for key, meaning, variable in lines:
-        console.print(f"  {key}: {meaning} (as {variable})", soft_wrap=True, highlight=False, markup=False)
-        if shown:
-            console.print(f"    export {variable}={tokens[variable]}", soft_wrap=True, highlight=False)
-
-
-def _kept(item: LoadedSpec, refused: Refused) -> str:
-    """The one line `roomop up` prints when it keeps the room's revision over a SPEC file's spec."""
-    spec = item.spec
-    if refused.revision is None:
-        return f"not applied {item.source} (room {spec.room_id}): {'; '.join(refused.errors)}"
-    by = f", by {refused.actor}" if refused.actor else ""
-    return (
-        f"kept {spec.room_id} revision {refused.revision} (v{refused.desired}{by}); {item.source} has"
-        f" v{spec.metadata.version}: `roomop up --force` re-applies the file"
-    )
-
-
-async def _up(
-    settings: OperatorSettings, loaded: list[LoadedSpec], child: RoomServerChild, *, force: bool
-) -> ExitCode:
-    """Both services until a signal (0), or until the room server cannot be kept running (1)."""
-    stop = stop_on_signals()
-    await child.start()
-    console.print(f"room server: {child.url} (pid {child.pid}, log {child.log_path})", highlight=False)
-    supervisor = asyncio.create_task(child.supervise())
-    try:
-        async with serving(settings) as (operator, _, task):
-            console.print(f"operator:    http://{settings.api.host}:{settings.api.port}  (API docs at /docs)")
-            for item in loaded:
-                await _apply_file(operator, item, force=force)
-            console.print("Ctrl-C stops both services.")
-            await _until_stopped(operator, stop, task, supervisor)
-    finally:
-        supervisor.cancel()
-        await asyncio.gather(supervisor, return_exceptions=True)
-        await child.stop()
-        console.print("stopped the operator and the room server")
-    if not supervisor.cancelled() and supervisor.exception() is not None:
-        return ExitCode.ERROR
-    return ExitCode.OK
-
-
-async def _apply_file(operator: FastAPI, item: LoadedSpec, *, force: bool) -> None:
-    """Apply one SPEC file through the controller and print one line of its outcome."""
-    controller: Controller = operator.state.controller
-    try:
-        submission = await controller.apply(
-            item.spec,
-            base_dir=item.base_dir,
-            confirm=True,
-            actor="roomop up",
-            force=force,
-            keep_stored=not force,
-        )
-    except Refused as refused:
-        console.print(_kept(item, refused), soft_wrap=True, highlight=False, markup=False)
-        return
-    result = await asyncio.shield(submission.request.done)
-    for warning in submission.warnings:
-        console.print(f"  [yellow]{escape(warning)}[/yellow]")
-    if result is None:
-        return
-    verdict = "converged" if result.converged else (result.code or "not converged")
-    revision = f"revision {submission.request.revision}" + (" (unchanged)" if submission.unchanged else "")
-    skipped = skipped_summary(result.plan) if result.plan else ""
-    console.print(
-        f"applied {item.spec.room_id} v{item.spec.metadata.version} {revision}: {verdict}"
-        + (f" ({skipped})" if skipped else ""),
-        highlight=False,
-    )
-    for problem in [*result.errors, *result.warnings]:
-        console.print(f"  [yellow]{escape(problem)}[/yellow]")
-
-
-async def _until_stopped(
-    operator: FastAPI, stop: asyncio.Event, task: asyncio.Task[None], supervisor: asyncio.Task[None]
-) -> None:
-    """Wait for a signal, the operator's end or the supervisor giving up (logged), with the live table
-    on a terminal only."""
-    waiter = asyncio.create_task(stop.wait())
-    watched = {waiter, task, supervisor}
-    live = Live(_summary(operator), console=console, refresh_per_second=1) if console.is_terminal else None
-    with live or contextlib.nullcontext():
-        while not any(t.done() for t in watched):
-            await asyncio.wait(watched, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            if live is not None:
-                live.update(_summary(operator))
-    waiter.cancel()
-    if supervisor.done() and (problem := supervisor.exception()) is not None:
-        log.error(str(problem))
-
-
-def _summary(operator: FastAPI) -> Table:
-    controller: Controller = operator.state.controller
-    health = operator.state.health.status.label
-    table = Table(title=f"RoomOperator ({health})", expand=False)
-    for column in ("room", "spec", "ready", "stalled", "cycles", "last reconcile", "phase"):
-        table.add_column(column)
-    for view in sorted(controller.rooms(), key=lambda v: v.room_id):
-        states = {c.type: c.status for c in view.conditions}
-        table.add_row(
-            view.room_id + ("" if view.managed else " (unmanaged)"),
-            f"v{view.spec_version}" if view.spec_version is not None else "-",
-            states.get(ConditionType.READY, "-"),
-            states.get(ConditionType.STALLED, "-"),
-            str(view.cycles_since_converged),
-            view.last_reconcile.strftime("%H:%M:%S") if view.last_reconcile else "-",
-            view.current_phase or "idle",
-        )
-    return table
 
 
 def _api_token(token: str | None, config: Path | None) -> str | None:
     """`--token`, else the operator API token of the settings (`ROOMOP_API_TOKEN`, `api.token`)."""
-    secret = None if token else _settings(config).api.token
+    secret = None if token else settings_of(config).api.token
     return token or (secret.get_secret_value() if secret else None)
 
 
@@ -392,7 +181,7 @@ def _get(operator: str, path: str, *, token: str | None, **params: Any) -> Any:
     try:
         return asyncio.run(read())
     except OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise failure(str(exc)) from None
 
 
 @app.command()
@@ -553,7 +342,7 @@ def _follow(
     try:
         asyncio.run(follow())
     except OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise failure(str(exc)) from None
     except KeyboardInterrupt:
         return
 
@@ -613,5 +402,5 @@ def rollback(
     try:
         code = asyncio.run(restore())
     except OperatorError as exc:
-        raise _fail(str(exc)) from None
+        raise failure(str(exc)) from None
     raise typer.Exit(code)

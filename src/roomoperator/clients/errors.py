@@ -64,6 +64,16 @@ class Conflict(RoomServerError):
     """409."""
 
 
+class Fenced(Conflict):
+    """409 `FENCED`: the room server has seen a newer fencing token for the room than the one this write
+    carried (`roomcontract/fencing.py`): another operator replica owns the room now. Never retried; the
+    run stops and the replica drops its claim on the room."""
+
+
+FENCED_CODE = "FENCED"
+"""The room server's error code for a write refused by fencing (`docs/contract.md`, "Fencing")."""
+
+
 class Rejected(RoomServerError):
     """Any other 4xx: the request itself is wrong and will stay wrong."""
 
@@ -102,6 +112,8 @@ def error_from_answer(
     }
     if status == 429 or status >= 500:
         return Transient(status, code, message, retry_after=parse_retry_after(retry_after))
+    if status == 409 and code == FENCED_CODE:
+        return Fenced(status, code, message)
     return by_status.get(status, Rejected)(status, code, message)
 
 

@@ -20,6 +20,11 @@ that `ETag` is still among the last ones read (`PARSED_STATES_BYTES` of bodies: 
 and 1,000 artifacts costs ~10 ms to parse). The `ETag` comes back in
 `ObservedRoom.etag`, so callers can tell an unchanged room without comparing states. aiohttp sends an
 idempotent request (GET, PUT, DELETE) once more when the server had closed the kept-alive connection.
+
+With operator replicas (`docs/operator.md`, "Running replicas") the client is given `fences`, the room id ->
+lease epoch lookup of its replica: the funnel then adds `X-RoomOp-Fence: <epoch>` to every write to a room
+(`roomcontract/fencing.py`), refuses locally a write to a room the replica does not hold, and tells
+`fences` of a write the room server refused as `FENCED` (`clients.errors.Fenced`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ from pydantic import ValidationError
 
 from roomcontract.batch import BATCH_FEATURE
 from roomcontract.entities import Membership
+from roomcontract.fencing import FENCE_HEADER
 from roomoperator.clients.errors import (
+    FENCED_CODE,
+    Fenced,
     NotFound,
     Rejected,
     RoomServerError,
@@ -88,6 +96,16 @@ def _read_tapped(stream: BinaryIO, tap: ChunkDigest | None) -> bytes:
     return chunk
 
 
+class Fences(Protocol):
+    """The lease epochs of this replica's rooms (`store/leases.Fencing` is one)."""
+
+    def epoch(self, room_id: str) -> int | None:
+        """The epoch this replica holds `room_id` with; None when it does not hold the room."""
+
+    def fenced(self, room_id: str, reason: str) -> None:
+        """A write to `room_id` was refused by fencing: the replica lost the room."""
+
+
 class _Answer(NamedTuple):
     status: int
     headers: Mapping[str, str]
@@ -104,14 +122,17 @@ class RoomServerClient(SessionClient):
         token: str | None = None,
         timeout: float = 10.0,
         observer: RequestObserver | None = None,
+        fences: Fences | None = None,
     ) -> None:
-        """`timeout` bounds connecting and each wait for bytes (`RoomServerSettings.timeout_seconds`)."""
+        """`timeout` bounds connecting and each wait for bytes (`RoomServerSettings.timeout_seconds`);
+        `fences` (replica mode) gives the epoch every write to a room carries."""
         super().__init__(timeout=timeout, headers={"Authorization": f"Bearer {token}"} if token else None)
         self.base_url = base_url.rstrip("/")
         self.requests = 0
         self._identity: Identity | None = None
         self._features: frozenset[str] | None = None
         self._observer = observer
+        self.fences = fences
         self._states: dict[str, tuple[str, bytes]] = {}
         self._parsed: LRUCache[str, ObservedRoom] = LRUCache(
             maxsize=PARSED_STATES_BYTES, getsizeof=lambda state: self._body_size(state.room_id)
@@ -121,12 +142,25 @@ class RoomServerClient(SessionClient):
         kept = self._states.get(room_id)
         return max(1, len(kept[1])) if kept is not None else 1
 
+    def _fence(self, room: str, options: dict[str, Any]) -> None:
+        """Add the fence header of `room` to a write's `options` (replica mode); `Fenced` when this replica
+        does not hold the room."""
+        if self.fences is None:
+            return
+        epoch = self.fences.epoch(room)
+        if epoch is None:
+            raise Fenced(None, FENCED_CODE, f"this operator replica does not own room {room} (no lease)")
+        options["headers"] = {**options.get("headers", {}), FENCE_HEADER: str(epoch)}
+
     @contextlib.asynccontextmanager
     async def _exchange(
-        self, method: str, path: str, **options: Any
+        self, method: str, path: str, *, room: str | None = None, **options: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The one funnel: the open answer to `method path` (2xx or 304), or one of `clients.errors`, also
-        for a failure while the caller reads the body."""
+        for a failure while the caller reads the body. `room`: the call writes to that room (it carries
+        the room's fence in replica mode)."""
+        if room is not None:
+            self._fence(room, options)
         self.requests += 1
         started, status = time.perf_counter(), None
         try:
@@ -142,6 +176,10 @@ class RoomServerClient(SessionClient):
                 yield response
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise error_from_failure(exc, base_url=self.base_url, what=f"{method} {path}") from exc
+        except Fenced as exc:
+            if room is not None and self.fences is not None:
+                self.fences.fenced(room, exc.message)
+            raise
         finally:
             if self._observer is not None:
                 self._observer(status, time.perf_counter() - started)
@@ -253,7 +291,7 @@ class RoomServerClient(SessionClient):
         method, path = single_route(room_id, write)
         body = None if write.op in BODYLESS else {"json": single_body(write)}
         try:
-            answer = await self._call(method, path, **(body or {}))
+            answer = await self._call(method, path, room=room_id, **(body or {}))
         except NotFound:
             if write.op in REMOVALS:
                 return WriteResult(404)
@@ -268,7 +306,10 @@ class RoomServerClient(SessionClient):
         results: list[WriteResult] = []
         for chunk in chunks(writes):
             document = await self._json(
-                "POST", f"/room/{path_part(room_id)}/batch", json={"items": [w.to_item() for w in chunk]}
+                "POST",
+                f"/room/{path_part(room_id)}/batch",
+                room=room_id,
+                json={"items": [w.to_item() for w in chunk]},
             )
             answers = document.get("results") if isinstance(document, dict) else None
             if not isinstance(answers, list) or len(answers) != len(chunk):
@@ -333,7 +374,7 @@ class RoomServerClient(SessionClient):
         form.append(spec_part(), {"Content-Type": "application/json"}).set_content_disposition(
             "form-data", name="spec"
         )
-        body = await self._json("POST", f"/rooms/{path_part(room_id)}/artifacts", data=form)
+        body = await self._json("POST", f"/rooms/{path_part(room_id)}/artifacts", room=room_id, data=form)
         manifest: JsonBody = body.get("manifest", body) if isinstance(body, dict) else {}
         return manifest
 
@@ -363,5 +404,5 @@ class RoomServerClient(SessionClient):
         body: dict[str, Any] = {"providers": providers}
         if room_id is not None:
             body["roomId"] = room_id
-        result: dict[str, Any] = await self._json("POST", "/admin/mcp/load", json=body)
+        result: dict[str, Any] = await self._json("POST", "/admin/mcp/load", room=room_id, json=body)
         return result

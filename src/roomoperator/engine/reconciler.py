@@ -50,6 +50,8 @@ from roomoperator.spec.models import RoomSpec
 
 Progress = Callable[[str, int, int], None]
 
+INLINE_SEED_CHECKS = 64
+"""Up to this many artifacts, a no-op's seed stats run on the event loop (a thread hop costs more)."""
 REFERENCE_SERVER = (
     "GET /room/{room_id}/state answered 404: the room server has no operator endpoints (the reference .NET"
     " server?); entity, policy, promote and delete changes are blocked as unsupported"
@@ -255,17 +257,22 @@ class Reconciler:
     async def _read_with_seeds(
         self, spec: RoomSpec, seed_root: Path
     ) -> tuple[dict[str, LocalSeed], tuple[ObservedRoom, bool, float]]:
-        """The seed files and the room state. Unchanged seed files are known from the caches at the cost
-        of a few stat calls; otherwise they are resolved and hashed on a worker thread during the read."""
-        known = self.seed_files.known_seeds(spec, seed_root)
-        if known is not None:
-            return known, await self._read(spec.room_id)
-        seeds_ready = asyncio.ensure_future(asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root))
+        """The seed files and the room state, the seeds looked at while the state read is in flight.
+        Unchanged seed files are known from the caches at the cost of one stat each (on a worker thread
+        past `INLINE_SEED_CHECKS` files, so a big room's stats overlap the read); otherwise they are
+        resolved and hashed on a worker thread."""
+        reading = asyncio.ensure_future(self._read(spec.room_id))
         try:
-            read = await self._read(spec.room_id)
+            if len(spec.spec.artifacts) <= INLINE_SEED_CHECKS:
+                known = self.seed_files.known_seeds(spec, seed_root)
+            else:
+                await asyncio.sleep(0)  # let the read send its request first
+                known = await asyncio.to_thread(self.seed_files.known_seeds, spec, seed_root)
+            if known is None:
+                known = await asyncio.to_thread(self.seed_files.local_seeds, spec, seed_root)
         finally:
-            seeds = await seeds_ready
-        return seeds, read
+            read = await reading
+        return known, read
 
     async def _read(self, room_id: str) -> tuple[ObservedRoom, bool, float]:
         """The room state, whether the server has the operator endpoints, and when it was read."""

@@ -75,6 +75,8 @@ class SeedFiles:
         """What `local_seeds` would answer, when every seed file is resolved and digested already (and
         still as it was); None when one needs resolving or reading. The spec's last answer is checked
         first (`seed_sets`): one stat per file when nothing changed."""
+        if not any(artifact.seed_from is not None for artifact in spec.spec.artifacts):
+            return {}  # nothing to look at (not even the folder)
         root = seed_root.resolve()
         key = (spec.room_id, str(root))
         last = self._sets.get(key, valid=lambda known: known.spec is spec)

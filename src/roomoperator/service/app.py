@@ -1,6 +1,6 @@
 """The operator's app factory: `create_app(settings)` wires store, room-server client, engine,
-controller, health probe, the room-server event follower, the GitOps sources' syncers and the notifier,
-and starts and stops them with the app."""
+controller, health probe, the room-server event follower, the GitOps sources' syncers, the notifier and
+(on a PostgreSQL store) the replica's leases, and starts and stops them with the app."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError, handle_api_error, handle_refused
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
+from roomoperator.service.replicas import Replicas
 from roomoperator.settings import OperatorSettings
 from roomoperator.sources.syncing import syncers
 from roomoperator.store import Store
@@ -56,15 +57,29 @@ def create_app(settings: OperatorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.store.url, schema=settings.store.schema_name)
         await store.migrate()
+        operator_url = f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None
+        health = HealthMonitor()
+        audit = AuditLog(store, buffer=settings.events.subscriber_buffer)
+        replicas = None
+        if store.dialect == "postgresql":  # replica mode: every room through a lease (`service/replicas.py`)
+            replicas = Replicas(
+                settings.replicas,
+                store,
+                metrics=metrics,
+                health=health,
+                audit=audit,
+                operator_version=settings.version,
+                url=operator_url,
+            )
+            store.fencing = replicas.fencing
         token = settings.room_server.token.get_secret_value() if settings.room_server.token else None
         client = RoomServerClient(
             settings.room_server.base_url,
             token=token,
             timeout=settings.room_server.timeout_seconds,
             observer=metrics.observe_request,
+            fences=replicas.fencing if replicas is not None else None,
         )
-        audit = AuditLog(store, buffer=settings.events.subscriber_buffer)
-        health = HealthMonitor()
         reconciler = Reconciler(
             client,
             settings,
@@ -72,7 +87,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             journal=audit,  # every write's intent is recorded before it is made (`engine/settling.py`)
             rate_limiter=RateLimiter(settings.reconciliation.rate_limit_per_second),
             claim_rooms=True,  # the room server records this operator as the manager of the rooms it writes
-            operator_url=f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None,
+            operator_url=operator_url,
         )
         notifier = Notifier(settings.notifications, store, operator_version=settings.version)
         controller = Controller(
@@ -83,12 +98,17 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             metrics=metrics,
             health=health,
             notifier=notifier if notifier.enabled else None,
+            replicas=replicas,
         )
         app.state.settings, app.state.store, app.state.client = settings, store, client
         app.state.audit, app.state.health, app.state.metrics = audit, health, metrics
         app.state.auth, app.state.controller = authenticator, controller
         await controller.start()
         tasks = [asyncio.create_task(_probe(client, store, health, settings.reconciliation.interval_seconds))]
+        if replicas is not None:
+            replicas.attach(controller)
+            await replicas.start()
+            tasks.append(asyncio.create_task(replicas.run(), name="replica-leases"))
         app.state.sources = syncers(
             settings.sources,
             controller.sources,
@@ -118,6 +138,8 @@ def create_app(settings: OperatorSettings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await controller.stop()
+            if replicas is not None:
+                await replicas.stop()
             await client.aclose()
             await store.close()
 

@@ -10,6 +10,12 @@ Every accepted apply is a revision and a durable run row before it is queued (on
 `acceptance.accept`), so a crash never loses it: `start()` resumes it. Acceptance and queueing of one
 room happen under the room's lock, so the queue sees requests in the order of their revisions: a
 pending (202) apply is superseded only by one acknowledged after it.
+
+With replicas (`replicas`, `service/replicas.py`) the controller runs only the rooms this replica owns:
+an apply of a room owned elsewhere is accepted into the shared store and answered 202, and the owner
+picks the run up from the store (`pick_up`), in revision order. Taking a room over loads it from the
+store and resumes its unfinished runs; losing it cancels its run (`RoomOwner`). The module passes 400
+lines for these replica hooks, which are the controller's part of ownership and share its state.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -53,6 +58,7 @@ from roomoperator.service.observing import (
 )
 from roomoperator.service.protection import Protection
 from roomoperator.service.queueing import Submitted
+from roomoperator.service.replicas import Replicas
 from roomoperator.service.rooms import Page, RoomRegistry, RoomView, settled, view_from_record
 from roomoperator.service.runs import RunLedger, RunRequest, Submission, has_changes, new_id, reached_apply
 from roomoperator.service.scheduling import Scheduler
@@ -62,6 +68,8 @@ from roomoperator.service.sourcing import SourceSink
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, SpecVersion, Store
+from roomoperator.store.batching import Desired, StoredStatus
+from roomoperator.store.leases import RUN_EPOCH
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +97,11 @@ class Controller:
         metrics: OperatorMetrics,
         health: HealthMonitor,
         notifier: Notifier | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.settings = settings
+        self.replicas = replicas
+        """This replica's share of the rooms (None: a single operator, which owns every room)."""
         # Where a run without a seed folder of its own looks: the (empty) folder of a spec naming no seed.
         self.seed_root = SeedStore.of(settings).tree_of({})
         self._store = store
@@ -117,10 +128,14 @@ class Controller:
         self._scheduler = Scheduler(
             settings.reconciliation,
             work=self._execute,
-            managed=lambda room_id: self._rooms.managed(room_id) is not None,
+            managed=lambda room_id: self._rooms.managed(room_id) is not None and self._owns(room_id),
             on_queue_change=self._refresh_gauges,
         )
         self._stall_limit = settings.reconciliation.max_cycles_until_converged
+        self._known: set[str] = set()
+        """Durable runs this replica queued or runs (replicas: runs found in the store are the others)."""
+        self._newest: dict[str, int] = {}
+        """Per room: the newest revision this replica queued an apply of (replicas: older ones lose)."""
         self.sources = SourceSink(
             sources=settings.sources,
             acceptor=self._acceptor,
@@ -137,7 +152,20 @@ class Controller:
     async def start(self) -> None:
         """Load every room from the store (a room owned by a source no longer configured is released),
         hand the engine the writes a crash left unsettled (each room's next run settles them before
-        planning), resume interrupted runs, start the loop."""
+        planning), resume interrupted runs, start the loop. With replicas only the views are loaded here:
+        the rooms this replica owns are taken through `take_rooms`."""
+        if self.replicas is not None:
+            latest = await self._store.latest_revisions()
+            for record in await self._store.list_rooms():
+                if self._rooms.get(record.room_id) is None:
+                    view = view_from_record(
+                        record, seed_root=self.seed_root, latest=latest.get(record.room_id)
+                    )
+                    self._rooms.add(view)
+                await self.sources.adopt(record.room_id, record.source)
+            self._refresh_gauges()
+            self._scheduler.start()
+            return
         self._reconciler.adopt(await self._store.open_intents())
         latest = await self._store.latest_revisions()
         for record in await self._store.list_rooms():
@@ -163,6 +191,72 @@ class Controller:
     async def wait_idle(self) -> None:
         """Wait until no room is running, pending or due now (tests, `roomop up`)."""
         await self._scheduler.join()
+
+    # Replicas (`service/replicas.RoomOwner`) ---------------------------------------------------------
+
+    async def take_rooms(self, room_ids: Sequence[str]) -> None:
+        """This replica took these rooms: their records and open intents from the store, their unfinished
+        runs resumed (`pick_up`), and a run of the desired spec soon for the others."""
+        self._reconciler.adopt(await self._store.open_intents(room_ids=room_ids))
+        await self._reload(room_ids)
+        for room_id in room_ids:
+            if self._rooms.managed(room_id) is not None:
+                self._scheduler.after_run(room_id)
+        await self.pick_up(await self._store.unfinished_runs(room_ids=room_ids))
+        for room_id in room_ids:
+            if self._rooms.managed(room_id) is not None and self._scheduler.idle(room_id):
+                self._scheduler.wake(room_id)
+        self._refresh_gauges()
+
+    async def _reload(self, room_ids: Sequence[str]) -> None:
+        """The views of these rooms from the store (two queries), except those running here."""
+        if not room_ids:
+            return
+        latest = await self._store.latest_revisions(room_ids=room_ids)
+        for record in await self._store.list_rooms(room_ids=room_ids):
+            if self._scheduler.idle(record.room_id):
+                view = view_from_record(record, seed_root=self.seed_root, latest=latest.get(record.room_id))
+                self._rooms.add(view)
+
+    def drop_room(self, room_id: str) -> None:
+        """This replica lost the room (or hands it back): its run is cancelled, its pending run stays
+        queued in the store for the next owner."""
+        pending = self._scheduler.drop(room_id)
+        if pending is not None:
+            self._known.discard(pending.correlation_id)
+            if not pending.done.done():
+                pending.done.set_result(None)
+        self._newest.pop(room_id, None)
+        self._refresh_gauges()
+
+    def room_idle(self, room_id: str) -> bool:
+        return self._scheduler.idle(room_id)
+
+    async def pick_up(self, runs: Sequence[RunRecord]) -> None:
+        """Runs of owned rooms accepted by another replica (or interrupted by a previous owner), oldest
+        first: each is queued as a resumed run, except an apply older than one queued here (superseded)."""
+        for run in sorted(runs, key=lambda run: (run.revision or 0, run.created_at)):
+            if run.correlation_id in self._known or not self._owns(run.room_id):
+                continue
+            request = self._runs._request(run)  # a public `RunLedger.request_of` is asked for (report)
+            async with self._locks[run.room_id]:
+                newest = self._newest.get(run.room_id, 0)
+                if request.spec is not None and (request.revision or 0) < newest:
+                    await self._store.update_run(run.correlation_id, status="superseded")
+                    continue
+                if run.status == "running":  # interrupted (its owner died or lost the room)
+                    await self._observers.publish(RunResumed(request, interrupted_while=run.status))
+                submitted = self._submit(request)
+            await self._queued(request, submitted)
+
+    async def refresh_rooms(self, room_ids: Sequence[str]) -> None:
+        """Rooms owned by other replicas changed in the store: their views here follow (`/status`)."""
+        await self._reload([room_id for room_id in room_ids if not self._owns(room_id)])
+        self._refresh_gauges()
+
+    def owner_of(self, room_id: str) -> str | None:
+        """The replica that owns the room (None: a single operator, or no replica holds it now)."""
+        return None if self.replicas is None else self.replicas.owner_of(room_id)
 
     # Views -------------------------------------------------------------------------------------------
 
@@ -249,7 +343,9 @@ class Controller:
                 return pending
             request = RunRequest.of(room_id, "reconcile", actor=actor, revision=accepted.revision)
             await self._runs.accepted(request)
-            submitted = self._scheduler.submit(request)
+            if not await self._claim(room_id):
+                return request
+            submitted = self._submit(request)
         await self._queued(request, submitted)
         return request
 
@@ -262,9 +358,29 @@ class Controller:
             if accepted.recorded is not None:
                 self._protection.declare(room_id, accepted.recorded.revision, offer.spec)
             request = request_of(offer, accepted, correlation_id)
-            submitted = self._scheduler.submit(request)
+            if not await self._claim(room_id):
+                return Submission(request, False, [*warnings, *accepted.warnings], accepted.unchanged)
+            submitted = self._submit(request)
         await self._queued(request, submitted)
         return Submission(request, submitted.started, [*warnings, *accepted.warnings], accepted.unchanged)
+
+    def _owns(self, room_id: str) -> bool:
+        return self.replicas is None or self.replicas.owns(room_id)
+
+    async def _claim(self, room_id: str) -> bool:
+        """May this replica run the room? (replicas: it owns it, or takes it now as its preferred owner;
+        otherwise the run waits in the store for the owner, which is told to look now)."""
+        if self.replicas is None or await self.replicas.claim(room_id):
+            return True
+        await self.replicas.announce(room_id)
+        return False
+
+    def _submit(self, request: RunRequest) -> Submitted[RunRequest]:
+        if request.durable:
+            self._known.add(request.correlation_id)
+            if request.spec is not None and request.revision is not None:
+                self._newest[request.room_id] = max(self._newest.get(request.room_id, 0), request.revision)
+        return self._scheduler.submit(request)
 
     async def _plan(self, offer: Offer, warnings: Sequence[str] = ()) -> Submission:
         """A dry run of `offer`: judged, planned and checked, nothing written to the room or the history."""
@@ -290,14 +406,28 @@ class Controller:
         view = self._rooms.managed(room_id)
         if view is None:
             return False
+        self._stop_managing(view)
+        await self._store.unmanage(room_id)
+        if self.replicas is not None and not self._owns(room_id):
+            await self.replicas.announce(room_id)  # its owner stops too
+        await self._observers.publish(RoomUnmanaged(room_id, actor, new_id()))
+        return True
+
+    def _stop_managing(self, view: RoomView) -> None:
         view.managed = False
         view.latest = None  # a room managed again later takes any spec, as a new room does
-        self._scheduler.forget(room_id)
-        await self._store.unmanage(room_id)
-        await self._observers.publish(RoomUnmanaged(room_id, actor, new_id()))
+        self._scheduler.forget(view.room_id)
         self._rooms.recount(view)
         self._refresh_gauges()
-        return True
+
+    async def announced(self, room_ids: Sequence[str]) -> None:
+        """Another replica accepted runs of these rooms owned here, or stopped managing them: stop too
+        (the store says unmanaged while the view here is managed), and pick their runs up."""
+        for room_id in room_ids:
+            record, view = await self._store.get_room(room_id), self._rooms.managed(room_id)
+            if record is not None and not record.managed and view is not None:
+                self._stop_managing(view)
+        await self.pick_up(await self._store.unfinished_runs(room_ids=room_ids))
 
     def on_room_event(self, room_id: str, event_id: str | None = None) -> None:
         """The room server reported event `event_id` in `room_id`: reconcile the room when it is news
@@ -331,6 +461,15 @@ class Controller:
         return _Target(view.spec, view.base_dir, view.confirmed, view.revision)
 
     async def _execute(self, request: RunRequest) -> None:
+        epoch = self.replicas.fencing.epoch(request.room_id) if self.replicas is not None else None
+        token = RUN_EPOCH.set((request.room_id, epoch) if epoch is not None else None)
+        try:
+            await self._execute_owned(request)
+        finally:
+            RUN_EPOCH.reset(token)
+            self._known.discard(request.correlation_id)
+
+    async def _execute_owned(self, request: RunRequest) -> None:
         view = self._rooms.ensure(request.room_id)
         target = self._target(request, view)
         if target is None:
@@ -347,8 +486,10 @@ class Controller:
         try:
             result = await self._reconcile(request, view, target)
         except asyncio.CancelledError:
-            await self._observers.publish(RunCancelled(request))
             view.run_interrupted()
+            if not request.done.done():  # a waiting caller gets 202: the run resumes (here or elsewhere)
+                request.done.set_result(None)
+            await self._observers.publish(RunCancelled(request))
             raise
         changed = has_changes(result)
         await self._observers.publish(RunFinished(request, result, changed))
@@ -400,21 +541,29 @@ class Controller:
     async def _settle(
         self, request: RunRequest, view: RoomView, target: _Target, result: RunResult, *, changed: bool
     ) -> None:
-        """Bookkeeping after a run: the view, the desired spec, the store, the next due time, stalling."""
-        body = result.model_dump(mode="json", by_alias=True)
+        """Bookkeeping after a run: the view, the desired spec, the store (one transaction), the next due
+        time, stalling."""
         before = settled(view)
+        desired = None
         if request.trigger == "apply" and target.revision is not None and reached_apply(result):
-            await self._desire(request, view, target, result, diff=body.get("diff"))
-        view.run_finished(result, limit=self._stall_limit)  # after `_desire`: conditions name the revision
+            desired = target.revision  # the run got past the guardrails: its revision is now desired
+            view.desire(target.spec, base_dir=target.base_dir, confirmed=request.confirm, revision=desired)
+        view.run_finished(result, limit=self._stall_limit)  # after `desire`: conditions name the revision
         if request.durable or changed or not result.success or before != settled(view):
-            # A loop run that found a converged room and changed nothing is not worth a store write.
-            await self._store.save_status(
-                view.room_id,
-                conditions=[c.model_dump(mode="json", by_alias=True) for c in view.conditions],
-                cycles_since_converged=view.cycles_since_converged,
-                last_result=body,
+            # A loop run that found a converged room and changed nothing is not worth a store write (nor
+            # serialising its result).
+            body = result.model_dump(mode="json", by_alias=True)
+            conditions = [c.model_dump(mode="json", by_alias=True) for c in view.conditions]
+            await self._runs.finished(
+                request,
+                result,
+                body,
+                changed=changed,
+                desired=None if desired is None else Desired(desired, request.confirm, body.get("diff")),
+                status=StoredStatus(conditions, view.cycles_since_converged, body),
             )
-        await self._runs.finished(request, result, body, changed=changed)
+        if desired is not None:
+            await self._observers.publish(SpecAccepted(request, result, desired))
         if view.managed:
             self._scheduler.after_run(
                 view.room_id, failures=view.failures, room_revision=result.room_revision
@@ -423,22 +572,6 @@ class Controller:
         self._refresh_gauges()
         if view.stalled and (ConditionType.STALLED, "True") not in before:
             await self._observers.publish(RoomStalled(result, view.cycles_since_converged))
-
-    async def _desire(
-        self,
-        request: RunRequest,
-        view: RoomView,
-        target: _Target,
-        result: RunResult,
-        *,
-        diff: dict[str, Any] | None,
-    ) -> None:
-        """The run got past the guardrails: its revision becomes the room's desired state."""
-        revision = target.revision
-        assert revision is not None
-        await self._store.mark_desired(view.room_id, revision, confirmed=request.confirm, diff=diff)
-        view.desire(target.spec, base_dir=target.base_dir, confirmed=request.confirm, revision=revision)
-        await self._observers.publish(SpecAccepted(request, result, revision))
 
     def _refresh_gauges(self) -> None:
         self._gauges.refresh(self._rooms, queued=self._scheduler.queued)

@@ -1,5 +1,6 @@
-"""Operator health: healthy, degraded (rooms stalled, room server slow) or unhealthy (room server
-unreachable or refusing our token, store down), from a periodic probe and from what runs observe."""
+"""Operator health: healthy, degraded (rooms stalled, room server slow, a replica that cannot renew its
+leases) or unhealthy (room server unreachable or refusing our token, store down), from a periodic probe,
+from what runs observe and from the replica's lease period (`service/replicas.py`)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ class HealthMonitor:
     last_error: str | None = None
     store_ok: bool = True
     stalled_rooms: int = 0
+    leases_ok: bool = True
+    """False while this replica cannot renew its room leases (replicas on PostgreSQL)."""
+    replica: str | None = None
+    """This replica's id (replica mode)."""
+    live_replicas: int = 0
+    """Replicas with a heartbeat within the lease time, at this replica's last look (replica mode)."""
     checked_at: dt.datetime = field(default_factory=utcnow)
 
     def observe_probe(self, *, ok: bool, started: float) -> None:
@@ -63,7 +70,11 @@ class HealthMonitor:
     def status(self) -> Health:
         if not (self.reachable and self.authorized and self.store_ok):
             return Health.UNHEALTHY
-        if self.stalled_rooms or (self.latency is not None and self.latency > SLOW_SECONDS):
+        if (
+            self.stalled_rooms
+            or not self.leases_ok
+            or (self.latency is not None and self.latency > SLOW_SECONDS)
+        ):
             return Health.DEGRADED
         return Health.HEALTHY
 
@@ -86,4 +97,10 @@ class HealthMonitor:
                 "status": "degraded" if self.stalled_rooms else "healthy",
                 "stalled": self.stalled_rooms,
             },
-        }
+        } | self._leases()
+
+    def _leases(self) -> dict[str, Any]:
+        if self.replica is None:
+            return {}
+        status = "healthy" if self.leases_ok else "degraded"
+        return {"leases": {"status": status, "replica": self.replica, "live": self.live_replicas}}

@@ -8,9 +8,13 @@ exactly as in production. Credentials are generated once per data folder and kep
 One `roomop up` per data folder: `<data>/roomop.lock` is held with `flock` (released by the kernel when
 the process ends, however it ends) and holds the owner's pid. Both ports are checked before anything
 starts, so a second instance fails in one line naming the conflict instead of talking to the first
-one's services. The room server child is supervised: when it exits unasked it is restarted with the
-one backoff formula, and after `RESTARTS_BEFORE_GIVING_UP` failed restarts in a row `supervise` gives
-up, which stops the whole stack.
+one's services. One operator per SQLite store (`roomop serve` and `roomop up` alike): `<database>.lock`
+next to the database file is held the same way while the operator serves, so a second one refuses to
+start, naming the first one's pid (replicas need PostgreSQL).
+
+The room server child is supervised: when it exits unasked it is restarted with the one backoff formula,
+and after `RESTARTS_BEFORE_GIVING_UP` failed restarts in a row `supervise` gives up, which stops the whole
+stack.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +43,7 @@ from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.model.backoff import Backoff
 from roomoperator.service.app import create_app
 from roomoperator.service.connections import server_config
-from roomoperator.settings import OperatorSettings
+from roomoperator.settings import OperatorSettings, sqlite_file
 
 log = structlog.get_logger(__name__)
 
@@ -115,17 +119,46 @@ def data_folder_lock(data: Path) -> Iterator[None]:
     """Hold `<data>/roomop.lock` (flock) while the block runs; `LaunchError` naming the holder's pid when
     another process holds it."""
     data.mkdir(parents=True, exist_ok=True)
-    path = data / LOCK_FILE
+    with _pid_lock(
+        data / LOCK_FILE,
+        lambda holder: (
+            f"another `roomop up` (pid {holder}) is using the data folder {data}: stop it (Ctrl-C"
+            " there), or give this one another folder with --data"
+        ),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def store_lock(settings: OperatorSettings) -> Iterator[None]:
+    """Hold `<database>.lock` next to a SQLite store's file while the block runs (nothing for PostgreSQL
+    or an in-memory store); `LaunchError` naming the other operator's pid when one holds it."""
+    database = sqlite_file(settings.store.url)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with _pid_lock(
+        database.with_name(database.name + ".lock"),
+        lambda holder: (
+            f"another operator (pid {holder}) is using the SQLite store {database}: a SQLite store takes one"
+            " operator; stop that one, or run several replicas on a PostgreSQL store"
+            ' (--store postgresql://..., docs/operator.md, "Running replicas")'
+        ),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def _pid_lock(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
+    """Hold `path` (flock, released by the kernel however the process ends) with this pid in it;
+    `LaunchError(refusal(holder's pid))` when another process holds it."""
     with path.open("a+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            raise LaunchError(
-                f"another `roomop up` (pid {holder}) is using the data folder {data}: stop it (Ctrl-C"
-                " there), or give this one another folder with --data"
-            ) from None
+            raise LaunchError(refusal(lock.read().strip() or "unknown")) from None
         lock.seek(0)
         lock.truncate()
         lock.write(f"{os.getpid()}\n")
@@ -276,7 +309,17 @@ def stop_on_signals() -> asyncio.Event:
 async def serving(
     settings: OperatorSettings,
 ) -> AsyncIterator[tuple[FastAPI, uvicorn.Server, asyncio.Task[None]]]:
-    """Serve the operator with uvicorn in this event loop; yields once it listens."""
+    """Serve the operator with uvicorn in this event loop (holding a SQLite store's lock); yields once it
+    listens."""
+    with store_lock(settings):
+        async with _serving(settings) as served:
+            yield served
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    settings: OperatorSettings,
+) -> AsyncIterator[tuple[FastAPI, uvicorn.Server, asyncio.Task[None]]]:
     app = create_app(settings)
     config = server_config(app, settings.api, log_config=None, lifespan="on", timeout_graceful_shutdown=30)
     server = _Server(config)

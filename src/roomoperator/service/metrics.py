@@ -2,7 +2,8 @@
 
 The six reference series (`room_operator_reconcile_*`, `room_operator_queued_requests`,
 `room_operator_active_reconciliations`) are registered and updated, plus drift, guardrail refusals,
-per-phase durations, room-server requests by outcome and their latency. No per-room labels.
+per-phase durations, room-server requests by outcome and their latency, and (replicas on PostgreSQL) this
+replica's rooms owned, lease renewals, takeovers, hand-backs and fenced writes refused. No per-room labels.
 """
 
 from __future__ import annotations
@@ -58,6 +59,28 @@ class OperatorMetrics:
         self.managed_rooms = Gauge("room_operator_managed_rooms", "Rooms under management", registry=r)
         self.stalled_rooms = Gauge("room_operator_stalled_rooms", "Managed rooms marked Stalled", registry=r)
         self.health = Gauge("room_operator_health", "0 healthy, 1 degraded, 2 unhealthy", registry=r)
+        self.rooms_owned = Gauge(
+            "room_operator_rooms_owned", "Rooms this replica holds the lease of", registry=r
+        )
+        self.lease_renewals = Counter(
+            "room_operator_lease_renewals", "Room leases renewed by this replica", registry=r
+        )
+        self.takeovers = Counter(
+            "room_operator_takeovers", "Rooms this replica took over from another replica", registry=r
+        )
+        self.handbacks = Counter(
+            "room_operator_handbacks", "Rooms this replica handed back to their preferred replica", registry=r
+        )
+        self.leases_lost = Counter(
+            "room_operator_leases_lost",
+            "Room leases this replica found expired or taken at renewal",
+            registry=r,
+        )
+        self.fenced_writes = Counter(
+            "room_operator_fenced_writes",
+            "Writes refused by fencing (this replica had lost the room)",
+            registry=r,
+        )
         self._by_outcome: dict[str, Counter] = {}  # `labels()` looks its child up under a lock
 
     def render(self) -> bytes:

@@ -8,7 +8,8 @@ from the room's revisions, not from the desired spec alone.
 Cache: per room, each declared name's flag with the revision that set it, read from the store's history
 once per room and process (the first run or dry run of the room), then updated in memory by every new
 revision (`declare`); merging by revision number makes the order of `declare` and the first read
-irrelevant. Its frozenset is rebuilt only after a change, so a run costs no store round-trip.
+irrelevant. A room whose first revision is declared has no history to read (a new room's first run costs
+no read). Its frozenset is rebuilt only after a change, so a run costs no store round-trip.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Protection:
     def declare(self, room_id: str, revision: int, spec: RoomSpec) -> None:
         """Revision `revision` of a room is `spec`: its declarations are now the latest for its names."""
         self._merge(room_id, revision, spec)
+        if revision == 1:  # revisions start at 1: there is none before it to read
+            self._loaded.add(room_id)
 
     async def names(self, room_id: str) -> frozenset[str]:
         """The names protected in `room_id` now."""

@@ -3,6 +3,8 @@
 Each room runs at most one item at a time and holds at most one pending item; at most `parallel`
 rooms run at once. Submitting to a busy room replaces its pending item when the new one `wins`
 (the latest spec wins); the replaced item is handed back so the caller can record it as superseded.
+`cancel` stops one room (an operator replica that lost the room's lease): its run is cancelled and its
+pending item handed back.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RoomQueue(Generic[T]):
         self._slots: dict[str, _Slot[T]] = {}
         self._limit = asyncio.Semaphore(parallel)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_room: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self.active = 0
         self.queued = 0
@@ -61,6 +64,7 @@ class RoomQueue(Generic[T]):
             self._slots[room_id] = _Slot()
             task = asyncio.create_task(self._drain(room_id, item), name=f"room:{room_id}")
             self._tasks.add(task)
+            self._by_room[room_id] = task
             task.add_done_callback(self._tasks.discard)
             return Submitted(started=True, kept=True)
         current = slot.pending
@@ -72,20 +76,36 @@ class RoomQueue(Generic[T]):
 
     async def _drain(self, room_id: str, item: T) -> None:
         next_item: T | None = item
-        while next_item is not None and not self._closing:
-            async with self._limit:
-                self.active += 1
-                try:
-                    await self._work(next_item)
-                except Exception:
-                    log.exception("room work failed", room_id=room_id)
-                finally:
-                    self.active -= 1
-            slot = self._slots[room_id]
-            next_item, slot.pending = slot.pending, None
-            self.queued -= next_item is not None
-        if (slot := self._slots.pop(room_id)).pending is not None:  # dropped by close()
-            self.queued -= 1
+        try:
+            while next_item is not None and not self._closing:
+                async with self._limit:
+                    self.active += 1
+                    try:
+                        await self._work(next_item)
+                    except Exception:
+                        log.exception("room work failed", room_id=room_id)
+                    finally:
+                        self.active -= 1
+                slot = self._slots[room_id]
+                next_item, slot.pending = slot.pending, None
+                self.queued -= next_item is not None
+        finally:
+            self._by_room.pop(room_id, None)
+            if (gone := self._slots.pop(room_id, None)) is not None and gone.pending is not None:
+                self.queued -= 1
+                if not self._closing:  # submitted after `cancel()` handed the pending item back: run it
+                    self.submit(room_id, gone.pending)
+
+    def cancel(self, room_id: str) -> T | None:
+        """Stop the room: cancel its running item and hand back its pending one (None: none)."""
+        slot = self._slots.get(room_id)
+        if slot is None:
+            return None
+        pending, slot.pending = slot.pending, None
+        self.queued -= pending is not None
+        if (task := self._by_room.get(room_id)) is not None:
+            task.cancel()
+        return pending
 
     async def join(self) -> None:
         """Wait until every room is idle."""
@@ -102,4 +122,5 @@ class RoomQueue(Generic[T]):
         if tasks:
             await asyncio.wait(tasks, timeout=grace_seconds)
         self._slots.clear()
+        self._by_room.clear()
         self.queued = 0

@@ -177,6 +177,8 @@ def _condition(
 ) -> Condition:
     value = "True" if status else "False"
     old = next((c for c in previous if c.type is kind), None)
+    if old is not None and (old.status, old.reason, old.message) == (value, reason, message):
+        return old  # unchanged (most runs of a converged room): no new object, no new time
     since = old.last_transition_time if old and old.status == value else utcnow()
     return Condition(type=kind, status=value, reason=reason, message=message, last_transition_time=since)
 

@@ -21,6 +21,7 @@ from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.rooms import stored_spec
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, Store
+from roomoperator.store.batching import Desired, RunOutcome, StoredStatus, finish_run, run_started
 from roomoperator.store.records import RunStatus, RunTrigger
 
 DIFF_LISTS = (
@@ -112,6 +113,10 @@ def has_changes(result: RunResult) -> bool:
     )
 
 
+def _status(result: RunResult) -> RunStatus:
+    return "succeeded" if result.success else "failed"
+
+
 def reached_apply(result: RunResult) -> bool:
     """The run got past the guardrails and wrote (or found nothing to write): its spec is accepted."""
     return not result.dry_run and result.phase in (Phase.APPLY, Phase.VERIFY, Phase.ROLLBACK)
@@ -142,7 +147,7 @@ class RunLedger:
 
     async def running(self, request: RunRequest) -> None:
         if request.durable:
-            await self._store.update_run(request.correlation_id, status="running")
+            await run_started(self._store, request.room_id, request.correlation_id)
 
     async def superseded(self, old: RunRequest, *, by: RunRequest) -> None:
         await self._store.update_run(
@@ -160,38 +165,47 @@ class RunLedger:
             )
 
     async def finished(
-        self, request: RunRequest, result: RunResult, body: dict[str, Any], *, changed: bool
+        self,
+        request: RunRequest,
+        result: RunResult,
+        body: dict[str, Any],
+        *,
+        changed: bool,
+        desired: Desired | None = None,
+        status: StoredStatus | None = None,
     ) -> None:
-        """Record the outcome; a loop or event run that changed nothing and succeeded leaves no row."""
-        status: RunStatus = "succeeded" if result.success else "failed"
+        """Record the outcome with, in the same transaction, the revision it made `desired` and the room's
+        `status` (`store/batching.py`); a loop or event run that changed nothing and succeeded leaves no
+        row."""
+        run: RunOutcome | RunRecord | None = None
         if request.durable:
-            await self._store.update_run(request.correlation_id, status=status, result=body)
+            run = RunOutcome(request.correlation_id, _status(result), body)
         elif changed or not result.success:
-            await self._record(request, result, body, status=status)
+            run = self._row(request, result, body)
+        if run is not None or desired is not None or status is not None:
+            await finish_run(self._store, request.room_id, desired=desired, status=status, run=run)
 
     async def dry_run(self, request: RunRequest, result: RunResult) -> None:
         """A dry run is written once, finished (it never waits in a queue)."""
-        status: RunStatus = "succeeded" if result.success else "failed"
-        await self._record(request, result, result.model_dump(mode="json", by_alias=True), status=status)
+        body = result.model_dump(mode="json", by_alias=True)
+        await self._store.add_run(self._row(request, result, body))
 
-    async def _record(
-        self, request: RunRequest, result: RunResult, body: dict[str, Any], *, status: RunStatus
-    ) -> None:
-        await self._store.add_run(
-            RunRecord(
-                correlation_id=result.correlation_id,
-                room_id=request.room_id,
-                trigger=request.trigger,
-                status=status,
-                created_at=result.started_at,
-                dry_run=result.dry_run,
-                confirm=request.confirm,
-                actor=request.actor,
-                spec=request.spec.to_wire() if request.spec else None,
-                result=body,
-                revision=request.revision,
-                finished_at=utcnow(),
-            )
+    @staticmethod
+    def _row(request: RunRequest, result: RunResult, body: dict[str, Any]) -> RunRecord:
+        """The finished row of a run not written before (a dry run, a loop or event run that mattered)."""
+        return RunRecord(
+            correlation_id=result.correlation_id,
+            room_id=request.room_id,
+            trigger=request.trigger,
+            status=_status(result),
+            created_at=result.started_at,
+            dry_run=result.dry_run,
+            confirm=request.confirm,
+            actor=request.actor,
+            spec=request.spec.to_wire() if request.spec else None,
+            result=body,
+            revision=request.revision,
+            finished_at=utcnow(),
         )
 
     async def interrupted(self) -> list[tuple[RunRequest, RunStatus]]:

@@ -104,6 +104,21 @@ class Scheduler:
         self._arrived.pop(room_id, None)
         self._by_event.discard(room_id)
 
+    def drop(self, room_id: str) -> RunRequest | None:
+        """Stop the room altogether (this replica lost it): off the loop, its run cancelled; its pending
+        request is handed back (its run row stays queued in the store for the room's next owner)."""
+        self.forget(room_id)
+        self._seen.pop(room_id, None)
+        return self._queue.cancel(room_id)
+
+    def wake(self, room_id: str) -> None:
+        """Make a scheduled room due now (a replica took it over)."""
+        self.schedule.wake(room_id)
+
+    def idle(self, room_id: str) -> bool:
+        """No run of the room in flight or pending."""
+        return not self._queue.busy(room_id)
+
     def on_room_event(self, room_id: str, seq: int | None = None) -> None:
         """The room server reported event `seq` (its id) in `room_id`: when it is news, reconcile the room
         now, or when its backoff ends (drift correction); while the room runs, once the run has ended."""

@@ -5,6 +5,11 @@ and the intents of writes share group commits, `_journal`).
 SQLite (`sqlite:///path`, the default `.roomop/operator.db`) and PostgreSQL (`postgresql://...`) are
 both reached through SQLAlchemy's async engine; `migrate()` brings the schema to the latest alembic
 revision. An optional PostgreSQL `schema` isolates one operator (or one test run) from another.
+
+With operator replicas (`fencing` set, `store/leases.py`) every write of a room's run goes through
+`room_transaction`, which checks this replica's lease of the room in the same transaction (the run rows'
+updates, the status, the desired revision, the intents of its writes); acceptance is not fenced (any
+replica accepts). The module passes 400 lines by that fencing, which belongs to each write it guards.
 """
 
 from __future__ import annotations
@@ -12,28 +17,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Table, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from roomoperator.model.audit import AuditEntry, Intent, utcnow
+from roomoperator.store.errors import FencedError, StoreError
+from roomoperator.store.leases import Fencing, check_lease, live_rooms
 from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
 from roomoperator.store.tables import AuditRow, IntentRow, RoomRow, RunRow, SpecVersionRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The tables themselves for Core statements (a statement on an ORM class takes the ORM's bulk path).
+ROOMS, RUNS, VERSIONS, INTENTS, AUDIT = (
+    cast(Table, row.__table__) for row in (RoomRow, RunRow, SpecVersionRow, IntentRow, AuditRow)
+)
 R = TypeVar("R")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or migrated (bad URL, unreachable database)."""
+MIGRATION_LOCK = 0x526F6F6D4F70  # "RoomOp": the advisory lock key of `Store.migrate` on PostgreSQL
+__all__ = ["FencedError", "Store", "StoreError", "normalise_url"]
 
 
 def normalise_url(url: str) -> str:
@@ -65,8 +74,14 @@ record_of, aware = _record, _aware
 """`_record` and `_aware` for the store's other modules (`store/sources.py`, `store/outbox.py`)."""
 
 
+def _values(record: Any) -> dict[str, Any]:
+    """A record's fields as column values (shallow: `asdict` would deep-copy every spec and result)."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}
+
+
 def _audit_row(entry: AuditEntry) -> dict[str, Any]:
-    return entry.model_dump(exclude={"metadata"}) | {"metadata_": entry.metadata}
+    """The `audit` table's columns of `entry` (its `metadata` column is the ORM's `metadata_`)."""
+    return entry.model_dump()
 
 
 def _entry(row: AuditRow) -> AuditEntry:
@@ -106,6 +121,8 @@ class Store:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if schema is not None:
             connect_args["server_settings"] = {"search_path": schema}
+        self.connect_args = connect_args
+        """What each connection is opened with (the schema's search path); `store/leases.py` reuses it."""
         self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -114,9 +131,13 @@ class Store:
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._journal_queue: list[tuple[_Journaled, asyncio.Future[None]]] = []
         self._journal_flusher: asyncio.Task[None] | None = None
+        self.fencing: Fencing | None = None
+        """Set in replica mode (`service/replicas.py`): every room write then checks this replica's lease."""
 
     async def migrate(self, *, revision: str = "head") -> None:
-        """Create or upgrade the schema to `revision` (the latest migration by default)."""
+        """Create or upgrade the schema to `revision` (the latest migration by default). On PostgreSQL the
+        migration holds a transaction-scoped advisory lock, so replicas starting together migrate one
+        after the other (the later ones find the schema at `revision`)."""
 
         def upgrade(connection: Connection) -> None:
             config = Config()
@@ -127,6 +148,8 @@ class Store:
 
         try:
             async with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 await connection.run_sync(upgrade)
         except (OSError, SQLAlchemyError) as exc:
             raise StoreError(f"cannot open the store at {self.engine.url!r}: {exc}") from exc
@@ -156,6 +179,18 @@ class Store:
         """Held around a write transaction by the store's other modules (`store/sources.py`)."""
         return self._writing()
 
+    @contextlib.asynccontextmanager
+    async def room_transaction(
+        self, room_id: str, *, epoch: int | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        """A begun transaction (holding SQLite's write lock) for a write of `room_id`'s: in replica mode it
+        first checks, in the same transaction, that this replica holds the room's live lease with `epoch`
+        (default: the epoch it holds) and raises `FencedError` otherwise (nothing is written)."""
+        async with self._writing(), self._sessions.begin() as session:
+            if self.fencing is not None:
+                await check_lease(session, self.fencing, room_id, epoch=epoch)
+            yield session
+
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         """Sessions for the store's other modules (`store/sources.py`)."""
@@ -184,10 +219,15 @@ class Store:
             row = await session.get(RoomRow, room_id)
             return _record(RoomRecord, row) if row else None
 
-    async def list_rooms(self, *, managed_only: bool = False) -> list[RoomRecord]:
+    async def list_rooms(
+        self, *, managed_only: bool = False, room_ids: Collection[str] | None = None
+    ) -> list[RoomRecord]:
+        """Every room (of `room_ids` only, when given), in room-id order."""
         query = select(RoomRow).order_by(RoomRow.room_id)
         if managed_only:
             query = query.where(RoomRow.managed.is_(True))
+        if room_ids is not None:
+            query = query.where(RoomRow.room_id.in_(sorted(room_ids)))
         async with self._sessions() as session:
             return [_record(RoomRecord, row) for row in (await session.scalars(query)).all()]
 
@@ -198,22 +238,34 @@ class Store:
         expected = version.revision - 1
         try:
             async with self._writing(), self._sessions.begin() as session:
+                # Core statements on the tables: the ORM's unit of work (and `asdict`'s deep copies of
+                # the spec) cost several times the statements themselves.
+                connection = await session.connection()
                 # A source's first revision of a room claims it (`store/sources.py` releases it).
-                claim = {"source": func.coalesce(RoomRow.source, version.source)} if version.source else {}
-                moved = await session.execute(
-                    update(RoomRow)
-                    .where(RoomRow.room_id == version.room_id, RoomRow.latest_revision == expected)
+                claim = {"source": func.coalesce(ROOMS.c.source, version.source)} if version.source else {}
+                moved = await connection.execute(
+                    update(ROOMS)
+                    .where(ROOMS.c.room_id == version.room_id, ROOMS.c.latest_revision == expected)
                     .values(latest_revision=version.revision, updated_at=version.applied_at, **claim)
                 )
-                if not getattr(moved, "rowcount", 0):
-                    if expected != 0 or await session.get(RoomRow, version.room_id) is not None:
+                if not moved.rowcount:
+                    if expected != 0:
                         return False
-                    row = await self._room_row(session, version.room_id)
-                    row.latest_revision, row.updated_at = version.revision, version.applied_at
-                    row.source = version.source
-                session.add(SpecVersionRow(**asdict(version)))
+                    await connection.execute(  # an existing room raises IntegrityError: not ours to take
+                        insert(ROOMS).values(
+                            room_id=version.room_id,
+                            managed=False,
+                            revision=0,
+                            latest_revision=version.revision,
+                            conditions=[],
+                            cycles_since_converged=0,
+                            updated_at=version.applied_at,
+                            source=version.source,
+                        )
+                    )
+                await connection.execute(insert(VERSIONS).values(_values(version)))
                 if run is not None:
-                    session.add(RunRow(**asdict(run)))
+                    await connection.execute(insert(RUNS).values(_values(run)))
         except IntegrityError:  # a concurrent writer inserted the room or the revision first
             return False
         return True
@@ -224,7 +276,7 @@ class Store:
         """Revision `revision` got past the guardrails: it is now the room's desired spec (`confirmed`:
         applied with `X-Confirm`), with the diff of the run that made it so."""
         now = utcnow()
-        async with self._writing(), self._sessions.begin() as session:
+        async with self.room_transaction(room_id) as session:
             version = await session.scalar(
                 select(SpecVersionRow).where(
                     SpecVersionRow.room_id == room_id, SpecVersionRow.revision == revision
@@ -247,13 +299,15 @@ class Store:
             row = await session.scalar(query)
             return _record(SpecVersion, row) if row else None
 
-    async def latest_revisions(self) -> dict[str, SpecVersion]:
-        """Every room's latest revision, by room id (one query, for start-up)."""
+    async def latest_revisions(self, *, room_ids: Collection[str] | None = None) -> dict[str, SpecVersion]:
+        """Every room's latest revision (of `room_ids` only, when given), by room id (one query)."""
         query = select(SpecVersionRow).join(
             RoomRow,
             (RoomRow.room_id == SpecVersionRow.room_id)
             & (RoomRow.latest_revision == SpecVersionRow.revision),
         )
+        if room_ids is not None:
+            query = query.where(RoomRow.room_id.in_(sorted(room_ids)))
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return {row.room_id: _record(SpecVersion, row) for row in rows}
@@ -268,7 +322,7 @@ class Store:
     ) -> None:
         """Record the outcome of a run on the room (creating an unmanaged room row if needed)."""
         now = utcnow()
-        async with self._writing(), self._sessions.begin() as session:
+        async with self.room_transaction(room_id) as session:
             row = await self._room_row(session, room_id)
             row.conditions = conditions
             row.cycles_since_converged = cycles_since_converged
@@ -316,16 +370,29 @@ class Store:
             values["superseded_by"] = superseded_by
         if superseded_by_revision is not None:
             values["superseded_by_revision"] = superseded_by_revision
-        await self._write((), update(RunRow).where(RunRow.correlation_id == correlation_id).values(**values))
+        statement = update(RunRow).where(RunRow.correlation_id == correlation_id).values(**values)
+        if self.fencing is None:
+            await self._write((), statement)
+            return
+        async with self._sessions.begin() as session:
+            room_id = await session.scalar(
+                select(RunRow.room_id).where(RunRow.correlation_id == correlation_id)
+            )
+            if room_id is not None:
+                await check_lease(session, self.fencing, room_id)
+            await session.execute(statement)
 
     async def get_run(self, correlation_id: str) -> RunRecord | None:
         async with self._sessions() as session:
             row = await session.get(RunRow, correlation_id)
             return _record(RunRecord, row) if row else None
 
-    async def unfinished_runs(self) -> list[RunRecord]:
-        """Runs accepted but not finished (a crash or restart interrupted them), oldest first."""
+    async def unfinished_runs(self, *, room_ids: Collection[str] | None = None) -> list[RunRecord]:
+        """Runs accepted but not finished (a crash or restart interrupted them, or another replica accepted
+        them), oldest first; of `room_ids` only when given."""
         query = select(RunRow).where(RunRow.status.in_(("queued", "running"))).order_by(RunRow.created_at)
+        if room_ids is not None:
+            query = query.where(RunRow.room_id.in_(sorted(room_ids)))
         async with self._sessions() as session:
             return [_record(RunRecord, row) for row in (await session.scalars(query)).all()]
 
@@ -344,9 +411,12 @@ class Store:
         """Drop a settled intent and persist its write's audit entry (if any) in the same transaction."""
         await self._journal(_Journaled(entry=entry, settles=intent_id))
 
-    async def open_intents(self) -> list[Intent]:
-        """Intents never settled (a crash or stop interrupted their writes), oldest first."""
+    async def open_intents(self, *, room_ids: Collection[str] | None = None) -> list[Intent]:
+        """Intents never settled (a crash or stop interrupted their writes), oldest first; of `room_ids`
+        only when given (a replica taking rooms over)."""
         query = select(IntentRow).order_by(IntentRow.created_at)
+        if room_ids is not None:
+            query = query.where(IntentRow.room_id.in_(sorted(room_ids)))
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return [
@@ -376,6 +446,30 @@ class Store:
     async def _flush_journal(self) -> None:
         while self._journal_queue:
             batch, self._journal_queue = self._journal_queue, []
+            try:
+                await self._commit_journal(batch)
+            except (OSError, SQLAlchemyError) as exc:
+                for _, done in batch:
+                    if not done.done():  # its writer may have been cancelled (shutdown) meanwhile
+                        done.set_exception(exc)
+
+    async def _commit_journal(self, batch: list[tuple[_Journaled, asyncio.Future[None]]]) -> None:
+        """One group commit. In replica mode the intents of rooms whose lease this replica lost are refused
+        (`FencedError` to their writers), in the same transaction as the others' commit."""
+        async with self._writing(), self._sessions.begin() as session:
+            if self.fencing is not None and (rooms := {i.entry.room_id for b, _ in batch for i in b.intents}):
+                held = await live_rooms(session, self.fencing, rooms)
+                kept: list[tuple[_Journaled, asyncio.Future[None]]] = []
+                for item, done in batch:
+                    lost = next((i.entry.room_id for i in item.intents if i.entry.room_id not in held), None)
+                    if lost is None:
+                        kept.append((item, done))
+                        continue
+                    reason = f"replica {self.fencing.replica_id} no longer holds the lease of room {lost}"
+                    self.fencing.fenced(lost, reason)
+                    if not done.done():
+                        done.set_exception(FencedError(lost, reason))
+                batch = kept
             entries = [item.entry for item, _ in batch if item.entry is not None]
             now = utcnow()
             intents = [
@@ -393,23 +487,15 @@ class Store:
                 for intent in item.intents
             ]
             settled = [item.settles for item, _ in batch if item.settles is not None]
-            try:
-                async with self._writing(), self._sessions.begin() as session:
-                    if intents:
-                        await session.execute(insert(IntentRow), intents)
-                    if entries:
-                        rows = [_audit_row(e) for e in entries]
-                        await session.execute(insert(AuditRow), rows)
-                    if settled:
-                        await session.execute(delete(IntentRow).where(IntentRow.id.in_(settled)))
-            except (OSError, SQLAlchemyError) as exc:
-                for _, done in batch:
-                    if not done.done():  # its writer may have been cancelled (shutdown) meanwhile
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+            if intents:
+                await session.execute(insert(INTENTS), intents)
+            if entries:
+                await session.execute(insert(AUDIT), [_audit_row(e) for e in entries])
+            if settled:
+                await session.execute(delete(INTENTS).where(INTENTS.c.id.in_(settled)))
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def audit(
         self,

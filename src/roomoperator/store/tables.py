@@ -180,3 +180,27 @@ class DeliveryRow(Base):
     at: Mapped[dt.datetime]
     status_code: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReplicaRow(Base):
+    """One operator replica on this store: when it started and last heartbeat (by the database's clock)."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[dt.datetime]
+    heartbeat_at: Mapped[dt.datetime]
+    url: Mapped[str | None] = mapped_column(Text)
+    """Where the replica's API answers (informational)."""
+
+
+class RoomLeaseRow(Base):
+    """Which replica owns a room until when; `epoch` (the fencing token) grows by one at each take."""
+
+    __tablename__ = "room_leases"
+    __table_args__ = (Index("ix_room_leases_holder", "holder"),)
+
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[dt.datetime]
