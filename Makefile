@@ -45,7 +45,7 @@ bench: $(STAMP)
 
 # The long fault, crash-loop, fuzz and load runs (docs/reliability.md); `make test` runs their short versions.
 soak: $(STAMP)
-	$(BIN)/pytest -q -s -m soak tests/suites --timeout 3600
+	$(BIN)/pytest -q -s -m soak tests/suites tests/fuzz --timeout 3600
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .roomop .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache

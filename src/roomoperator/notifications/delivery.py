@@ -1,7 +1,11 @@
 """Delivering notifications: `Notifier.notify` writes one outbox row per subscribed target (durable
 before anything is sent), and its `run()` loop sends what is due, each attempt settled in the store with
 its answer; a failed attempt is retried after the one backoff formula's delay until `max_attempts`. A
-restart resumes the pending rows, so delivery is at least once, under the same idempotency key."""
+restart resumes the pending rows, so delivery is at least once, under the same idempotency key.
+
+Retention: a delivered notification (and its attempts) is deleted `DELIVERED_RETENTION` after its
+delivery, checked at most every `PRUNE_EVERY` by the same loop; pending and failed ones are kept (a
+failed one is what a person may still need to look at in `GET /notifications/deliveries`)."""
 
 from __future__ import annotations
 
@@ -19,12 +23,15 @@ from roomoperator.model.backoff import Backoff
 from roomoperator.notifications.messages import Notice, body_of, headers_of, wanted
 from roomoperator.settings import NotificationSettings, NotificationTarget
 from roomoperator.store import Store
-from roomoperator.store.outbox import Attempt, OutboxItem, due, enqueue, next_due, settle
+from roomoperator.store.outbox import Attempt, OutboxItem, due, enqueue, next_due, prune, settle
 
 log = structlog.get_logger(__name__)
 
 IDLE_SECONDS = 60.0
 """Longest sleep of the loop with nothing due (a new notification wakes it at once)."""
+DELIVERED_RETENTION = dt.timedelta(days=7)
+"""How long a delivered notification stays in the outbox and the delivery log."""
+PRUNE_EVERY = dt.timedelta(hours=1)
 
 
 class Notifier:
@@ -38,6 +45,7 @@ class Notifier:
         self._backoff = Backoff(settings.retry_initial_seconds, settings.retry_max_seconds)
         self._client = WebhookClient()
         self._wake = asyncio.Event()
+        self._pruned_at: dt.datetime | None = None
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +80,7 @@ class Notifier:
         try:
             while True:
                 self._wake.clear()
+                await self.prune()
                 for item in await due(self._store, now=utcnow()):
                     await self._deliver(item)
                 upcoming = await next_due(self._store)
@@ -81,6 +90,18 @@ class Notifier:
                         await asyncio.wait_for(self._wake.wait(), min(wait, IDLE_SECONDS))
         finally:
             await self._client.aclose()
+
+    async def prune(self, *, now: dt.datetime | None = None) -> int:
+        """Delete what was delivered more than `DELIVERED_RETENTION` ago, at most every `PRUNE_EVERY`
+        (`now`: the clock to judge by); how many notifications were deleted."""
+        moment = now or utcnow()
+        if self._pruned_at is not None and moment - self._pruned_at < PRUNE_EVERY:
+            return 0
+        self._pruned_at = moment
+        deleted = await prune(self._store, delivered_before=moment - DELIVERED_RETENTION)
+        if deleted:
+            log.info("delivered notifications pruned", count=deleted, older_than=str(DELIVERED_RETENTION))
+        return deleted
 
     async def _deliver(self, item: OutboxItem) -> None:
         target = self._targets.get(item.target)

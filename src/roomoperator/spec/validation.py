@@ -247,7 +247,8 @@ def _cross_checks(data: dict[str, Any], base_dir: FsPath | None) -> Iterator[tup
         seed = artifact.get("seedFrom")
         if base_dir is not None and isinstance(seed, str):
             yield from _seed_escape(base_dir, seed, (*path, "seedFrom"))
-    yield from _cycles(graph, {artifact.get("name"): index for index, artifact in artifacts})
+    names = {name: index for index, artifact in artifacts if isinstance(name := artifact.get("name"), str)}
+    yield from _cycles(graph, names)
     for index, resource in resources:
         for dep_index, dependency in _strings(resource.get("dependsOn")):
             if dependency not in entity_ids | artifact_names:

@@ -1,7 +1,8 @@
 """The store's notification part: the outbox (one row per notification and webhook target, its id the
 delivery's idempotency key) and the log of delivery attempts. A notification is written before anyone
 tries to send it and settled with its attempt in one transaction, so a restart resends what was not
-settled (at least once, never under a new key)."""
+settled (at least once, never under a new key). Delivered notifications are pruned, with their attempts,
+once older than the sender's retention (`prune`); pending and failed ones stay."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from roomoperator.store.repository import Store, aware, record_of
 from roomoperator.store.tables import DeliveryRow, OutboxRow
@@ -127,3 +128,18 @@ async def deliveries(
     for row in attempts:
         by_id.setdefault(row.notification_id, []).append(record_of(Attempt, row))
     return [Delivery(item, by_id.get(item.id, [])) for item in items]
+
+
+async def prune(store: Store, *, delivered_before: dt.datetime) -> int:
+    """Delete the notifications delivered before `delivered_before`, and their attempts (one
+    transaction); how many were deleted. Pending and failed notifications are never pruned."""
+    old = select(OutboxRow.id).where(
+        OutboxRow.status == "delivered", OutboxRow.delivered_at < delivered_before
+    )
+    async with store.writing(), store.sessions.begin() as session:
+        ids = list((await session.scalars(old)).all())
+        for start in range(0, len(ids), 500):  # SQLite's bound on the parameters of one statement
+            chunk = ids[start : start + 500]
+            await session.execute(delete(DeliveryRow).where(DeliveryRow.notification_id.in_(chunk)))
+            await session.execute(delete(OutboxRow).where(OutboxRow.id.in_(chunk)))
+    return len(ids)

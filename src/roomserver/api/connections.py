@@ -11,6 +11,8 @@ protocol here closes a connection whose request head (line and headers) is not c
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any, Final
 
 import h11
@@ -77,9 +79,25 @@ def protocol_for(settings: ServerSettings) -> type[HeadTimeoutProtocol]:
     return Configured
 
 
+_ACCESS_TOKEN: Final = re.compile(r"(access_token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps the hub's `?access_token=` (as browsers send it) out of uvicorn's logs: the access log's
+    request line and the WebSocket `[accepted]` line both carry the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _ACCESS_TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 def uvicorn_config(app: Any, settings: ServerSettings, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration for `app`: address, the connection limits of `settings`, the head timeout."""
-    return uvicorn.Config(
+    """uvicorn's configuration for `app`: address, the connection limits of `settings`, the head timeout,
+    and an access log that never shows a token."""
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -88,3 +106,8 @@ def uvicorn_config(app: Any, settings: ServerSettings, **options: Any) -> uvicor
         limit_concurrency=settings.max_connections + settings.hub_max_connections,
         **options,
     )
+    for name in ("uvicorn.access", "uvicorn.error"):  # configured by `uvicorn.Config` just above
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+    return config
