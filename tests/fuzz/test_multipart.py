@@ -283,11 +283,6 @@ def test_a_refused_apply_keeps_none_of_its_seeds(fuzz_operator: Operator, op_cli
     assert files_under(seeds) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec/validation.py `_cross_checks` raises TypeError on an artifact `name` that is a list "
-    "(test_spec_loader.py::test_an_artifact_name_that_is_a_list_is_a_spec_error): POST /apply answers 500",
-)
 def test_an_artifact_name_that_is_a_list_is_a_400_on_apply(op_client: httpx.Client) -> None:
     document = apply_spec(1)
     document["spec"]["artifacts"][0]["name"] = []
