@@ -127,6 +127,20 @@ async def test_three_replicas_share_the_rooms_and_take_over_a_killed_ones(cluste
         return owned == {name: len(rooms) for name, rooms in by_replica.items()}
 
     await eventually(owned_as_metrics_say, what="each replica's rooms_owned matches the leases")
+    owners = {room: holder for room, (holder, _) in holders.items()}
+
+    async def owners_as_every_replica_shows() -> bool:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for replica in cluster.replicas.values():
+                status = (await http.get(f"{replica.url}/status", params={"limit": 100})).json()
+                rooms = (await http.get(f"{replica.url}/rooms", params={"limit": 100})).json()
+                shown = {room["roomId"]: room["owner"] for room in status["rooms"]}
+                listed = {item["roomId"]: item["owner"] for item in rooms["items"]}
+                if not shown == listed == owners:
+                    return False
+        return True
+
+    await eventually(owners_as_every_replica_shows, what="/status and /rooms name each room's owner")
     async with server_client(cluster) as server:
         for room in ROOMS[::10]:
             state = (await server.get(f"/room/{room}/state")).json()

@@ -14,7 +14,8 @@ from roomoperator.cli import app
 from roomoperator.planning.planjson import changes_digest
 from roomoperator.spec.loading import load_data
 from tests.service.conftest import Operator, operator_settings, room_spec, running_operator
-from tests.support.roomserver import RoomServerHandle
+from tests.support.roomserver import RoomServerHandle, running_roomserver
+from tests.support.servers import free_port
 
 
 async def test_the_version_rule_unchanged_same_version_lower_and_forced(operator: Operator) -> None:
@@ -239,3 +240,32 @@ async def test_an_apply_with_the_plan_it_confirmed_refuses_a_changed_room(
         assert (applied.status_code, applied.json()["success"]) == (200, True), applied.text
         bad = await operator.http.post("/apply", json=spec, headers={"X-Expect-Plan": "not-a-digest"})
         assert bad.status_code in (400, 422)
+
+
+async def test_a_revision_no_run_could_judge_yet_stays_the_target_across_a_restart(tmp_path: Path) -> None:
+    """An apply whose run cannot reach the room server is neither desired nor refused: it is the room's
+    pending revision (in `/status`), kept by the store through a restart, and converged to once the
+    room server answers; the older desired revision is never run towards in between."""
+    port = free_port()
+    dead = RoomServerHandle(
+        url=f"http://127.0.0.1:{port}", token="t", admin_token="t", data_dir=tmp_path, app=None
+    )
+    async with running_operator(operator_settings(dead, tmp_path)) as op:
+        answer = await op.http.post("/apply", json=room_spec("room-pending-1", entities=3))
+        assert (answer.status_code, answer.json()["code"]) == (400, "ROOM_SERVER_UNREACHABLE")
+        status = (await op.http.get("/rooms/room-pending-1")).json()["status"]
+        assert (status["pendingRevision"], status["revision"], status["managed"]) == (1, 0, False)
+    async with (
+        running_roomserver(tmp_path / "roomserver", port=port) as rs,
+        running_operator(operator_settings(rs, tmp_path)) as op,
+    ):
+        async with asyncio.timeout(30):
+            while (await op.http.get("/rooms/room-pending-1")).json()["revision"] != 1:
+                await op.controller.wait_idle()  # the loop's run after the backoff
+                await asyncio.sleep(0.05)  # between polls of the view (the run's own event is internal)
+        detail = (await op.http.get("/rooms/room-pending-1")).json()
+        assert (detail["managed"], detail["status"]["pendingRevision"]) == (True, None)
+        headers = {"Authorization": f"Bearer {rs.admin_token}"}
+        async with httpx.AsyncClient(base_url=rs.url, headers=headers) as admin:
+            state = (await admin.get("/room/room-pending-1/state")).json()
+        assert len(state["entities"]) == 3

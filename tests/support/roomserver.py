@@ -63,14 +63,20 @@ def write_tokens(data_dir: Path, scopes: tuple[str, ...]) -> tuple[Path, str, st
 
 @contextlib.asynccontextmanager
 async def running_roomserver(
-    data_dir: Path, *, scopes: tuple[str, ...] = FULL_SCOPES, insecure: bool = False, **settings: Any
+    data_dir: Path,
+    *,
+    scopes: tuple[str, ...] = FULL_SCOPES,
+    insecure: bool = False,
+    port: int | None = None,
+    **settings: Any,
 ) -> AsyncIterator[RoomServerHandle]:
-    """Serve a room server (data in `data_dir`) on a random 127.0.0.1 port for the duration of the block."""
+    """Serve a room server (data in `data_dir`) on 127.0.0.1 (`port`, or a random one) for the duration
+    of the block."""
     tokens_file, token, admin_token = write_tokens(data_dir, scopes)
     app = create_app(
         ServerSettings(data_dir=data_dir, tokens_file=tokens_file, insecure_no_auth=insecure, **settings)
     )
-    async with serve_app(app) as url:
+    async with serve_app(app, port=port) as url:
         try:
             yield RoomServerHandle(url=url, token=token, admin_token=admin_token, data_dir=data_dir, app=app)
         finally:

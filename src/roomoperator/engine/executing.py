@@ -12,7 +12,9 @@ Each change made is audited with the action below; ROLLBACK undoes what the run 
 With a journal, the intents of a group's changes are recorded (one transaction) before the group's first
 call, and each change's audit entry settles its intent; intents of changes never attempted (an aborted
 run) are dropped at the group's end. A crash in between leaves them open for the next start
-(`engine/settling.py`).
+(`engine/settling.py`). So does a write that failed without a definite answer (no answer, a 5xx or a
+429: it may have been made before its answer was lost): its `item.failed` entry settles nothing, and the
+room's next run settles the intent from the room server's event log (`RunDraft.unsettled`).
 """
 
 from __future__ import annotations
@@ -241,15 +243,23 @@ class Execution:
         return True
 
     async def _failed(self, batch: list[Change], failure: RetryFailed) -> None:
-        """`batch` failed: each change's entry, all queued at once (one group commit, in order)."""
+        """`batch` failed: each change's entry, all queued at once (one group commit, in order). When the
+        failure leaves it unknown whether the write was made, the intent stays open for the next run."""
         if isinstance(failure.error, Unauthorized):
             self.run.aborted = unauthorized(failure.error)
+        maybe_made = getattr(failure.error, "transient", False)
+        settles = [self._settling(change) for change in batch]
+        if maybe_made:
+            self.run.unsettled.extend(intent for intent in settles if intent is not None)
         await asyncio.gather(
             *(
                 self.run.fail(
-                    change, str(failure.error), attempts=failure.attempts, settles=self._settling(change)
+                    change,
+                    str(failure.error),
+                    attempts=failure.attempts,
+                    settles=None if maybe_made else intent,
                 )
-                for change in batch
+                for change, intent in zip(batch, settles, strict=True)
             )
         )
 

@@ -93,6 +93,8 @@ class RunDraft:
     """Changes blocked because they cannot be made (`UNABLE`), not by choice."""
     aborted: RunAborted | None = None
     journal: Journal | None = None
+    unsettled: list[Intent] = field(default_factory=list)
+    """Intents of writes that failed without a definite answer: open, for the room's next run to settle."""
     room_revision: int | None = None
     """The room's revision (the id of its last event) at the run's last state read; None when that read
     failed."""

@@ -162,6 +162,9 @@ class Reconciler:
         except RunAborted as abort:
             run.refuse(abort.code, [*run.errors, abort.message])
             await run.audit("reconcile.failed", code=abort.code, error=abort.message, phase=run.phase)
+        finally:
+            if run.unsettled:  # settled from the room server's log before the room's next run plans
+                self._open.setdefault(spec.room_id, []).extend(run.unsettled)
         return run.freeze(requests=self.client.requests - requests_before)
 
     async def _phases(

@@ -23,6 +23,9 @@ class RunCode(StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     ROOM_SERVER_UNREACHABLE = "ROOM_SERVER_UNREACHABLE"
     ROOM_SERVER_ERROR = "ROOM_SERVER_ERROR"
+    FENCED = "FENCED"
+    """Another operator replica owns the room now: this replica's writes were refused and its run stopped
+    (the new owner runs the room)."""
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

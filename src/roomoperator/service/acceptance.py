@@ -220,6 +220,9 @@ async def accept(
     """
     room_id = view.room_id
     if offer is None:
+        if view.pending is not None:  # the run goes towards the pending revision (`RoomView.pending`)
+            pending = view.pending
+            return Accepted(spec=None, revision=pending.revision, base_dir=pending.base_dir, unchanged=True)
         if not view.managed or view.spec is None:
             raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
         return Accepted(spec=None, revision=view.revision, base_dir=view.base_dir, unchanged=True)

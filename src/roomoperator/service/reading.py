@@ -11,6 +11,8 @@ A refusal answered before the body's end carries `Connection: close` when the re
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -19,11 +21,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from roomoperator.model.codes import ApiCode
-from roomoperator.service.errors import ApiError, closing
+from roomoperator.service.errors import DRAIN_BYTES, ApiError, closing
 from roomoperator.spec.keycase import KeyCaseError, fold_keys
 from roomoperator.spec.parsing import ParseError, parse_json_body
 from roomoperator.spec.validation import format_path
 
+DRAIN_SECONDS = 1.0
+"""Longest a refusal waits for the rest of a body it drops (`drain`)."""
 MAX_SMALL_BODY_BYTES = 64 * 1024
 """Largest body of `/mcp/load` and rollback: a few hundred providers, a revision number."""
 M = TypeVar("M", bound=BaseModel)
@@ -64,14 +68,30 @@ def chunks(request: Request, *, limit: int, setting: str | None = None) -> Async
 
 async def _stream(request: Request, *, limit: int, setting: str | None) -> AsyncIterator[bytes]:
     total = 0
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             total += len(chunk)
             if total > limit:
+                await drain(stream)
                 raise too_large("body", limit, setting, headers=CLOSE)
             yield chunk
     except ClientDisconnect:
         raise ApiError.apply(ApiCode.INVALID_BODY, ["body: the connection closed before its end"]) from None
+
+
+async def drain(rest: AsyncIterator[bytes]) -> None:
+    """Read and drop what is left of a refused body, at most `DRAIN_BYTES` for at most `DRAIN_SECONDS`:
+    a client still sending a body a little too large then reads the 413 instead of a reset (the answer
+    closes the connection either way). A larger or slower rest is cut off; errors of the rest (a body
+    cut short, another refusal of it) are the first refusal's, not news."""
+    dropped = 0
+    with contextlib.suppress(ApiError, ClientDisconnect, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in rest:
+                dropped += len(chunk)
+                if dropped > DRAIN_BYTES:
+                    return
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:

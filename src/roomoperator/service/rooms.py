@@ -32,6 +32,19 @@ def stored_spec(
     return (RoomSpec.model_validate(wire) if wire else None), (Path(base_dir) if base_dir else seed_root)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An accepted revision no run has got past the guardrails with yet, because none could read or
+    reach the room (`runs.undecided`): the room's runs go towards it, with backoff, until one decides
+    (it becomes desired, or the guardrails refuse it), a newer revision comes, or the room is
+    unmanaged. Until then the desired spec is the older one, but no run converges to it."""
+
+    spec: RoomSpec
+    base_dir: Path | None
+    confirmed: bool
+    revision: int
+
+
 @dataclass
 class RoomView:
     """The live status of one room: desired spec, run state, conditions, convergence count.
@@ -51,6 +64,9 @@ class RoomView:
     """The room's latest accepted revision (desired, or queued, superseded or refused since)."""
     latest: SpecVersion | None = None
     """The revision new specs are judged against (None: none, or the room was unmanaged since)."""
+    pending: Pending | None = None
+    owner: str | None = None
+    """The replica that owns the room (replicas only; set by `owned_by`)."""
     is_reconciling: bool = False
     current_phase: str | None = None
     last_reconcile: dt.datetime | None = None
@@ -68,6 +84,11 @@ class RoomView:
     @property
     def spec_version(self) -> int | None:
         return self.spec.metadata.version if self.spec else None
+
+    @property
+    def wanted(self) -> bool:
+        """Do runs go towards a spec (a desired one, or a pending one)?"""
+        return self.managed or self.pending is not None
 
     @property
     def stalled(self) -> bool:
@@ -100,7 +121,15 @@ class RoomView:
             spec_version=self.spec_version,
             revision=self.revision,
             conditions=self.conditions,
+            pending_revision=self.pending.revision if self.pending else None,
+            owner=self.owner,
         )
+
+    def owned_by(self, owner: str | None) -> RoomView:
+        """The view, its owner set (the serialised status is kept when the owner is the same)."""
+        if owner != self.owner:
+            self.owner = owner
+        return self
 
     def status_bytes(self) -> bytes:
         """`status()` as JSON (UTC timestamps written `...Z`), serialised once per change."""
@@ -116,6 +145,7 @@ class RoomView:
             revision=self.revision,
             conditions=self.conditions,
             status=self.status(),
+            owner=self.owner,
         )
 
     def detail(self) -> RoomDetail:
@@ -148,12 +178,17 @@ class RoomView:
     def desire(self, spec: RoomSpec, *, base_dir: Path | None, confirmed: bool, revision: int) -> None:
         """`spec` is now the room's desired state (revision `revision` in the store)."""
         self.managed, self.spec, self.base_dir, self.confirmed = True, spec, base_dir, confirmed
-        self.revision = revision
+        self.revision, self.pending = revision, None
 
 
 def view_from_record(record: RoomRecord, *, seed_root: Path, latest: SpecVersion | None) -> RoomView:
     """The view of a room as the store last saw it, with its latest revision `latest`."""
     spec, base_dir = stored_spec(record.spec, record.base_dir, seed_root=seed_root)
+    pending = None
+    if latest is not None and record.pending_revision == latest.revision:
+        pending_spec, pending_dir = stored_spec(latest.spec, latest.base_dir, seed_root=seed_root)
+        assert pending_spec is not None
+        pending = Pending(pending_spec, pending_dir, latest.confirmed, latest.revision)
     return RoomView(
         room_id=record.room_id,
         managed=record.managed,
@@ -165,6 +200,7 @@ def view_from_record(record: RoomRecord, *, seed_root: Path, latest: SpecVersion
         # An unmanaged room (never desired, or `DELETE`d) takes any spec, unless a revision newer than
         # its last desired one waits (its first run failed before APPLY).
         latest=latest if record.managed or record.latest_revision > record.revision else None,
+        pending=pending,
         last_reconcile=record.last_reconcile,
         last_result=RunResult.model_validate(record.last_result) if record.last_result else None,
         cycles_since_converged=record.cycles_since_converged,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from roomoperator.model.audit import utcnow
+from roomoperator.model.codes import RunCode
 from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.rooms import stored_spec
 from roomoperator.spec.models import RoomSpec
@@ -122,6 +123,23 @@ def reached_apply(result: RunResult) -> bool:
     return not result.dry_run and result.phase in (Phase.APPLY, Phase.VERIFY, Phase.ROLLBACK)
 
 
+UNDECIDING = frozenset(
+    {
+        RunCode.ROOM_SERVER_UNREACHABLE,
+        RunCode.ROOM_SERVER_ERROR,
+        RunCode.UNAUTHORIZED,
+        RunCode.FENCED,
+        RunCode.INTERNAL_ERROR,
+    }
+)
+"""Failures that say nothing of the spec: the room could not be read or reached."""
+
+
+def undecided(result: RunResult) -> bool:
+    """The run failed before the guardrails could judge its spec (neither accepted nor refused)."""
+    return not result.dry_run and not reached_apply(result) and result.code in UNDECIDING
+
+
 class RunLedger:
     """The runs table as the controller uses it: one method per step of a run's life."""
 
@@ -221,9 +239,10 @@ class RunLedger:
                     superseded_by_revision=run.revision,
                 )
             latest[run.room_id] = run
-        return [(self._request(run), run.status) for run in latest.values()]
+        return [(self.resumed(run), run.status) for run in latest.values()]
 
-    def _request(self, run: RunRecord) -> RunRequest:
+    def resumed(self, run: RunRecord) -> RunRequest:
+        """The request to run `run` (a stored, unfinished run) again, here."""
         spec, base_dir = stored_spec(run.spec, run.base_dir, seed_root=self._seed_root)
         return RunRequest(
             correlation_id=run.correlation_id,

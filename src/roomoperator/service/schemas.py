@@ -74,6 +74,14 @@ class RoomStatus(Schema):
     spec_version: int | None
     revision: int
     conditions: tuple[Condition, ...]
+    pending_revision: int | None = Field(
+        default=None,
+        description="an accepted revision the room's runs go towards but none got past the guardrails"
+        " with yet (they could not read or reach the room); `revision` is still the older desired one",
+    )
+    owner: str | None = Field(
+        default=None, description="the replica that owns the room (null: a single operator, or no owner now)"
+    )
 
 
 class StatusAnswer(Schema):
@@ -198,6 +206,7 @@ class RoomSummary(Schema):
     revision: int
     conditions: tuple[Condition, ...]
     status: RoomStatus
+    owner: str | None = Field(default=None, description="the replica that owns the room (as in `status`)")
 
 
 class RoomDetail(RoomSummary):

@@ -44,6 +44,8 @@ class StoredStatus:
     conditions: list[dict[str, Any]]
     cycles_since_converged: int
     last_result: dict[str, Any] | None
+    pending_revision: int | None = None
+    """The revision the room's runs go towards while none got past the guardrails."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ async def finish_run(
                 "cycles_since_converged": status.cycles_since_converged,
                 "last_reconcile": now,
                 "last_result": status.last_result,
+                "pending_revision": status.pending_revision,
             }
         if room:
             await _update_room(connection, room_id, room | {"updated_at": now})
@@ -125,6 +128,7 @@ async def _desire(
         "managed": True,
         "revision": desired.revision,
         "confirmed": desired.confirmed,
+        "pending_revision": None,
         "latest_revision": case((latest < desired.revision, desired.revision), else_=latest),
     }
 

@@ -30,6 +30,8 @@ class RoomRecord:
     last_result: dict[str, Any] | None
     source: str | None = None
     """The GitOps source that owns the room."""
+    pending_revision: int | None = None
+    """The revision runs go towards while none of them got past the guardrails (None: the desired one)."""
 
 
 @dataclass(frozen=True)

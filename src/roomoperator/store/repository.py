@@ -335,8 +335,11 @@ class Store:
         async with self._writing(), self._sessions.begin() as session:
             result = await session.execute(
                 update(RoomRow)
-                .where(RoomRow.room_id == room_id, RoomRow.managed.is_(True))
-                .values(managed=False, updated_at=utcnow())
+                .where(
+                    RoomRow.room_id == room_id,
+                    RoomRow.managed.is_(True) | RoomRow.pending_revision.is_not(None),
+                )
+                .values(managed=False, pending_revision=None, updated_at=utcnow())
             )
             return bool(getattr(result, "rowcount", 0))
 

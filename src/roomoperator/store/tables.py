@@ -33,6 +33,8 @@ class RoomRow(Base):
     """The revision of the desired spec."""
     latest_revision: Mapped[int] = mapped_column(default=0)
     """The latest accepted revision (compare-and-set by every acceptance)."""
+    pending_revision: Mapped[int | None]
+    """The accepted revision runs go towards until one gets past the guardrails (None: the desired one)."""
     base_dir: Mapped[str | None] = mapped_column(Text)
     confirmed: Mapped[bool] = mapped_column(default=False)
     conditions: Mapped[list[Any]] = mapped_column(default=list)
