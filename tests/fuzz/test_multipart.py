@@ -153,11 +153,8 @@ class Tally:
     def new(cls) -> Tally:
         return cls(collections.Counter(), [])
 
-    def check(self, answer: httpx.Response, what: str, *, stored: bool, known: int | None = None) -> None:
-        """`known`: a refusal status known to store something, pinned by a strict xfail test."""
+    def check(self, answer: httpx.Response, what: str, *, stored: bool) -> None:
         self.statuses[answer.status_code] += 1
-        if answer.status_code == known:
-            return
         if answer.status_code >= 500 or (answer.status_code >= 400 and not error_object(answer)):
             self.failures.append(f"{what}: {answer.status_code} {answer.text[:200]}")
         elif answer.status_code >= 400 and stored:
@@ -202,7 +199,7 @@ def test_apply_multipart_bodies_are_served_or_refused_with_nothing_stored(
         added = sorted(str(path.relative_to(seeds)) for path in files_under(seeds) - files)
         stored = bool(added) or history() != revisions
         what = f"/apply ({breakage}, {len(content)} bytes, added {added})"
-        tally.check(answer, what, stored=stored, known=409)  # test_a_refused_apply_keeps_none_of_its_seeds
+        tally.check(answer, what, stored=stored)
 
     check()
     print(f"\nfuzz /apply multipart: {count} bodies, {dict(tally.statuses)}")
@@ -260,11 +257,6 @@ def test_artifact_uploads_are_stored_or_refused_with_nothing_stored(
     assert tally.failures == [], tally.failures[:10]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/bodies.py `read_apply` keeps a multipart body's seeds in the seed store before the "
-    "acceptance decides: a refused apply (409, the version rule) leaves its bytes and tree on disk",
-)
 def test_a_refused_apply_keeps_none_of_its_seeds(fuzz_operator: Operator, op_client: httpx.Client) -> None:
     room = "room-fuzz-refused"
     document = apply_spec(5)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from typing import Any
 
 import pytest
@@ -22,9 +21,6 @@ from tests.spec.test_properties import YAML_BITS, json_values
 REFERENCE = (EXAMPLES / "ai-lab.room.yaml").read_text()
 WHOLE_DOCUMENT = ("holds no RoomSpec document", "document is larger than")
 """Problems of the whole text, which have no one place in it."""
-UNPLACED_CHARACTER = re.compile(r'^  in "<file>", position \d+$')
-"""The known hole pinned by `test_a_control_character_is_placed_by_line_and_column` (strict xfail): drop
-this exception with it once `spec/parsing.py` places those characters."""
 
 VALID: dict[str, Any] = {
     "apiVersion": "v1",
@@ -108,11 +104,7 @@ def outcome_of_text(text: str) -> list[SpecIssue]:
 
 
 def placed_in_text(issue: SpecIssue) -> bool:
-    return (
-        (issue.line is not None and issue.col is not None)
-        or issue.message.startswith(WHOLE_DOCUMENT)
-        or UNPLACED_CHARACTER.match(issue.message) is not None
-    )
+    return (issue.line is not None and issue.col is not None) or issue.message.startswith(WHOLE_DOCUMENT)
 
 
 def edited(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -152,16 +144,13 @@ def test_any_text_gives_specs_or_a_spec_error_placed_in_the_text(count: int) -> 
     assert unplaced == [], unplaced[:10]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec/parsing.py: a character YAML refuses (a control character) is reported as "
-    "'  in \"<file>\", position N' with no line or column (ruamel's ReaderError is not a MarkedYAMLError)",
+@pytest.mark.parametrize(
+    ("text", "line", "col"),
+    [("\x01", 1, 1), ("metadata:\n  name: a\x07b\n", 2, 10), ("a: 1\r\n\r\u2028b: \x7f", 4, 4)],
 )
-@pytest.mark.parametrize("text", ["\x01", "metadata:\n  name: a\x07b\n"])
-def test_a_control_character_is_placed_by_line_and_column(text: str) -> None:
+def test_a_control_character_is_placed_by_line_and_column(text: str, line: int, col: int) -> None:
     (issue,) = outcome_of_text(text)
-    assert issue.line is not None
-    assert issue.col is not None
+    assert (issue.line, issue.col) == (line, col)
     assert "unacceptable character" in issue.message
 
 

@@ -32,7 +32,10 @@ class Tally:
         try:
             answer = await request
         except httpx.HTTPError as exc:
-            self.failures.append(f"{kind}: {type(exc).__name__}")
+            # Type and cause tell a reset by the server (ReadError from BrokenResourceError), a close
+            # before the answer (RemoteProtocolError), a connection the pool closed (ClosedResourceError).
+            waited = time.perf_counter() - started
+            self.failures.append(f"{kind}: {type(exc).__name__} ({exc.__cause__!r}) after {waited:.3f} s")
             return
         self.latencies.setdefault(kind, []).append(time.perf_counter() - started)
         if answer.status_code not in ok:

@@ -7,7 +7,9 @@ holding the spec (part `spec`) and one part per seed file, named by the `seedFro
 writes it. Its seeds never come from an arbitrary file of the operator's disk: a multipart body brings
 them; a plain body may name only files under the configured seed roots (`seeds.roots`, none by
 default), and anything else is refused before any file is opened. Either way the bytes are kept in the
-seed store (`service/seedstore.py`) and the spec runs against its per-content seed folder.
+seed store (`service/seedstore.py`) and the spec runs against its per-content seed folder; what the body
+added there stays only when the apply is accepted (`ApplyBody.deciding`), so a refused apply (the version
+rule's 409, any 400) leaves nothing behind.
 
 Every failure is an `ApiError` naming the field or part and the rule; sizes are checked while the body
 streams in (a JSON or YAML spec and the spec part at most `MAX_DOCUMENT_BYTES`, seed parts and the whole
@@ -16,9 +18,11 @@ multipart body at most the `seeds.*` limits), so a refused body costs neither me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 from fastapi import Request
@@ -26,10 +30,12 @@ from pydantic import BaseModel, ConfigDict
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from roomoperator.model.codes import ApiCode
+from roomoperator.service.acceptance import Refused
 from roomoperator.service.errors import ApiError
 from roomoperator.service.reading import (
     CLOSE,
     chunks,
+    drain,
     folded,
     json_of,
     media_of,
@@ -37,7 +43,7 @@ from roomoperator.service.reading import (
     text_of,
     too_large,
 )
-from roomoperator.service.seedstore import Incoming, SeedStore, SeedTooLarge
+from roomoperator.service.seedstore import Claim, Incoming, SeedStore, SeedTooLarge
 from roomoperator.settings import OperatorSettings, SeedSettings
 from roomoperator.spec.errors import SpecError, SpecIssue
 from roomoperator.spec.loading import LoadedSpec, check_data, load_text
@@ -50,6 +56,7 @@ YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 SPEC_KEYS = {"apiversion", "kind", "metadata"}
 """A JSON body holding one of these keys (any case) is a bare RoomSpec, else `{"spec": RoomSpec}`."""
 SPEC_PART = "spec"
+_T = TypeVar("_T")
 
 
 class ApplyRequest(BaseModel):
@@ -62,23 +69,40 @@ class ApplyRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ApplyBody:
-    """An `/apply` body: its spec, the seed folder (in the seed store) the spec's run reads, and the spec's
-    warnings for the answer."""
+    """An `/apply` body: its spec, the seed folder (in the seed store) the spec's run reads, the spec's
+    warnings for the answer, and the seed store's claim on what this body added (`deciding`)."""
 
     spec: RoomSpec
     base_dir: Path
+    claim: Claim
     warnings: tuple[str, ...] = ()
+
+    @contextlib.asynccontextmanager
+    async def deciding(self) -> AsyncIterator[None]:
+        """The block that accepts the spec (or refuses it): refused (`Refused`, `ApiError`), what the body
+        added to the seed store is removed again; accepted, it stays. Any other end (an error, a
+        cancellation) keeps it too: the revision may have been written."""
+        try:
+            yield
+        except (Refused, ApiError):
+            await anyio.to_thread.run_sync(self.claim.release)
+            raise
+        finally:
+            self.claim.commit()  # a no-op once released
 
 
 async def read_apply(request: Request, *, settings: OperatorSettings) -> ApplyBody:
-    """The spec of an `/apply` body and its seeds, kept in the seed store; raises `ApiError`."""
+    """The spec of an `/apply` body and its seeds, kept in the seed store until the apply is decided
+    (`ApplyBody.deciding`); raises `ApiError` (keeping nothing)."""
     media = media_of(request.headers.get("content-type", "application/json"))
     store = SeedStore.of(settings)
+    claim = store.claim()
     if media == "multipart/form-data":
         upload = await _receive(request, store=store, limits=settings.seeds)
         try:
             loaded = await anyio.to_thread.run_sync(parse_spec, upload.spec, upload.spec_media)
-            manifest = await anyio.to_thread.run_sync(_keep_parts, loaded.spec, upload, store)
+            spec = loaded.spec
+            manifest = await _keeping(claim, lambda: _keep_parts(spec, upload, store, claim))
         finally:
             upload.discard()
     else:
@@ -87,9 +111,20 @@ async def read_apply(request: Request, *, settings: OperatorSettings) -> ApplyBo
             raise ApiError.apply(ApiCode.INVALID_BODY, ["body: a RoomSpec is required"])
         # Parsing and validating a large spec is CPU work: keep it off the event loop.
         loaded = await anyio.to_thread.run_sync(parse_spec, raw, media)
-        manifest = await anyio.to_thread.run_sync(_keep_from_roots, loaded.spec, settings.seeds, store)
+        spec, limits = loaded.spec, settings.seeds
+        manifest = await _keeping(claim, lambda: _keep_from_roots(spec, limits, store, claim))
     warnings = tuple(_warning(issue) for issue in loaded.warnings)
-    return ApplyBody(loaded.spec, await anyio.to_thread.run_sync(store.tree, manifest), warnings)
+    tree = await _keeping(claim, lambda: store.tree(manifest, claim=claim))
+    return ApplyBody(loaded.spec, tree, claim, warnings)
+
+
+async def _keeping(claim: Claim, keep: Callable[[], _T]) -> _T:
+    """`keep()` on a worker thread; when it fails, what `claim` holds so far is removed again."""
+    try:
+        return await anyio.to_thread.run_sync(keep)
+    except Exception:
+        await anyio.to_thread.run_sync(claim.release)
+        raise
 
 
 def _warning(issue: SpecIssue) -> str:
@@ -144,7 +179,7 @@ def _seeds_of(spec: RoomSpec) -> Iterator[tuple[str, str, str]]:
 # Seeds from the configured seed roots (plain bodies) ----------------------------------------------------
 
 
-def _keep_from_roots(spec: RoomSpec, limits: SeedSettings, store: SeedStore) -> dict[str, str]:
+def _keep_from_roots(spec: RoomSpec, limits: SeedSettings, store: SeedStore, claim: Claim) -> dict[str, str]:
     """Find every seed under the seed roots (refusing the whole spec, before reading any file, when one
     is not there), then keep their bytes; the manifest (normal path -> SHA-256)."""
     found: dict[str, Path] = {}
@@ -164,7 +199,10 @@ def _keep_from_roots(spec: RoomSpec, limits: SeedSettings, store: SeedStore) -> 
     if errors:
         raise ApiError.apply(ApiCode.SEED_REFUSED, errors)
     try:
-        return {normal: store.copy_in(path, limit=limits.max_part_bytes) for normal, path in found.items()}
+        return {
+            normal: store.copy_in(path, limit=limits.max_part_bytes, claim=claim)
+            for normal, path in found.items()
+        }
     except SeedTooLarge as exc:
         raise too_large("a seed file", exc.limit, "seeds.max_part_bytes") from None
 
@@ -300,6 +338,7 @@ async def _receive(request: Request, *, store: SeedStore, limits: SeedSettings) 
         parser.finalize()
     except ApiError as refused:
         receiver.upload.discard()
+        await drain(body)  # bounded: the client still sending reads the refusal
         # Answered in the middle of the body: the rest must not be taken for the next request.
         refused.headers = {**(refused.headers or {}), **CLOSE}
         raise
@@ -314,7 +353,7 @@ async def _receive(request: Request, *, store: SeedStore, limits: SeedSettings) 
     return receiver.upload
 
 
-def _keep_parts(spec: RoomSpec, upload: _Upload, store: SeedStore) -> dict[str, str]:
+def _keep_parts(spec: RoomSpec, upload: _Upload, store: SeedStore, claim: Claim) -> dict[str, str]:
     """Check the parts are exactly the spec's seeds, then keep them; the manifest (path -> SHA-256)."""
     wanted: dict[str, str] = {}
     missing: list[str] = []
@@ -330,7 +369,7 @@ def _keep_parts(spec: RoomSpec, upload: _Upload, store: SeedStore) -> dict[str, 
     ]
     if missing or extra:
         raise ApiError.apply(ApiCode.SEEDS_MISMATCH, [*missing, *extra])
-    return {normal: store.keep(upload.parts[name]) for normal, name in sent.items()}
+    return {normal: store.keep(upload.parts[name], claim=claim) for normal, name in sent.items()}
 
 
 def _normal(name: str) -> str:

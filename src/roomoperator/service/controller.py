@@ -59,15 +59,23 @@ from roomoperator.service.observing import (
 from roomoperator.service.protection import Protection
 from roomoperator.service.queueing import Submitted
 from roomoperator.service.replicas import Replicas
-from roomoperator.service.rooms import Page, RoomRegistry, RoomView, settled, view_from_record
-from roomoperator.service.runs import RunLedger, RunRequest, Submission, has_changes, new_id, reached_apply
+from roomoperator.service.rooms import Page, Pending, RoomRegistry, RoomView, settled, view_from_record
+from roomoperator.service.runs import (
+    RunLedger,
+    RunRequest,
+    Submission,
+    has_changes,
+    new_id,
+    reached_apply,
+    undecided,
+)
 from roomoperator.service.scheduling import Scheduler
 from roomoperator.service.schemas import ConditionType
 from roomoperator.service.seedstore import SeedStore
 from roomoperator.service.sourcing import SourceSink
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
-from roomoperator.store import RunRecord, SpecVersion, Store
+from roomoperator.store import FencedError, RunRecord, SpecVersion, Store
 from roomoperator.store.batching import Desired, StoredStatus
 from roomoperator.store.leases import RUN_EPOCH
 
@@ -82,6 +90,8 @@ class _Target:
     base_dir: Path | None
     confirm: bool
     revision: int | None
+    deciding: bool = False
+    """The run decides whether `revision` becomes desired (an apply's, or a pending revision's)."""
 
 
 class Controller:
@@ -128,7 +138,7 @@ class Controller:
         self._scheduler = Scheduler(
             settings.reconciliation,
             work=self._execute,
-            managed=lambda room_id: self._rooms.managed(room_id) is not None and self._owns(room_id),
+            managed=lambda room_id: self._wanted(room_id) and self._owns(room_id),
             on_queue_change=self._refresh_gauges,
         )
         self._stall_limit = settings.reconciliation.max_cycles_until_converged
@@ -172,8 +182,10 @@ class Controller:
             view = view_from_record(record, seed_root=self.seed_root, latest=latest.get(record.room_id))
             self._rooms.add(view)
             await self.sources.adopt(record.room_id, record.source)
-            if view.managed:
+            if view.wanted:
                 self._scheduler.after_run(view.room_id)
+            if view.pending is not None:  # its last run could not reach the room: try again now
+                self._scheduler.wake(view.room_id)
         for request, status in await self._runs.interrupted():
             log.info(
                 "resuming interrupted run", room_id=request.room_id, correlation_id=request.correlation_id
@@ -200,11 +212,11 @@ class Controller:
         self._reconciler.adopt(await self._store.open_intents(room_ids=room_ids))
         await self._reload(room_ids)
         for room_id in room_ids:
-            if self._rooms.managed(room_id) is not None:
+            if self._wanted(room_id):
                 self._scheduler.after_run(room_id)
         await self.pick_up(await self._store.unfinished_runs(room_ids=room_ids))
         for room_id in room_ids:
-            if self._rooms.managed(room_id) is not None and self._scheduler.idle(room_id):
+            if self._wanted(room_id) and self._scheduler.idle(room_id):
                 self._scheduler.wake(room_id)
         self._refresh_gauges()
 
@@ -238,7 +250,7 @@ class Controller:
         for run in sorted(runs, key=lambda run: (run.revision or 0, run.created_at)):
             if run.correlation_id in self._known or not self._owns(run.room_id):
                 continue
-            request = self._runs._request(run)  # a public `RunLedger.request_of` is asked for (report)
+            request = self._runs.resumed(run)
             async with self._locks[run.room_id]:
                 newest = self._newest.get(run.room_id, 0)
                 if request.spec is not None and (request.revision or 0) < newest:
@@ -261,7 +273,8 @@ class Controller:
     # Views -------------------------------------------------------------------------------------------
 
     def room(self, room_id: str) -> RoomView | None:
-        return self._rooms.get(room_id)
+        view = self._rooms.get(room_id)
+        return None if view is None else view.owned_by(self.owner_of(room_id))
 
     def rooms(self) -> Iterable[RoomView]:
         """Every known room, in the order the operator learnt of them."""
@@ -269,7 +282,11 @@ class Controller:
 
     def rooms_page(self, *, after: str | None, limit: int) -> Page:
         """A page of rooms in room-id order (`GET /status`, `GET /rooms`)."""
-        return self._rooms.page(after=after, limit=limit)
+        page = self._rooms.page(after=after, limit=limit)
+        if self.replicas is not None:
+            for view in page.views:
+                view.owned_by(self.replicas.owner_of(view.room_id))
+        return page
 
     @property
     def queued_count(self) -> int:
@@ -364,6 +381,10 @@ class Controller:
         await self._queued(request, submitted)
         return Submission(request, submitted.started, [*warnings, *accepted.warnings], accepted.unchanged)
 
+    def _wanted(self, room_id: str) -> bool:
+        view = self._rooms.get(room_id)
+        return view is not None and view.wanted
+
     def _owns(self, room_id: str) -> bool:
         return self.replicas is None or self.replicas.owns(room_id)
 
@@ -403,8 +424,8 @@ class Controller:
 
     async def unmanage(self, room_id: str, *, actor: str | None = None) -> bool:
         """Stop reconciling a room (nothing is removed from the room server)."""
-        view = self._rooms.managed(room_id)
-        if view is None:
+        view = self._rooms.get(room_id)
+        if view is None or not view.wanted:
             return False
         self._stop_managing(view)
         await self._store.unmanage(room_id)
@@ -414,7 +435,7 @@ class Controller:
         return True
 
     def _stop_managing(self, view: RoomView) -> None:
-        view.managed = False
+        view.managed, view.pending = False, None
         view.latest = None  # a room managed again later takes any spec, as a new room does
         self._scheduler.forget(view.room_id)
         self._rooms.recount(view)
@@ -424,16 +445,19 @@ class Controller:
         """Another replica accepted runs of these rooms owned here, or stopped managing them: stop too
         (the store says unmanaged while the view here is managed), and pick their runs up."""
         for room_id in room_ids:
-            record, view = await self._store.get_room(room_id), self._rooms.managed(room_id)
-            if record is not None and not record.managed and view is not None:
+            record, view = await self._store.get_room(room_id), self._rooms.get(room_id)
+            stopped = record is not None and not record.managed and record.pending_revision is None
+            if stopped and view is not None and view.wanted:
                 self._stop_managing(view)
         await self.pick_up(await self._store.unfinished_runs(room_ids=room_ids))
 
-    def on_room_event(self, room_id: str, event_id: str | None = None) -> None:
-        """The room server reported event `event_id` in `room_id`: reconcile the room when it is news
-        (drift correction; `scheduling.Scheduler.on_room_event`)."""
+    def on_room_event(self, room_id: str, event_id: str | None = None, *, actor: str | None = None) -> None:
+        """The room server reported event `event_id` in `room_id`, made by `actor` (None: not said, or the
+        operator itself): reconcile the room when it is news (drift correction;
+        `scheduling.Scheduler.on_room_event`), and keep who changed it for the drift notification."""
         seq = int(event_id) if event_id and event_id.isascii() and event_id.isdigit() else None
-        self._scheduler.on_room_event(room_id, seq)
+        if self._scheduler.on_room_event(room_id, seq) and actor is not None:
+            self._observers.room_changed(room_id, actor, seq)
 
     async def _queued(self, request: RunRequest, submitted: Submitted[RunRequest]) -> None:
         """Bookkeeping after `request` went to the queue: the run it superseded, the queued event."""
@@ -452,7 +476,11 @@ class Controller:
     def _target(self, request: RunRequest, view: RoomView) -> _Target | None:
         """The spec to run: the request's own, or the room's desired one (None: the room is unmanaged)."""
         if request.spec is not None:
-            return _Target(request.spec, request.base_dir, request.confirm, request.revision)
+            deciding = request.trigger == "apply" and request.revision is not None
+            return _Target(request.spec, request.base_dir, request.confirm, request.revision, deciding)
+        if (pending := view.pending) is not None:
+            request.revision = pending.revision
+            return _Target(pending.spec, pending.base_dir, pending.confirmed, pending.revision, True)
         if view.spec is None or not view.managed:
             return None
         # Runs of the stored spec keep its confirmation: converging towards a confirmed spec needs no
@@ -465,6 +493,13 @@ class Controller:
         token = RUN_EPOCH.set((request.room_id, epoch) if epoch is not None else None)
         try:
             await self._execute_owned(request)
+        except FencedError as exc:  # another replica owns the room now: it runs (or resumes) the request
+            log.info(
+                "run fenced", room_id=request.room_id, correlation_id=request.correlation_id, reason=str(exc)
+            )
+            self._rooms.ensure(request.room_id).run_interrupted()
+            if not request.done.done():  # a waiting caller gets 202: the new owner runs it
+                request.done.set_result(None)
         finally:
             RUN_EPOCH.reset(token)
             self._known.discard(request.correlation_id)
@@ -543,13 +578,23 @@ class Controller:
     ) -> None:
         """Bookkeeping after a run: the view, the desired spec, the store (one transaction), the next due
         time, stalling."""
-        before = settled(view)
+        before, pending = settled(view), view.pending
         desired = None
-        if request.trigger == "apply" and target.revision is not None and reached_apply(result):
-            desired = target.revision  # the run got past the guardrails: its revision is now desired
-            view.desire(target.spec, base_dir=target.base_dir, confirmed=request.confirm, revision=desired)
+        if target.deciding and target.revision is not None:
+            if reached_apply(result):  # the run got past the guardrails: its revision is now desired
+                desired = target.revision
+                view.desire(target.spec, base_dir=target.base_dir, confirmed=target.confirm, revision=desired)
+            elif undecided(result):  # it could not read or reach the room: the next runs try again
+                view.pending = Pending(target.spec, target.base_dir, target.confirm, target.revision)
+            else:  # refused (guardrails, blocked changes, a changed plan): the desired spec stays
+                view.pending = None
         view.run_finished(result, limit=self._stall_limit)  # after `desire`: conditions name the revision
-        if request.durable or changed or not result.success or before != settled(view):
+        if (
+            request.durable
+            or changed
+            or not result.success
+            or (before, pending) != (settled(view), view.pending)
+        ):
             # A loop run that found a converged room and changed nothing is not worth a store write (nor
             # serialising its result).
             body = result.model_dump(mode="json", by_alias=True)
@@ -559,12 +604,17 @@ class Controller:
                 result,
                 body,
                 changed=changed,
-                desired=None if desired is None else Desired(desired, request.confirm, body.get("diff")),
-                status=StoredStatus(conditions, view.cycles_since_converged, body),
+                desired=None if desired is None else Desired(desired, target.confirm, body.get("diff")),
+                status=StoredStatus(
+                    conditions,
+                    view.cycles_since_converged,
+                    body,
+                    view.pending.revision if view.pending else None,
+                ),
             )
         if desired is not None:
             await self._observers.publish(SpecAccepted(request, result, desired))
-        if view.managed:
+        if view.wanted:
             self._scheduler.after_run(
                 view.room_id, failures=view.failures, room_revision=result.room_revision
             )

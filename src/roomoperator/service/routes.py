@@ -91,17 +91,17 @@ async def apply(
     x_expect_plan: Annotated[str | None, Header(pattern=r"^[0-9a-f]{64}$")] = None,
 ) -> Response:
     body = await read_apply(request, settings=settings)
-    spec, base_dir = body.spec, body.base_dir
-    submission = await controller.apply(
-        spec,
-        base_dir=base_dir,
-        confirm=flag(x_confirm),
-        actor=actor,
-        force=flag(x_force),
-        dry_run=flag(x_dry_run),
-        expect=x_expect_plan,
-        warnings=body.warnings,
-    )
+    async with body.deciding():  # a refused apply keeps none of the seeds it brought
+        submission = await controller.apply(
+            body.spec,
+            base_dir=body.base_dir,
+            confirm=flag(x_confirm),
+            actor=actor,
+            force=flag(x_force),
+            dry_run=flag(x_dry_run),
+            expect=x_expect_plan,
+            warnings=body.warnings,
+        )
     return await answer(submission)
 
 

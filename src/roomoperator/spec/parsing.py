@@ -50,7 +50,7 @@ from ruamel.yaml.events import (
     SequenceEndEvent,
 )
 from ruamel.yaml.nodes import ScalarNode
-from ruamel.yaml.reader import Reader
+from ruamel.yaml.reader import Reader, ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 
 try:
@@ -131,8 +131,23 @@ def parse_documents(text: str) -> list[ParsedDocument]:
         message = " ".join(part for part in (error.context, error.problem) if part) or str(error)
         mark = error.problem_mark or error.context_mark
         raise ParseError(message, _mark(mark) if mark is not None else None) from error
+    except ReaderError as error:  # a character YAML refuses, found before any mark is made: placed here
+        message = str(error).strip().splitlines()[0]
+        raise ParseError(message, _place(text, error.position)) from error
     except YAMLError as error:
         raise ParseError(str(error).strip().splitlines()[-1]) from error
+
+
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+"""What YAML counts as one line break."""
+
+
+def _place(text: str, position: int) -> Mark:
+    """The line and column (1-based, as `_mark` gives them) of the character at `position` of `text`."""
+    line, start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, position):
+        line, start = line + 1, match.end()
+    return line, position - start + 1
 
 
 _JSON_MAX_KEY = 64
