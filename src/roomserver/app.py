@@ -15,9 +15,9 @@ from roomcontract.routing import RouteTolerance
 from roomserver import __version__
 from roomserver.api import artifacts, batch, events, health, mcp, operator
 from roomserver.api.conditional import NotModified
-from roomserver.api.fencing import FenceScope
 from roomserver.api.guard import BodyGuard
 from roomserver.api.schemas import invalid_request
+from roomserver.api.scoping import RequestScope
 from roomserver.errors import RoomServerError
 from roomserver.hub.routes import Hub
 from roomserver.server import RoomServer
@@ -72,7 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         "(wire-compatible with the reference RoomServer, plus the operator endpoints).",
         lifespan=lifespan,
     )
-    app.add_middleware(FenceScope)  # innermost: the routes' writes see their request's fence
+    app.add_middleware(RequestScope)  # innermost: the routes' writes see their request's fence and caller
     app.add_middleware(BodyGuard)  # inner to RouteTolerance: it sees the declared route spelling
     app.add_middleware(RouteTolerance, routes=lambda: app.routes)
     app.add_middleware(NotModified)  # outermost: a current conditional state read costs nothing more

@@ -146,3 +146,20 @@ async def test_hub_activity_is_on_the_durable_event_log(
     ]
     assert frames[3][1]["type"] == "message"
     assert frames[3][1]["payload"]["from"] == "E-alice"
+
+
+async def test_hub_events_are_by_the_session_s_entity(
+    server: RoomServerHandle, rest: httpx.AsyncClient
+) -> None:
+    async with hub_client(server.url, server.token) as alice:
+        await alice.invoke("Join", ROOM, entity("E-alice"))  # ENTITY.JOIN, ROOM.STATE
+        await alice.invoke("SendToRoom", ROOM, chat("E-alice", "hello"))  # the message
+    actors: list[str | None] = []
+    params = {"roomId": ROOM, "withActor": "1"}
+    async with rest.stream("GET", "/events", params=params, headers={"Last-Event-ID": "0"}) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: ") and '"connected"' not in line:
+                actors.append(json.loads(line.removeprefix("data: "))["actor"])
+                if len(actors) == 5:  # and the leave, with the room's end
+                    break
+    assert actors == ["E-alice"] * 5  # not the token's name (`test`): the entity the session is

@@ -131,3 +131,34 @@ async def test_drift_corrected_and_a_source_that_fails(
         assert drift.body["roomId"] == ROOM
         assert drift.body["details"]["trigger"] == "event"
         assert any("E-agent-1" in item for item in drift.body["details"]["applied"])
+        assert drift.body["details"]["changedBy"] == ["admin"]  # the room server's token, not a member
+
+
+async def test_drift_corrected_names_the_member_who_changed_the_room(
+    roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A member the operator declared deletes the seeded document itself: the operator puts it back and
+    both receivers are told who changed it (the operator's own writes name nobody)."""
+    async with receiving() as receiver, receiving() as slack_receiver:
+        drift_only = target(receiver, kinds=["drift.corrected"])
+        slack = target(slack_receiver, name="slack", format="slack", kinds=["drift.corrected"])
+        settings = notifying(roomserver, tmp_path, drift_only, slack)
+        async with running_operator(settings) as operator:
+            applied = await operator.http.post("/apply", json=room_spec(ROOM, artifacts=1))
+            assert applied.status_code == 200, applied.text
+            async with asyncio.timeout(10):
+                await operator.app.state.follower.connected.wait()
+                await operator.controller.wait_idle()
+            member = {"X-Entity-Id": "E-agent-1"}
+            assert (await admin.delete(f"/rooms/{ROOM}/artifacts/doc-0", headers=member)).status_code == 204
+            (drift,) = await receiver.wait_for(1)
+            (slack_text,) = await slack_receiver.wait_for(1)
+            await operator.controller.wait_idle()
+        assert (await admin.get(f"/rooms/{ROOM}/artifacts/doc-0/hash")).status_code == 200  # put back
+        assert (drift.kind, drift.signed) == ("drift.corrected", True)
+        assert drift.body["details"]["trigger"] == "event"
+        assert any("doc-0" in item for item in drift.body["details"]["applied"])
+        assert drift.body["details"]["changedBy"] == ["E-agent-1"]
+        assert drift.body["summary"].endswith("(changed by E-agent-1)")
+        assert slack_text.body["text"].startswith(f"*drift.corrected* in `{ROOM}`: drift corrected:")
+        assert slack_text.body["text"].endswith("(changed by E-agent-1)")

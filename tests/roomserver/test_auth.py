@@ -132,7 +132,11 @@ async def test_routes_enforce_their_scope(tmp_path: Path) -> None:
             answer = await http.request(method, path, headers=auth, json={})
             assert answer.status_code == 403, (method, path)
         who = await http.get("/auth/whoami", headers=auth)
-        assert who.json() == {"name": "test", "scopes": ["room:read"], "features": ["batch.v1", "fencing.v1"]}
+        assert who.json() == {
+            "name": "test",
+            "scopes": ["room:read"],
+            "features": ["batch.v1", "fencing.v1", "events.actor.v1"],
+        }
         assert (await http.get("/health")).status_code == 200
 
 

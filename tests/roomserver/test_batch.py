@@ -34,7 +34,11 @@ async def _batch(client: httpx.AsyncClient, items: list[dict[str, Any]], room: s
 
 
 async def test_whoami_announces_the_batch(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/auth/whoami")).json()["features"] == ["batch.v1", "fencing.v1"]
+    assert (await client.get("/auth/whoami")).json()["features"] == [
+        "batch.v1",
+        "fencing.v1",
+        "events.actor.v1",
+    ]
 
 
 async def test_items_answer_as_their_single_endpoints_and_repeat_as_no_ops(client: httpx.AsyncClient) -> None:

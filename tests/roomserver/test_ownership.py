@@ -128,6 +128,7 @@ async def test_a_version_1_database_is_migrated_and_old_rows_have_no_writer(tmp_
         conn.execute("ALTER TABLE rooms DROP COLUMN manager")
         conn.execute("ALTER TABLE artifact_versions DROP COLUMN created_by")
         conn.execute("ALTER TABLE artifact_heads DROP COLUMN created_by")
+        conn.execute("ALTER TABLE events DROP COLUMN actor")
         conn.execute(
             "INSERT INTO rooms VALUES (?, 'init', ?, 't', 't')",
             (
@@ -156,5 +157,5 @@ async def test_a_version_1_database_is_migrated_and_old_rows_have_no_writer(tmp_
     finally:
         await migrated.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()

@@ -150,12 +150,12 @@ async def test_events_up_to_the_last_read_are_not_news() -> None:
     plan = scheduler(work)
     plan.submit(RunRequest.of("room-a", "apply"))
     await plan.join()
-    for seq in (3, 9):  # the run's own writes, reported after it ended
-        plan.on_room_event("room-a", seq)
+    for seq in (3, 9):  # the run's own writes, reported after it ended: not news (nor anyone's change)
+        assert not plan.on_room_event("room-a", seq)
     wait = plan.schedule.seconds_until_next()
     assert wait is not None
     assert wait > 99, "still an interval away"
-    plan.on_room_event("room-a", 10)
+    assert plan.on_room_event("room-a", 10)
     assert plan.schedule.seconds_until_next() == 0
     plan.after_run("room-a", room_revision=10)
     plan.on_room_event("room-a", None)  # an event without an id is always news

@@ -4,6 +4,11 @@ The operator uses it to correct drift at once instead of waiting for the next in
 read through `RoomServerClient.events` (the client's one request funnel) and resumed with `Last-Event-ID`
 after any disconnection, so no change is missed while reconnecting; reconnects wait by the operator's one
 backoff formula (`model.backoff`), starting over once a stream was open.
+
+A server that lists `events.actor.v1` in `GET /auth/whoami` is asked for each event's actor
+(`withActor=1`, `roomcontract.actors`), and each change reports who made it, so a drift notification can
+name them; the operator's own writes (its token's name) report none. Other servers (the reference has no
+whoami) are followed as before, without actors.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
+from roomcontract.actors import ACTOR_KEY, EVENT_ACTOR_FEATURE
 from roomoperator.clients.errors import RoomServerError
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.model.backoff import Backoff
@@ -21,14 +28,25 @@ from roomoperator.model.backoff import Backoff
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class RoomChange:
+    """One room event, as the follower reports it."""
+
+    room_id: str
+    event_id: str | None
+    """The event's id (its sequence number on this project's server), None when the frame had none."""
+    actor: str | None
+    """Who made it when the server says so and it was not the operator's own token; None otherwise."""
+
+
 class RoomEventFollower:
-    """Calls `on_change(room_id)` for every room event; `connected` is set while the stream is open."""
+    """Calls `on_change(change)` for every room event; `connected` is set while the stream is open."""
 
     def __init__(
         self,
         base_url: str,
         *,
-        on_change: Callable[[str], None],
+        on_change: Callable[[RoomChange], None],
         token: str | None = None,
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
@@ -54,15 +72,22 @@ class RoomEventFollower:
                 await asyncio.sleep(self._backoff.delay(failures))
 
     async def _follow(self, client: RoomServerClient) -> None:
-        async for event in client.events(last_event_id=self.last_event_id):
+        with_actor = EVENT_ACTOR_FEATURE in await client.features()
+        own = (await client.whoami()).name if with_actor else None
+        async for event in client.events(last_event_id=self.last_event_id, with_actor=with_actor):
             self.connected.set()  # the server's first event (`connected`) proves the stream open
             if event.event != "event":
                 continue
             if event.id:
                 self.last_event_id = event.id
             try:
-                room_id = json.loads(event.data).get("roomId")
-            except (ValueError, AttributeError):
+                envelope = json.loads(event.data)
+            except ValueError:
                 continue
-            if isinstance(room_id, str):
-                self.on_change(room_id)
+            room_id = envelope.get("roomId") if isinstance(envelope, dict) else None
+            if not isinstance(room_id, str):
+                continue
+            actor = envelope.get(ACTOR_KEY)
+            if not isinstance(actor, str) or actor == own:
+                actor = None
+            self.on_change(RoomChange(room_id, event.id or None, actor))

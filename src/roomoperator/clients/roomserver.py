@@ -41,6 +41,7 @@ import aiohttp
 from cachetools import LRUCache
 from pydantic import ValidationError
 
+from roomcontract.actors import WITH_ACTOR
 from roomcontract.batch import BATCH_FEATURE
 from roomcontract.entities import Membership
 from roomcontract.fencing import FENCE_HEADER
@@ -275,11 +276,17 @@ class RoomServerClient(SessionClient):
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     sink.write(chunk)
 
-    async def events(self, *, last_event_id: str | None = None) -> AsyncIterator[SseEvent]:
+    async def events(
+        self, *, last_event_id: str | None = None, with_actor: bool = False
+    ) -> AsyncIterator[SseEvent]:
         """`GET /events`: every room event after `last_event_id` (all new ones when None) as it happens,
-        first a `connected` event; ends when the server closes the stream."""
+        first a `connected` event; ends when the server closes the stream. `with_actor` asks a server with
+        `events.actor.v1` to name each event's actor (`roomcontract.actors`)."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        async with self._exchange("GET", "/events", headers=headers, timeout=self._stream_timeout) as answer:
+        params = {WITH_ACTOR: "1"} if with_actor else {}
+        async with self._exchange(
+            "GET", "/events", headers=headers, params=params, timeout=self._stream_timeout
+        ) as answer:
             async for event in read_events(answer):
                 yield event
 

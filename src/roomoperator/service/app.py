@@ -126,8 +126,9 @@ def create_app(settings: OperatorSettings) -> FastAPI:
             follower = RoomEventFollower(
                 settings.room_server.base_url,
                 token=token,
-                # The follower sets `last_event_id` to each event's id before it reports the event.
-                on_change=lambda room_id: controller.on_room_event(room_id, follower.last_event_id),
+                on_change=lambda change: controller.on_room_event(
+                    change.room_id, change.event_id, actor=change.actor
+                ),
             )
             app.state.follower = follower
             tasks.append(asyncio.create_task(follower.run(), name="room-server-events"))

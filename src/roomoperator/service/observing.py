@@ -5,6 +5,8 @@ The controller publishes an event (`RunStarted`, `PhaseStarted`, `RunFinished`, 
 and never calls a metric, the health monitor, the audit log or the notifier itself. Phase durations
 come from the engine's progress callback (`PhaseStarted` at each phase start), not from audit entries. Every
 `Observers` also logs (`LogObserver`): one line per run that changed a room, per failure, per stall.
+Who changed a room (`RoomChangedBy`, from the room server's event log) reaches the notifications
+synchronously, as phase starts reach the metrics: the event follower's callback cannot await.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from roomoperator.model.results import RunResult
 from roomoperator.notifications.delivery import Notifier
 from roomoperator.notifications.messages import Notice
 from roomoperator.service.auditing import AuditLog
+from roomoperator.service.changers import Changers
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.rooms import RoomRegistry
@@ -108,6 +111,16 @@ class RoomUnmanaged:
     room_id: str
     actor: str | None
     correlation_id: str
+
+
+@dataclass(frozen=True)
+class RoomChangedBy:
+    """The room server logged event `seq` of the room, made by `actor` (not the operator itself), and it
+    is news to the room's runs."""
+
+    room_id: str
+    actor: str
+    seq: int | None
 
 
 @dataclass(frozen=True)
@@ -315,11 +328,19 @@ class AuditObserver:
 class NotificationObserver:
     """The events that need a person, as webhook notifications (`notifications/`): a failed run, a
     guardrail refusal (with the diff it would have made), drift corrected (what was changed back), a room
-    turning Stalled and converging again, a source that failed to sync."""
+    turning Stalled and converging again, a source that failed to sync.
+
+    A drift notification names who changed the room (`changedBy`: the actors of the room-server events
+    its run read, `changers.py`), where the room server's event log says."""
 
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
         self._stalled: set[str] = set()
+        self._changers = Changers()
+
+    def room_changed(self, event: RoomChangedBy) -> None:
+        """Synchronous: the event follower's callback cannot await."""
+        self._changers.seen(event.room_id, event.actor, event.seq)
 
     async def observe(self, event: RunEvent) -> None:
         notice = self._notice(event)
@@ -330,6 +351,8 @@ class NotificationObserver:
         match event:
             case RunFinished(request=request, result=result, changed=changed):
                 room, correlation = result.room_id, result.correlation_id
+                # A run that failed corrected nothing: who changed the room is for the next one.
+                changed_by = self._changers.take(room, read_at=result.room_revision) if result.success else ()
                 if result.code is RunCode.GUARDRAILS_EXCEEDED:
                     diff = result.diff.model_dump(by_alias=True, exclude_defaults=True) if result.diff else {}
                     details: dict[str, Any] = {"errors": list(result.errors), "wouldChange": diff}
@@ -348,8 +371,14 @@ class NotificationObserver:
                     self._stalled.discard(room)
                     return Notice(NotificationKind.ROOM_RECOVERED, room, "converged again", correlation)
                 if changed and result.applied and request.trigger in ("loop", "event"):
-                    details = {"applied": list(result.applied), "trigger": request.trigger}
+                    details = {
+                        "applied": list(result.applied),
+                        "trigger": request.trigger,
+                        "changedBy": list(changed_by),
+                    }
                     summary = f"drift corrected: {', '.join(result.applied[:5])}"
+                    if changed_by:
+                        summary += f" (changed by {', '.join(changed_by)})"
                     return Notice(
                         NotificationKind.DRIFT_CORRECTED, room, summary, correlation, details=details
                     )
@@ -374,6 +403,8 @@ class NotificationObserver:
                     source=source,
                     details={"errors": list(errors)},
                 )
+            case RoomUnmanaged(room_id=room_id):
+                self._changers.forget(room_id)
         return None
 
 
@@ -383,9 +414,16 @@ class Observers:
     def __init__(self, metrics: MetricsObserver, *others: Observer) -> None:
         self._metrics = metrics
         self._all: tuple[Observer, ...] = (metrics, *others, LogObserver())
+        self._notifications = [o for o in others if isinstance(o, NotificationObserver)]
 
     def phase_started(self, event: PhaseStarted) -> None:
         self._metrics.phase_started(event)
+
+    def room_changed(self, room_id: str, actor: str, seq: int | None) -> None:
+        """`actor` made event `seq` of the room, news to its runs (`RoomChangedBy`)."""
+        event = RoomChangedBy(room_id, actor, seq)
+        for observer in self._notifications:
+            observer.room_changed(event)
 
     async def publish(self, event: RunEvent) -> None:
         for observer in self._all:

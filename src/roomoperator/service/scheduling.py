@@ -119,17 +119,21 @@ class Scheduler:
         """No run of the room in flight or pending."""
         return not self._queue.busy(room_id)
 
-    def on_room_event(self, room_id: str, seq: int | None = None) -> None:
+    def on_room_event(self, room_id: str, seq: int | None = None) -> bool:
         """The room server reported event `seq` (its id) in `room_id`: when it is news, reconcile the room
-        now, or when its backoff ends (drift correction); while the room runs, once the run has ended."""
+        now, or when its backoff ends (drift correction); while the room runs, once the run has ended.
+        True when the event may be news to the room's runs (managed here, and not read by its last run)."""
         if not self._managed(room_id):
-            return
+            return False
         if self._queue.busy(room_id):
             previous = self._arrived.get(room_id, 0)
             newest = None if seq is None or previous is None else max(seq, previous)
             self._arrived[room_id] = newest
-        elif self._news(room_id, seq):
+            return True
+        if self._news(room_id, seq):
             self._wake(room_id)
+            return True
+        return False
 
     def _news(self, room_id: str, seq: int | None) -> bool:
         """Is event `seq` newer than what the room's last run read? (An event without an id always is.)"""

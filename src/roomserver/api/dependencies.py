@@ -1,5 +1,8 @@
 """Request dependencies: the server, the caller's token and scope, a valid room id (and the request's fence),
-the member identity."""
+the member identity (the token's name or the member is the actor of the request's writes).
+
+Every dependency is `async def`: none of them blocks, and FastAPI runs a plain `def` one on a worker
+thread, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from roomserver.domain.entities import Entity
 from roomserver.domain.identifiers import ENTITY_ID, check_room_id
 from roomserver.errors import RoomServerError
 from roomserver.server import RoomServer
-from roomserver.storage import fencing, repository
+from roomserver.storage import actors, fencing, repository
 
 _bearer = HTTPBearer(
     auto_error=False, description="Token from the tokens file (`roomserver serve --tokens`)."
@@ -33,7 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_server(request: Request) -> RoomServer:
+async def get_server(request: Request) -> RoomServer:
     server: RoomServer = request.app.state.roomserver
     return server
 
@@ -51,7 +54,7 @@ class RequireScope:
 
     scope: Scope | None
 
-    def __call__(
+    async def __call__(
         self,
         request: Request,
         server: Server,
@@ -60,6 +63,7 @@ class RequireScope:
         principal = server.tokens.authenticate(request.headers.get("authorization"))
         if self.scope is not None:
             principal.require(self.scope)
+        actors.authenticated(principal.name)  # the events of the request's writes are by it
         return principal
 
 
@@ -68,7 +72,7 @@ class UploadBody:
     """Marks a route whose body is an artifact upload: `api.guard` allows it `max_upload_body_bytes`
     (every other route gets `max_body_bytes`) and lets it pause up to `body_timeout_seconds` per chunk."""
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         return None
 
 
@@ -79,7 +83,7 @@ UPLOAD_BODY: Final = Depends(UploadBody())
 class BatchBody:
     """Marks the batch route: `api.guard` allows it `max_batch_body_bytes`."""
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         return None
 
 
@@ -98,7 +102,7 @@ PolicyWriter = Annotated[Principal, _scoped("room:policies:write")]
 Admin = Annotated[Principal, _scoped("room:admin")]
 
 
-def _room_id(
+async def _room_id(
     room_id: Annotated[str, Path(alias="roomId")],
     fence: Annotated[
         str | None,
@@ -138,6 +142,7 @@ async def _member(
         entity = await server.db.run(repository.get_entity, room_id, x_entity_id)
     if entity is None:
         raise RoomServerError(403, "entity is not declared in this room", code="PERM_DENIED")
+    actors.member(entity.id)  # the member, not the token, made the request's writes
     return entity
 
 

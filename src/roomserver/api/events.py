@@ -2,7 +2,9 @@
 
 `sse-starlette` writes the frames and the keep-alive pings; the bytes are the ones the reference clients
 read: LF line ends, `event: connected` first, then per room event `id: <seq>`, `event: event` and the
-RoomEvent envelope as compact JSON `data`, and a `: ping` comment every `sse_ping_seconds`.
+RoomEvent envelope as compact JSON `data`, and a `: ping` comment every `sse_ping_seconds`. With
+`withActor=1` each envelope also names who made the event (`"actor"`, `roomcontract.actors`); without
+it the envelope is the reference's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from roomcontract.actors import WITH_ACTOR
 from roomserver.api.dependencies import ERRORS, Reader, Server
 from roomserver.domain.events import RoomEvent
 from roomserver.domain.identifiers import check_room_id
@@ -34,9 +37,9 @@ def _data(document: dict[str, Any]) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
-def event_frame(event: RoomEvent) -> ServerSentEvent:
+def event_frame(event: RoomEvent, *, with_actor: bool = False) -> ServerSentEvent:
     """A stored room event: its sequence number is the SSE `id`, which `Last-Event-ID` resumes after."""
-    envelope = event.envelope()  # `event: event`, or `event: message` for a hub message
+    envelope = event.envelope(with_actor=with_actor)  # `event: event`, or `event: message` for a message
     return ServerSentEvent(_data(envelope), event=envelope["type"], id=str(event.seq), sep=_SEP)
 
 
@@ -54,7 +57,9 @@ def ping_frame() -> ServerSentEvent:
     return ServerSentEvent(comment="ping", sep=_SEP)
 
 
-async def _stream(server: RoomServer, room_id: str | None, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _stream(
+    server: RoomServer, room_id: str | None, after: int, *, with_actor: bool
+) -> AsyncIterator[ServerSentEvent]:
     yield connected_frame(now_iso())
     cursor = after
     feed = server.feed
@@ -62,7 +67,7 @@ async def _stream(server: RoomServer, room_id: str | None, after: int) -> AsyncI
         known = feed.latest
         batch = await server.db.run(repository.events_after, cursor, room_id, limit=_BATCH)
         for event in batch:
-            yield event_frame(event)
+            yield event_frame(event, with_actor=with_actor)
         if len(batch) == _BATCH:
             cursor = batch[-1].seq
             continue
@@ -82,9 +87,13 @@ async def events(
     server: Server,
     _: Reader,
     room_id: Annotated[str | None, Query(alias="roomId", description="only this room's events")] = None,
+    with_actor: Annotated[
+        bool, Query(alias=WITH_ACTOR, description="add each event's `actor` (who made it) to its envelope")
+    ] = False,
     last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
 ) -> EventSourceResponse:
-    """`connected` first, then every room event (`id:` = its sequence number); `: ping` every 10 s."""
+    """`connected` first, then every room event (`id:` = its sequence number); `: ping` every 10 s. The
+    actor is shown to the same `room:read` tokens that read the events."""
     if room_id is not None:
         check_room_id(room_id)
     after = server.feed.latest
@@ -94,7 +103,7 @@ async def events(
         except InputError as exc:
             raise bad_request("INVALID_LAST_EVENT_ID", str(exc)) from None
     return EventSourceResponse(
-        _stream(server, room_id, after),
+        _stream(server, room_id, after, with_actor=with_actor),
         media_type="text/event-stream; charset=utf-8",
         headers=_SSE_HEADERS,
         ping=server.settings.sse_ping_seconds,

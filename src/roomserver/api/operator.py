@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
+from roomcontract.actors import EVENT_ACTOR_FEATURE
 from roomcontract.batch import BATCH_FEATURE
 from roomcontract.fencing import FENCING_FEATURE
 from roomserver.api.conditional import names, resources_of
@@ -48,7 +49,7 @@ from roomserver.storage import repository
 router = APIRouter(tags=["operator"], responses=ERRORS)
 
 
-FEATURES: Final = (BATCH_FEATURE, FENCING_FEATURE)
+FEATURES: Final = (BATCH_FEATURE, FENCING_FEATURE, EVENT_ACTOR_FEATURE)
 """What `GET /auth/whoami` announces beyond the reference contract (`POST /room/{roomId}/batch`)."""
 
 

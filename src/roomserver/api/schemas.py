@@ -278,7 +278,9 @@ class HashOut(Strict):
 class WhoamiOut(Strict):
     name: str
     scopes: list[str]
-    features: list[str] = Field(description="optional capabilities of this server: `batch.v1`, `fencing.v1`")
+    features: list[str] = Field(
+        description="optional capabilities of this server: `batch.v1`, `fencing.v1`, `events.actor.v1`"
+    )
 
 
 class BatchItemError(BaseModel):

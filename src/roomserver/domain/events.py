@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from roomcontract.actors import ACTOR_KEY
+
 ENTITY_JOIN: Final = "ENTITY.JOIN"
 ENTITY_UPDATED: Final = "ENTITY.UPDATED"
 ENTITY_LEAVE: Final = "ENTITY.LEAVE"
@@ -39,25 +41,33 @@ class RoomEvent:
     ts: str
     kind: str
     data: dict[str, Any]
+    actor: str | None = None
+    """Who made it: the member of `X-Entity-Id` or the hub session's entity, else the token's name (None
+    for an event logged before actors were kept, or by the server itself)."""
 
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self, *, with_actor: bool = False) -> dict[str, Any]:
         """The reference RoomEvent envelope (hub `event` argument, SSE `data`); a hub message's is the
-        reference's SSE message item, `{"id", "roomId", "ts", "type": "message", "payload": MessageModel}`."""
+        reference's SSE message item, `{"id", "roomId", "ts", "type": "message", "payload": MessageModel}`.
+        `with_actor` adds `"actor"` (`GET /events?withActor=1`); the reference shape has none."""
         if self.kind == MESSAGE:
-            return {
+            document: dict[str, Any] = {
                 "id": str(self.seq),
                 "roomId": self.room_id,
                 "ts": self.ts,
                 "type": "message",
                 "payload": self.data,
             }
-        return {
-            "id": str(self.seq),
-            "roomId": self.room_id,
-            "ts": self.ts,
-            "type": "event",
-            "payload": {"kind": self.kind, "data": self.data},
-        }
+        else:
+            document = {
+                "id": str(self.seq),
+                "roomId": self.room_id,
+                "ts": self.ts,
+                "type": "event",
+                "payload": {"kind": self.kind, "data": self.data},
+            }
+        if with_actor:
+            document[ACTOR_KEY] = self.actor
+        return document
 
 
 def artifact_written(name: str, version: int, sha256: str) -> PendingEvent:

@@ -37,7 +37,7 @@ from roomserver.domain.timestamps import now_iso
 from roomserver.errors import RoomServerError, bad_request
 from roomserver.hub import protocol
 from roomserver.server import RoomServer
-from roomserver.storage import repository
+from roomserver.storage import actors, repository
 
 log = logging.getLogger("roomserver.hub")
 
@@ -140,8 +140,10 @@ class HubMethods:
         self.send = send
         self.delivered = delivered
 
-    async def _store(self, room_id: str, pending: list[PendingEvent]) -> None:
-        stored = await self.server.db.run(repository.append_events, room_id, pending)
+    async def _store(self, room_id: str, pending: list[PendingEvent], *, by: str) -> None:
+        """Log the events of entity `by` (their actor) and wait until they went out to the room."""
+        with actors.acting(by):
+            stored = await self.server.db.run(repository.append_events, room_id, pending)
         await self.delivered(stored[-1].seq)
 
     # --- presence -----------------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ class HubMethods:
         if self.sessions.add(session, caller.close):
             try:
                 await self._presence(
-                    room_id, PendingEvent(ev.ENTITY_JOIN, {"entity": entity.to_wire()}), True
+                    room_id, PendingEvent(ev.ENTITY_JOIN, {"entity": entity.to_wire()}), True, by=entity.id
                 )
             except BaseException:
                 self.sessions.remove(caller.connection_id)
@@ -210,15 +212,17 @@ class HubMethods:
     async def _leave(self, session: Session) -> None:
         removed = self.sessions.remove(session.connection_id)
         if removed is not None and removed[1]:
+            entity_id = session.entity.id
             await self._presence(
-                session.room_id, PendingEvent(ev.ENTITY_LEAVE, {"entityId": session.entity.id}), False
+                session.room_id, PendingEvent(ev.ENTITY_LEAVE, {"entityId": entity_id}), False, by=entity_id
             )
 
-    async def _presence(self, room_id: str, event: PendingEvent, joined: bool) -> None:
+    async def _presence(self, room_id: str, event: PendingEvent, joined: bool, *, by: str) -> None:
         live = self.sessions.entities(room_id)
-        stored = await self.server.db.run(
-            repository.record_presence, room_id, event, live=live, joined=joined
-        )
+        with actors.acting(by):
+            stored = await self.server.db.run(
+                repository.record_presence, room_id, event, live=live, joined=joined
+            )
         await self.delivered(stored[-1].seq)
 
     def _roster(self, room_id: str) -> list[dict[str, Any]]:
@@ -250,7 +254,7 @@ class HubMethods:
             if target is None:
                 raise RoomServerError(404, "command target not connected", code="TARGET_NOT_FOUND")
             self._check_command(session, target.entity)
-        await self._store(room_id, [PendingEvent(ev.MESSAGE, message.to_wire())])
+        await self._store(room_id, [PendingEvent(ev.MESSAGE, message.to_wire())], by=session.entity.id)
 
     def _direct(self, session: Session, message: msg.Message, target_id: str) -> None:
         """A direct message goes to the sender's and the target's connections only, and is not logged."""
@@ -293,15 +297,16 @@ class HubMethods:
             "key": f"{resolved.provider.id}:{resolved.tool_id}",
             "callerEntityId": session.entity.id,
         }
-        await self._store(room_id, [PendingEvent(ev.RESOURCE_CALLED, {**about, "args": args})])
+        caller_id = session.entity.id
+        await self._store(room_id, [PendingEvent(ev.RESOURCE_CALLED, {**about, "args": args})], by=caller_id)
         try:
             output, raw = await providers.call(resolved, args)
         except ToolError as exc:
             failed = {**about, "ok": False, "error": exc.message, "code": exc.code}
-            await self._store(room_id, [PendingEvent(ev.RESOURCE_RESULT, failed)])
+            await self._store(room_id, [PendingEvent(ev.RESOURCE_RESULT, failed)], by=caller_id)
             raise
         await self._store(
-            room_id, [PendingEvent(ev.RESOURCE_RESULT, {**about, "ok": True, "output": output})]
+            room_id, [PendingEvent(ev.RESOURCE_RESULT, {**about, "ok": True, "output": output})], by=caller_id
         )
         return {"ok": True, "rawOutput": raw, "error": None, "code": None}
 

@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from roomserver.storage import fencing
+from roomserver.storage import actors, fencing
 
 P = ParamSpec("P")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; a database written by a newer server is refused, not misread
+SCHEMA_VERSION = 4  # PRAGMA user_version; a database written by a newer server is refused, not misread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -94,7 +94,8 @@ CREATE TABLE IF NOT EXISTS events (
     room_id TEXT NOT NULL,
     ts      TEXT NOT NULL,
     kind    TEXT NOT NULL,
-    data    TEXT NOT NULL
+    data    TEXT NOT NULL,
+    actor   TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_room ON events (room_id, seq);
 CREATE TABLE IF NOT EXISTS fences (
@@ -110,6 +111,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE artifact_heads ADD COLUMN created_by TEXT",
     ),
     3: (),  # the `fences` table (operator replicas' lease epochs, `fencing.py`): created by `SCHEMA`
+    4: ("ALTER TABLE events ADD COLUMN actor TEXT",),  # who made each event (`actors.py`; NULL before)
 }
 """The statements that bring a database of the previous version to each version (`SCHEMA` has them all)."""
 
@@ -244,19 +246,20 @@ class Database:
     ) -> T:
         """Run `operation(conn, *args, **kwargs)`: on a reader connection when it is `read_only`, else
         through the commit queue (answered once its group is durable), fenced when the request is
-        (`fencing.py`)."""
+        (`fencing.py`), its events kept with the caller's actor (`actors.py`)."""
         if self._conn is None or self._loop is None or self._readers is None:
             raise RuntimeError("database is not open")
         if getattr(operation, _READ_ONLY, False):
             read = functools.partial(self._read, operation, *args, **kwargs)
             return await self._loop.run_in_executor(self._readers, read)
         future: asyncio.Future[T] = self._loop.create_future()
-        fence = fencing.current()
+        fence, actor = fencing.current(), actors.current()
 
         def write(conn: sqlite3.Connection) -> T:
             if fence is not None:  # checked and recorded in the write's own savepoint
                 fencing.check(conn, fence)
-            return operation(conn, *args, **kwargs)
+            with actors.acting(actor):  # on the writer thread: the events the write appends are by it
+                return operation(conn, *args, **kwargs)
 
         self._queue.put(_Write(write, future))
         return await future

@@ -2,7 +2,8 @@
 savepoint within the group commit's transaction, `storage/database.py`); reads are marked `read_only`.
 
 Each change appends its events to the `events` table in the same transaction, so the event log and the
-data never disagree, and `GET /events` can replay exactly what happened.
+data never disagree, and `GET /events` can replay exactly what happened (and, asked, who did: each event
+keeps the actor of its write, `actors.py`).
 
 Longer than most modules on purpose: every SQL statement of the room server is here (but the schema and
 the group commit's report of changed rooms, in `database.py`), so what one transaction reads and writes,
@@ -34,6 +35,7 @@ from roomserver.domain.policies import RoomPolicies
 from roomserver.domain.rooms import UNDECLARED, RoomStatus, status_after_join, status_after_leave
 from roomserver.domain.timestamps import now_iso
 from roomserver.errors import RoomServerError, artifact_error
+from roomserver.storage import actors
 from roomserver.storage.database import read_only, transaction
 
 ROOM_WORKSPACE = ""  # `owner` column value of the room workspace (entity workspaces store the entity id)
@@ -97,13 +99,15 @@ def _set_status(conn: sqlite3.Connection, room_id: str, status: RoomStatus, now:
 
 
 def _emit(conn: sqlite3.Connection, room_id: str, now: str, pending: list[PendingEvent]) -> list[RoomEvent]:
+    """Append `pending` to the log, each with the actor of the write being made (`actors.py`)."""
+    actor = actors.current()
     stored = []
     for event in pending:
         cursor = conn.execute(
-            "INSERT INTO events (room_id, ts, kind, data) VALUES (?, ?, ?, ?)",
-            (room_id, now, event.kind, _dumps(event.data)),
+            "INSERT INTO events (room_id, ts, kind, data, actor) VALUES (?, ?, ?, ?, ?)",
+            (room_id, now, event.kind, _dumps(event.data), actor),
         )
-        stored.append(RoomEvent(cast(int, cursor.lastrowid), room_id, now, event.kind, event.data))
+        stored.append(RoomEvent(cast(int, cursor.lastrowid), room_id, now, event.kind, event.data, actor))
     return stored
 
 
@@ -116,16 +120,18 @@ def last_seq(conn: sqlite3.Connection) -> int:
 def events_after(conn: sqlite3.Connection, after: int, room_id: str | None, *, limit: int) -> list[RoomEvent]:
     if room_id is None:
         rows = conn.execute(
-            "SELECT seq, room_id, ts, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, room_id, ts, kind, data, actor FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         )
     else:
         rows = conn.execute(
-            "SELECT seq, room_id, ts, kind, data FROM events "
+            "SELECT seq, room_id, ts, kind, data, actor FROM events "
             "WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (room_id, after, limit),
         )
-    return [RoomEvent(seq, room, ts, kind, json.loads(data)) for seq, room, ts, kind, data in rows]
+    return [
+        RoomEvent(seq, room, ts, kind, json.loads(data), actor) for seq, room, ts, kind, data, actor in rows
+    ]
 
 
 # --- entities ---------------------------------------------------------------------------------------------
