@@ -2,9 +2,9 @@
 
 It is thin on purpose and composes one part per concern: the room registry (`rooms`), the durable run
 lifecycle (`runs`), scheduling over the queue and loop (`scheduling`), the acceptance rules
-(`acceptance`), the observers of run events (`observing`: metrics, health, audit, notifications) and
-the GitOps sources' side (`sourcing`). It is the only caller of the engine's `Reconciler`. Routes and
-the CLI use only its public methods.
+(`acceptance`), running one request and what follows it (`execution`), the observers of run events
+(`observing`: metrics, health, audit, notifications) and the GitOps sources' side (`sourcing`). Routes
+and the CLI use only its public methods.
 
 Every accepted apply is a revision and a durable run row before it is queued (one store transaction,
 `acceptance.accept`), so a crash never loses it: `start()` resumes it. Acceptance and queueing of one
@@ -15,7 +15,8 @@ With replicas (`replicas`, `service/replicas.py`) the controller runs only the r
 an apply of a room owned elsewhere is accepted into the shared store and answered 202, and the owner
 picks the run up from the store (`pick_up`), in revision order. Taking a room over loads it from the
 store and resumes its unfinished runs; losing it cancels its run (`RoomOwner`). The module passes 400
-lines for these replica hooks, which are the controller's part of ownership and share its state.
+lines for these replica hooks, which are the controller's part of ownership and share its state (the
+queue, the room locks, the runs known here).
 """
 
 from __future__ import annotations
@@ -23,19 +24,16 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from structlog.contextvars import bound_contextvars
 
 from roomoperator.engine.reconciler import Reconciler
-from roomoperator.model.audit import utcnow
-from roomoperator.model.codes import ApiCode, RunCode
-from roomoperator.model.results import Phase, RunResult
+from roomoperator.model.codes import ApiCode
 from roomoperator.notifications.delivery import Notifier
 from roomoperator.service.acceptance import Acceptor, Offer, Refused, request_of
 from roomoperator.service.auditing import AuditLog
+from roomoperator.service.execution import RunExecutor
 from roomoperator.service.health import HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.observing import (
@@ -45,53 +43,24 @@ from roomoperator.service.observing import (
     MetricsObserver,
     NotificationObserver,
     Observers,
-    PhaseStarted,
-    RoomStalled,
     RoomUnmanaged,
-    RunCancelled,
-    RunFinished,
     RunQueued,
     RunResumed,
-    RunStarted,
     RunSuperseded,
-    SpecAccepted,
 )
 from roomoperator.service.protection import Protection
 from roomoperator.service.queueing import Submitted
 from roomoperator.service.replicas import Replicas
-from roomoperator.service.rooms import Page, Pending, RoomRegistry, RoomView, settled, view_from_record
-from roomoperator.service.runs import (
-    RunLedger,
-    RunRequest,
-    Submission,
-    has_changes,
-    new_id,
-    reached_apply,
-    undecided,
-)
+from roomoperator.service.rooms import Page, RoomRegistry, RoomView, view_from_record
+from roomoperator.service.runs import RunLedger, RunRequest, Submission, new_id
 from roomoperator.service.scheduling import Scheduler
-from roomoperator.service.schemas import ConditionType
 from roomoperator.service.seedstore import SeedStore
 from roomoperator.service.sourcing import SourceSink
 from roomoperator.settings import OperatorSettings
 from roomoperator.spec.models import RoomSpec
-from roomoperator.store import FencedError, RunRecord, SpecVersion, Store
-from roomoperator.store.batching import Desired, StoredStatus
-from roomoperator.store.leases import RUN_EPOCH
+from roomoperator.store import RunRecord, SpecVersion, Store
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class _Target:
-    """What a run reconciles towards."""
-
-    spec: RoomSpec
-    base_dir: Path | None
-    confirm: bool
-    revision: int | None
-    deciding: bool = False
-    """The run decides whether `revision` becomes desired (an apply's, or a pending revision's)."""
 
 
 class Controller:
@@ -141,7 +110,20 @@ class Controller:
             managed=lambda room_id: self._wanted(room_id) and self._owns(room_id),
             on_queue_change=self._refresh_gauges,
         )
-        self._stall_limit = settings.reconciliation.max_cycles_until_converged
+        self._executor = RunExecutor(
+            reconciler=reconciler,
+            rooms=self._rooms,
+            runs=self._runs,
+            protection=self._protection,
+            observers=self._observers,
+            replicas=replicas,
+            seed_root=self.seed_root,
+            stall_limit=settings.reconciliation.max_cycles_until_converged,
+            after_run=lambda room_id, failures, revision: self._scheduler.after_run(
+                room_id, failures=failures, room_revision=revision
+            ),
+            on_change=self._refresh_gauges,
+        )
         self._known: set[str] = set()
         """Durable runs this replica queued or runs (replicas: runs found in the store are the others)."""
         self._newest: dict[str, int] = {}
@@ -471,157 +453,11 @@ class Controller:
             await self._observers.publish(RunQueued(request))
         self._refresh_gauges()
 
-    # Running -----------------------------------------------------------------------------------------
-
-    def _target(self, request: RunRequest, view: RoomView) -> _Target | None:
-        """The spec to run: the request's own, or the room's desired one (None: the room is unmanaged)."""
-        if request.spec is not None:
-            deciding = request.trigger == "apply" and request.revision is not None
-            return _Target(request.spec, request.base_dir, request.confirm, request.revision, deciding)
-        if (pending := view.pending) is not None:
-            request.revision = pending.revision
-            return _Target(pending.spec, pending.base_dir, pending.confirmed, pending.revision, True)
-        if view.spec is None or not view.managed:
-            return None
-        # Runs of the stored spec keep its confirmation: converging towards a confirmed spec needs no
-        # second confirmation (the kick and delete limits still apply to every run).
-        request.revision = view.revision
-        return _Target(view.spec, view.base_dir, view.confirmed, view.revision)
-
     async def _execute(self, request: RunRequest) -> None:
-        epoch = self.replicas.fencing.epoch(request.room_id) if self.replicas is not None else None
-        token = RUN_EPOCH.set((request.room_id, epoch) if epoch is not None else None)
         try:
-            await self._execute_owned(request)
-        except FencedError as exc:  # another replica owns the room now: it runs (or resumes) the request
-            log.info(
-                "run fenced", room_id=request.room_id, correlation_id=request.correlation_id, reason=str(exc)
-            )
-            self._rooms.ensure(request.room_id).run_interrupted()
-            if not request.done.done():  # a waiting caller gets 202: the new owner runs it
-                request.done.set_result(None)
+            await self._executor.execute(request)
         finally:
-            RUN_EPOCH.reset(token)
             self._known.discard(request.correlation_id)
-
-    async def _execute_owned(self, request: RunRequest) -> None:
-        view = self._rooms.ensure(request.room_id)
-        target = self._target(request, view)
-        if target is None:
-            await self._runs.not_managed(request)
-            request.done.set_result(None)
-            return
-        if await self._still_rolled_back(request, view):
-            request.done.set_result(None)
-            return
-        view.run_started(limit=self._stall_limit)
-        await self._runs.running(request)
-        await self._observers.publish(RunStarted(request))
-        self._refresh_gauges()
-        try:
-            result = await self._reconcile(request, view, target)
-        except asyncio.CancelledError:
-            view.run_interrupted()
-            if not request.done.done():  # a waiting caller gets 202: the run resumes (here or elsewhere)
-                request.done.set_result(None)
-            await self._observers.publish(RunCancelled(request))
-            raise
-        changed = has_changes(result)
-        await self._observers.publish(RunFinished(request, result, changed))
-        await self._settle(request, view, target, result, changed=changed)
-        request.done.set_result(result)
-
-    async def _still_rolled_back(self, request: RunRequest, view: RoomView) -> bool:
-        """A loop or event run of a desired revision that failed and was rolled back waits until the room
-        changes (one state read says; an unreadable room counts as unchanged). A caller's request runs."""
-        held = view.rolled_back_at
-        if request.durable or request.spec is not None or held is None:
-            return False
-        if await self._reconciler.room_revision(view.room_id) not in (None, held):
-            return False
-        self._scheduler.after_run(view.room_id, failures=view.failures, room_revision=held)
-        return True
-
-    async def _reconcile(self, request: RunRequest, view: RoomView, target: _Target) -> RunResult:
-        def progress(phase: str, done: int, total: int) -> None:
-            view.current_phase = phase
-            if done == 0:
-                self._observers.phase_started(PhaseStarted(request, phase))
-
-        try:
-            with bound_contextvars(correlation_id=request.correlation_id, room_id=request.room_id):
-                return await self._reconciler.reconcile(
-                    target.spec,
-                    seed_root=target.base_dir or self.seed_root,
-                    confirm=target.confirm,
-                    correlation_id=request.correlation_id,
-                    actor=request.actor,
-                    progress=progress,
-                    protected=await self._protection.names(request.room_id),
-                    expect=request.expect,
-                )
-        except Exception as exc:  # an engine bug must not leave the run "running" forever
-            log.exception("reconcile raised", room_id=request.room_id, correlation_id=request.correlation_id)
-            return RunResult(
-                success=False,
-                correlation_id=request.correlation_id,
-                room_id=request.room_id,
-                spec_version=target.spec.metadata.version,
-                phase=Phase.PLANNING,
-                code=RunCode.INTERNAL_ERROR,
-                errors=(f"{type(exc).__name__}: {exc}",),
-                started_at=utcnow(),
-            )
-
-    async def _settle(
-        self, request: RunRequest, view: RoomView, target: _Target, result: RunResult, *, changed: bool
-    ) -> None:
-        """Bookkeeping after a run: the view, the desired spec, the store (one transaction), the next due
-        time, stalling."""
-        before, pending = settled(view), view.pending
-        desired = None
-        if target.deciding and target.revision is not None:
-            if reached_apply(result):  # the run got past the guardrails: its revision is now desired
-                desired = target.revision
-                view.desire(target.spec, base_dir=target.base_dir, confirmed=target.confirm, revision=desired)
-            elif undecided(result):  # it could not read or reach the room: the next runs try again
-                view.pending = Pending(target.spec, target.base_dir, target.confirm, target.revision)
-            else:  # refused (guardrails, blocked changes, a changed plan): the desired spec stays
-                view.pending = None
-        view.run_finished(result, limit=self._stall_limit)  # after `desire`: conditions name the revision
-        if (
-            request.durable
-            or changed
-            or not result.success
-            or (before, pending) != (settled(view), view.pending)
-        ):
-            # A loop run that found a converged room and changed nothing is not worth a store write (nor
-            # serialising its result).
-            body = result.model_dump(mode="json", by_alias=True)
-            conditions = [c.model_dump(mode="json", by_alias=True) for c in view.conditions]
-            await self._runs.finished(
-                request,
-                result,
-                body,
-                changed=changed,
-                desired=None if desired is None else Desired(desired, target.confirm, body.get("diff")),
-                status=StoredStatus(
-                    conditions,
-                    view.cycles_since_converged,
-                    body,
-                    view.pending.revision if view.pending else None,
-                ),
-            )
-        if desired is not None:
-            await self._observers.publish(SpecAccepted(request, result, desired))
-        if view.wanted:
-            self._scheduler.after_run(
-                view.room_id, failures=view.failures, room_revision=result.room_revision
-            )
-        self._rooms.recount(view)
-        self._refresh_gauges()
-        if view.stalled and (ConditionType.STALLED, "True") not in before:
-            await self._observers.publish(RoomStalled(result, view.cycles_since_converged))
 
     def _refresh_gauges(self) -> None:
         self._gauges.refresh(self._rooms, queued=self._scheduler.queued)
