@@ -11,12 +11,18 @@ The rooms of one sync are offered (and released) `SYNC_CONCURRENCY` at a time, n
 a commit changing 100 rooms queues their runs in a fraction of the serial time, while the store and the
 room server see a bounded number of acceptances at once. Each room is offered once per sync, so its own
 revision order is the source's.
+
+After a sync that exported a commit or moved the head (and after the first), under the same lock, so no
+other sync of the source is in progress, a git source drops the exports no longer needed
+(`GitSource.retain`): it keeps its newest fetched commit's and every one the store still refers to as a
+seed folder (`store/sources.py`, `seed_folders_under`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +36,7 @@ from roomoperator.sources.folder import FolderSource
 from roomoperator.sources.git import GitSource
 from roomoperator.sources.scanning import Declared, Snapshot, SourceUnavailable
 from roomoperator.store import Store
-from roomoperator.store.sources import SourceState, save_source
+from roomoperator.store.sources import SourceState, save_source, seed_folders_under
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -99,6 +105,8 @@ class Syncer:
             name=settings.name, kind=settings.kind, location=settings.location, updated_at=utcnow()
         )
         self._lock = asyncio.Lock()
+        self._retained: tuple[int, str | None] | None = None
+        """A git source's export count and head when its exports were last retained (None: not yet)."""
         self._wake = asyncio.Event()
         self._synced = asyncio.Condition()
 
@@ -137,53 +145,79 @@ class Syncer:
             return self.state
 
     async def sync(self) -> SourceState:
-        """Read the source once and bring every room it declares (and no longer declares) in line."""
+        """Read the source once and bring every room it declares (and no longer declares) in line; then
+        drop what the source keeps and no longer needs."""
         async with self._lock:
             try:
-                snapshot = await self._source.fetch()
-            except SourceUnavailable as exc:
-                await self._record(replace(self.state, errors=[{"message": str(exc)}], updated_at=utcnow()))
-                return self.state
-            errors: list[dict[str, Any]] = [
-                {"file": issue.source, "line": issue.line, "col": issue.col, "message": str(issue)}
-                for issue in snapshot.issues
-            ]
-            rooms = {room_id: declared.file for room_id, declared in snapshot.rooms.items()}
-            refusals = await _bounded(
-                self._sink.declare(declared, source=self.name, revision=snapshot.revision)
-                for declared in snapshot.rooms.values()
-            )
-            for (room_id, declared), refusal in zip(snapshot.rooms.items(), refusals, strict=True):
-                if refusal is not None:
-                    errors.append({"file": declared.file, "roomId": room_id, "message": refusal})
-            released = []
-            for room_id, file in self.state.rooms.items():
-                if room_id in rooms:
-                    continue
-                if file in snapshot.failed:  # an invalid file: its rooms keep their last good revision
-                    rooms[room_id] = file
-                    continue
-                released.append(room_id)
-            await _bounded(
-                self._sink.release(room_id, source=self.name, prune=self.settings.prune)
-                for room_id in released
-            )
-            now = utcnow()
-            applied = not errors
-            await self._record(
-                replace(
-                    self.state,
-                    fetched_revision=snapshot.revision,
-                    fetched_at=now,
-                    attempted_revision=snapshot.revision,
-                    applied_revision=snapshot.revision if applied else self.state.applied_revision,
-                    applied_at=now if applied else self.state.applied_at,
-                    errors=errors,
-                    rooms=rooms,
-                    updated_at=now,
-                )
-            )
+                await self._apply()
+                source = self._source
+                if isinstance(source, GitSource) and (source.exported, source.head) != self._retained:
+                    await self._retain(source)
+            finally:
+                async with self._synced:
+                    self._synced.notify_all()
             return self.state
+
+    async def _apply(self) -> None:
+        """One sync's reading and offering (its state recorded), under `sync`'s lock."""
+        try:
+            snapshot = await self._source.fetch()
+        except SourceUnavailable as exc:
+            await self._record(replace(self.state, errors=[{"message": str(exc)}], updated_at=utcnow()))
+            return
+        errors: list[dict[str, Any]] = [
+            {"file": issue.source, "line": issue.line, "col": issue.col, "message": str(issue)}
+            for issue in snapshot.issues
+        ]
+        rooms = {room_id: declared.file for room_id, declared in snapshot.rooms.items()}
+        refusals = await _bounded(
+            self._sink.declare(declared, source=self.name, revision=snapshot.revision)
+            for declared in snapshot.rooms.values()
+        )
+        for (room_id, declared), refusal in zip(snapshot.rooms.items(), refusals, strict=True):
+            if refusal is not None:
+                errors.append({"file": declared.file, "roomId": room_id, "message": refusal})
+        released = []
+        for room_id, file in self.state.rooms.items():
+            if room_id in rooms:
+                continue
+            if file in snapshot.failed:  # an invalid file: its rooms keep their last good revision
+                rooms[room_id] = file
+                continue
+            released.append(room_id)
+        await _bounded(
+            self._sink.release(room_id, source=self.name, prune=self.settings.prune) for room_id in released
+        )
+        now = utcnow()
+        applied = not errors
+        await self._record(
+            replace(
+                self.state,
+                fetched_revision=snapshot.revision,
+                fetched_at=now,
+                attempted_revision=snapshot.revision,
+                applied_revision=snapshot.revision if applied else self.state.applied_revision,
+                applied_at=now if applied else self.state.applied_at,
+                errors=errors,
+                rooms=rooms,
+                updated_at=now,
+            )
+        )
+
+    async def _retain(self, source: GitSource) -> None:
+        """Remove the source's exports that neither its newest fetched commit nor the store needs. Skipped
+        (by `sync`) while the source exported nothing and its head stayed: the store only ever refers to
+        more folders, so nothing became removable but a folder an unfinished run alone held, which the
+        next retention removes."""
+        prefix = source.export_prefix()
+        referred = await seed_folders_under(self._store, prefix)
+        needed = {folder[len(prefix) :].split(os.sep, 1)[0] for folder in referred}
+        needed.update(commit for commit in (source.head, self.state.fetched_revision) if commit)
+        retained = source.exported, source.head
+        removed = await source.retain(needed)
+        self._retained = retained
+        if removed:
+            log.info("source exports removed", source=self.name, removed=removed, kept=len(needed))
 
     async def _record(self, state: SourceState) -> None:
         """Keep and store `state`; report errors that are new (one log line each)."""
@@ -194,8 +228,6 @@ class Syncer:
             log.warning(f"source {self.name}: {message}", source=self.name, revision=state.fetched_revision)
         if fresh:
             await self._sink.failed(self.name, fresh)
-        async with self._synced:
-            self._synced.notify_all()
 
 
 async def _bounded(calls: Iterable[Awaitable[T]]) -> list[T]:

@@ -1,6 +1,7 @@
 """The store's GitOps part: each source's state (fetched, attempted and applied revisions, errors, the
-rooms it declares) and the release of a room a source stops declaring. A room is claimed by a source in
-the acceptance's own transaction (`Store.accept_revision`), never here."""
+rooms it declares), the release of a room a source stops declaring, and the seed folders under a git
+source's exports that the store still refers to (so the source keeps those exports). A room is claimed
+by a source in the acceptance's own transaction (`Store.accept_revision`), never here."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, union, update
 
 from roomoperator.model.audit import utcnow
 from roomoperator.store.repository import Store, record_of
-from roomoperator.store.tables import RoomRow, SourceRow
+from roomoperator.store.tables import RoomRow, RunRow, SourceRow, SpecVersionRow
+
+UNFINISHED_RUNS = ("queued", "running")
+LIKE_ESCAPE = "\\"
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,29 @@ async def release_room(store: Store, room_id: str, *, source: str) -> bool:
             .values(source=None, updated_at=utcnow())
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+async def seed_folders_under(store: Store, prefix: str) -> set[str]:
+    """The seed folders (`base_dir`) starting with `prefix` that the store still refers to: every room
+    revision's (a restore reads its seeds there), each room's desired one and each unfinished run's (an
+    unchanged spec taken again may bring a folder no revision records). One query, a `LIKE` prefix match
+    on each table."""
+    pattern = _like_escaped(prefix) + "%"
+    query = union(
+        select(SpecVersionRow.base_dir).where(SpecVersionRow.base_dir.like(pattern, escape=LIKE_ESCAPE)),
+        select(RoomRow.base_dir).where(RoomRow.base_dir.like(pattern, escape=LIKE_ESCAPE)),
+        select(RunRow.base_dir).where(
+            RunRow.status.in_(UNFINISHED_RUNS), RunRow.base_dir.like(pattern, escape=LIKE_ESCAPE)
+        ),
+    )
+    async with store.sessions() as session:
+        folders = (await session.execute(query)).scalars().all()
+    # SQLite's LIKE ignores ASCII case: the exact prefix is checked here
+    return {folder for folder in folders if folder is not None and folder.startswith(prefix)}
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by `LIKE ... ESCAPE LIKE_ESCAPE`."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return text
