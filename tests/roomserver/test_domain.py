@@ -13,6 +13,7 @@ from roomserver.domain.artifacts import ArtifactDraft, Manifest, parse_parents, 
 from roomserver.domain.entities import Entity, make_entity
 from roomserver.domain.events import RoomEvent, artifact_written
 from roomserver.domain.identifiers import check_artifact_name, check_entity_id, check_room_id
+from roomserver.domain.limits import InputError, check_json_value
 from roomserver.domain.policies import RoomPolicies
 from roomserver.domain.rooms import status_after_join, status_after_leave
 from roomserver.domain.timestamps import now_iso, parse_iso
@@ -257,3 +258,20 @@ def test_timestamps_are_utc_z_and_parse_back() -> None:
     assert parse_iso(stamp) is not None
     assert parse_iso("2026-01-01T00:00:00") is not None
     assert parse_iso("yesterday") is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("\ud800", "doc must be valid Unicode text"),
+        ({"a": ["ok", {"b": "\udfff"}]}, "doc must be valid Unicode text"),
+        ({"ok": {"\ud800": 1}}, "doc key must be valid Unicode text"),
+        ([[[["deep"]]]], "doc is nested deeper than 3 levels"),
+    ],
+)
+def test_a_json_value_is_refused_for_a_lone_surrogate_anywhere_or_too_much_depth(
+    document: object, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        check_json_value(document, field="doc", max_depth=3)
+    assert check_json_value({"é": ["ü", {"k": [1, None, 2.5]}]}, field="doc", max_depth=4) is not None

@@ -1,4 +1,5 @@
-"""The streaming multipart reader: any chunking of a body gives the same parts and bytes (property)."""
+"""The streaming multipart reader: any chunking of a body gives the same parts and bytes (property); a
+small upload is held in memory (no file when its blob is known), a large one streams to a temporary file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 
 from roomserver.api.uploads import receive_form
-from roomserver.storage.blobs import BlobStore
+from roomserver.storage.blobs import MEMORY_BYTES, BlobStore
 
 BOUNDARY = "----b0undary"
 
@@ -64,4 +65,32 @@ async def test_any_chunking_yields_the_same_parts(tmp_path: Path, data: bytes, c
     digest = form.upload.commit()
     assert digest == hashlib.sha256(data).hexdigest()
     assert blobs.path(digest).read_bytes() == data
+    assert list(blobs.tmp_dir.iterdir()) == []
+
+
+def test_a_small_upload_of_a_known_blob_touches_no_file_and_a_large_one_spills(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    blobs.open()
+    small = b"# the same seed, sent to many rooms\n"
+    first = blobs.start_upload(limit=10 * MEMORY_BYTES)
+    first.write(small)
+    assert list(blobs.tmp_dir.iterdir()) == []  # held in memory
+    digest = first.commit()
+    stored = blobs.path(digest).stat()
+    again = blobs.start_upload(limit=10 * MEMORY_BYTES)
+    assert again.holds(len(small))
+    again.write(small)
+    assert again.stored() == digest  # committing it needs no I/O
+    assert again.commit() == digest
+    assert blobs.path(digest).stat().st_mtime_ns == stored.st_mtime_ns  # kept as it was, not rewritten
+    large = bytes(range(256)) * (MEMORY_BYTES // 256 + 1)
+    upload = blobs.start_upload(limit=10 * MEMORY_BYTES)
+    upload.write(large[:1000])
+    assert not upload.holds(len(large) - 1000)
+    upload.write(large[1000:])
+    assert len(list(blobs.tmp_dir.iterdir())) == 1  # past MEMORY_BYTES: streamed to a temporary file
+    assert blobs.path(upload.commit()).read_bytes() == large
+    dropped = blobs.start_upload(limit=10 * MEMORY_BYTES)
+    dropped.write(large)
+    dropped.discard()
     assert list(blobs.tmp_dir.iterdir()) == []

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -87,6 +88,18 @@ class ChunkDigest(Protocol):
     def update(self, chunk: bytes, /) -> None: ...
 
     def hexdigest(self) -> str: ...
+
+
+def _read_small(source: Path, tap: ChunkDigest | None) -> bytes | None:
+    """The whole of `source` when it fits in one upload chunk (given to `tap`), else None: a small seed is
+    sent as one body of known length (one write, no chunked encoding, one thread hop)."""
+    with source.open("rb") as stream:
+        if os.fstat(stream.fileno()).st_size > _UPLOAD_CHUNK:
+            return None
+        content = stream.read()
+    if tap is not None and content:
+        tap.update(content)
+    return content
 
 
 def _read_tapped(stream: BinaryIO, tap: ChunkDigest | None) -> bytes:
@@ -360,28 +373,41 @@ class RoomServerClient(SessionClient):
         fingerprint: str | ChunkDigest | None,
         source: Path,
     ) -> JsonBody:
-        """Upload `source` as the next version of a room artifact (streamed, read on a worker thread);
-        returns its manifest. A `ChunkDigest` fingerprint is fed every byte as it is sent, and the `spec`
-        part, sent after the `data` part (the form's parts may come in any order), carries its digest."""
+        """Upload `source` as the next version of a room artifact (streamed, read on a worker thread; one of
+        at most a chunk is read at once and sent as one body of known length); returns its manifest. A
+        `ChunkDigest` fingerprint is fed every byte as it is sent, and the `spec` part, sent after the
+        `data` part (the form's parts may come in any order), carries its digest."""
         spec = {"name": name, "type": type_, "workspace": workspace, "tags": list(tags)}
         tap = None if fingerprint is None or isinstance(fingerprint, str) else fingerprint
+
+        small = await asyncio.to_thread(_read_small, source, tap)
 
         async def data() -> AsyncIterator[bytes]:
             with source.open("rb") as stream:
                 while chunk := await asyncio.to_thread(_read_tapped, stream, tap):
                     yield chunk
 
-        async def spec_part() -> AsyncIterator[bytes]:
+        def spec_bytes() -> bytes:
             recorded = fingerprint if tap is None else tap.hexdigest()
-            yield json.dumps({**spec, "fingerprint": recorded}).encode()
+            return json.dumps({**spec, "fingerprint": recorded}).encode()
+
+        async def spec_part() -> AsyncIterator[bytes]:
+            yield spec_bytes()
 
         form = aiohttp.MultipartWriter("form-data")
-        content = form.append(data(), {"Content-Type": "application/octet-stream"})
-        content.set_content_disposition("form-data", name="data", filename=name)
-        form.append(spec_part(), {"Content-Type": "application/json"}).set_content_disposition(
-            "form-data", name="spec"
+        content = form.append(
+            data() if small is None else small, {"Content-Type": "application/octet-stream"}
         )
-        body = await self._json("POST", f"/rooms/{path_part(room_id)}/artifacts", room=room_id, data=form)
+        content.set_content_disposition("form-data", name="data", filename=name)
+        form.append(
+            spec_part() if small is None else spec_bytes(), {"Content-Type": "application/json"}
+        ).set_content_disposition("form-data", name="spec")
+        options: dict[str, Any] = (
+            {"data": form}  # streamed
+            if small is None
+            else {"data": await form.as_bytes(), "headers": {"Content-Type": form.content_type}}
+        )
+        body = await self._json("POST", f"/rooms/{path_part(room_id)}/artifacts", room=room_id, **options)
         manifest: JsonBody = body.get("manifest", body) if isinstance(body, dict) else {}
         return manifest
 

@@ -125,7 +125,9 @@ async def _write(
         form.discard()
         raise
     upload = form.upload
-    sha256 = await asyncio.to_thread(upload.commit)
+    sha256 = upload.stored()  # a small upload of a known blob: no thread hop
+    if sha256 is None:
+        sha256 = await asyncio.to_thread(upload.commit)
     written = await server.db.run(
         repository.write_artifact, room_id, owner or ROOM_WORKSPACE, draft, sha256, upload.size
     )

@@ -2,9 +2,10 @@
 
 Starlette's `request.form()` spools file parts to a temporary file that would then be copied again, and
 cannot stop a too-large part while it streams; this reader feeds python-multipart's push parser chunk by
-chunk, writes `data` (hashing as it goes) in a worker thread once per MiB while the next MiB is parsed, and
-refuses with 413 as soon as `data` passes the limit. Small parts (`spec`, `parents`, `port`, `entityId`)
-are kept in memory, bounded. The whole body was authorised and is capped and timed by `api.guard`.
+chunk, writes `data` (hashing as it goes) in a worker thread once per MiB while the next MiB is parsed (the
+first MiB is held in memory by the blob upload: no thread hop for a small one), and refuses with 413 as
+soon as `data` passes the limit. Small parts (`spec`, `parents`, `port`, `entityId`) are kept in memory,
+bounded. The whole body was authorised and is capped and timed by `api.guard`.
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ class _FormReader:
         upload = self.form.upload
         if upload is not None and self._pending and (final or self._pending_size >= _FLUSH_BYTES):
             await self.settle()
+            size = self._pending_size
             chunk, self._pending, self._pending_size = b"".join(self._pending), [], 0
-            self._writing = asyncio.ensure_future(asyncio.to_thread(upload.write, chunk))
+            if upload.holds(size):  # still in memory: no I/O, no thread hop
+                upload.write(chunk)
+            else:
+                self._writing = asyncio.ensure_future(asyncio.to_thread(upload.write, chunk))
         if final:
             await self.settle()
 

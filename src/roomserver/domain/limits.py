@@ -85,19 +85,20 @@ def _finite(text: str) -> float:
 
 def check_json_value(value: Any, *, field: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Walk a decoded document without recursion: at most `max_depth` levels, text that encodes."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
+    if isinstance(value, str) and not value.isascii():
+        check_text(value, field=field)
+    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while pending:  # containers only; ASCII text (nearly all of it) needs no encoding test
         item, depth = pending.pop()
-        if isinstance(item, dict | list) and depth > max_depth:
+        if depth > max_depth:
             raise InputError(f"{field} is nested deeper than {max_depth} levels")
-        if isinstance(item, dict):
-            for key, inner in item.items():
+        for key, inner in item.items() if isinstance(item, dict) else enumerate(item):
+            if isinstance(key, str) and not key.isascii():
                 check_text(key, field=f"{field} key")
+            if isinstance(inner, dict | list):
                 pending.append((inner, depth + 1))
-        elif isinstance(item, list):
-            pending.extend((inner, depth + 1) for inner in item)
-        elif isinstance(item, str):
-            check_text(item, field=field)
+            elif isinstance(inner, str) and not inner.isascii():
+                check_text(inner, field=field)
     return value
 
 
