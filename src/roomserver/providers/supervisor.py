@@ -90,6 +90,9 @@ class _Live:
     task: asyncio.Task[None] | None = None
     connection: Connection | None = None
     calls: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopped: bool = False
+    """Set before the task is cancelled: a client library that turns the cancellation into an error of
+    its own (the MCP SDK's task groups can) must not make the loop try again."""
 
 
 class Providers:
@@ -148,6 +151,7 @@ class Providers:
     def _retire(self, live: _Live) -> None:
         if live.task is None:
             return
+        live.stopped = True
         live.task.cancel()
         self._retiring.add(live.task)
         live.task.add_done_callback(self._retiring.discard)
@@ -254,6 +258,8 @@ class Providers:
                         for call in live.calls:
                             call.cancel()
             except Exception as exc:  # every failure of one attempt: the backoff, then the next one
+                if live.stopped:  # the cancellation came back as another error (see `_Live.stopped`)
+                    return
                 error = _describe(exc)
             delay = provider.fail(error, self._backoff, _now_ms())
             log.info("MCP provider %s: %s; next attempt in %.1f s", provider.id, error, delay)
@@ -278,6 +284,8 @@ class Providers:
     async def close(self) -> None:
         """Cancel every provider task and wait until each has closed its connection."""
         self._closed = True
+        for live in self._live.values():
+            live.stopped = True
         tasks = [live.task for live in self._live.values() if live.task is not None] + list(self._retiring)
         for task in tasks:
             task.cancel()
