@@ -5,13 +5,17 @@ and reported to the replica's fences, and a write to a room the replica does not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from roomcontract.fencing import FENCING_FEATURE
 from roomoperator.clients.errors import Fenced
 from roomoperator.clients.roomserver import RoomServerClient
+from roomoperator.engine.reconciler import Reconciler
+from roomoperator.model.codes import RunCode
 from roomoperator.model.writes import Write
+from tests.engine.conftest import fast_settings, room_spec
 from tests.support.roomserver import RoomServerHandle
 
 ROOM = "room-fence-client"
@@ -52,3 +56,24 @@ async def test_a_write_with_an_older_epoch_is_fenced(roomserver: RoomServerHandl
         state = await owner.get_state(ROOM)
         assert sorted(entity.id for entity in state.entities) == ["E-member", "E-new"]
         assert new.refused == []
+
+
+async def test_a_run_whose_write_is_fenced_stops_with_the_fenced_code(roomserver: RoomServerHandle) -> None:
+    owner_fences, stale_fences = Fences({ROOM: 7}), Fences({ROOM: 6})
+    async with (
+        RoomServerClient(roomserver.url, token=roomserver.token, fences=owner_fences) as owner,
+        RoomServerClient(roomserver.url, token=roomserver.token, fences=stale_fences) as stale,
+    ):
+        if FENCING_FEATURE not in await owner.features():
+            pytest.skip("this room server does not check fencing tokens yet")
+        assert await owner.put_entity(ROOM, "E-owner", {"kind": "agent"})
+        spec = room_spec(
+            ROOM, entities=[{"id": "E-owner", "kind": "agent"}, {"id": "E-stale", "kind": "agent"}]
+        )
+        result = await Reconciler(stale, fast_settings()).reconcile(spec, seed_root=Path("."))
+        assert (result.success, result.code) == (False, RunCode.FENCED), result
+        assert "another operator replica owns the room" in result.errors[-1]
+        assert stale_fences.refused
+        assert stale_fences.epoch(ROOM) is None  # the replica dropped the room
+        state = await owner.get_state(ROOM)
+        assert [entity.id for entity in state.entities] == ["E-owner"]  # nothing of the stale run's

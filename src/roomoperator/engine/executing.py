@@ -6,7 +6,8 @@ promote) run in order, and a failed change fails what waits for it. Against a se
 a group's uploads and resource loads run first (at most `concurrency` at once), then every write of the
 group (entity upserts and removals, promotes, deletes, policies) goes in one batch request in the group's
 order, each item's result mapped as its single call's answer is; the manager claim leads the first batch.
-One failure never stops the other items; a refused token (401) stops the run after the items in flight.
+One failure never stops the other items; a refused token (401) or a fenced write (409 `FENCED`: another
+replica owns the room now) stops the run after the items in flight.
 Each change made is audited with the action below; ROLLBACK undoes what the run made, newest first.
 
 With a journal, the intents of a group's changes are recorded (one transaction) before the group's first
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from roomoperator.clients.errors import Unauthorized
+from roomoperator.clients.errors import Fenced, Unauthorized
 from roomoperator.engine.applying import Applier, Done, Step, Undo
 from roomoperator.engine.outcome import RunAborted, RunDraft, blocked_warning, label
 from roomoperator.engine.retrying import RetryFailed
@@ -247,6 +248,12 @@ class Execution:
         failure leaves it unknown whether the write was made, the intent stays open for the next run."""
         if isinstance(failure.error, Unauthorized):
             self.run.aborted = unauthorized(failure.error)
+        elif isinstance(failure.error, Fenced):
+            self.run.aborted = RunAborted(
+                RunCode.FENCED,
+                f"The room server refused this replica's write ({failure.error.message}): another operator"
+                " replica owns the room now and runs it; this run stops",
+            )
         maybe_made = getattr(failure.error, "transient", False)
         settles = [self._settling(change) for change in batch]
         if maybe_made:
