@@ -157,6 +157,34 @@ def test_open_membership_keeps_undeclared_members_as_unmanaged() -> None:
     assert plan_to_json(opened)["unmanaged"] == [{"kind": "entity", "name": "E-guest", "createdBy": None}]
 
 
+def test_an_open_room_kicks_only_the_released_entities() -> None:
+    ids = ("E-agent-a", "E-agent-b", "E-member", "E-kept")
+    observed = room(entities=[{**OBSERVED_AGENT, "id": entity} for entity in ids])
+    plan = plan_room(
+        make_spec(membership="open"),
+        observed,
+        seeds={},
+        release=frozenset({"E-agent-a", "E-kept", "E-gone"}),  # E-gone: released, not in the room
+        protected=frozenset({"E-kept"}),
+    )
+    assert [(c.op, c.name, c.blocked.code if c.blocked else None) for c in plan] == [
+        (Op.KICK, "E-agent-a", None),
+        (Op.KICK, "E-kept", BlockCode.PROTECTED),
+    ]
+    assert plan.changes[0].reason == "joined by the operator, no longer declared in the spec"
+    assert plan.unmanaged == (Unmanaged(Kind.ENTITY, "E-agent-b"), Unmanaged(Kind.ENTITY, "E-member"))
+    # a declared entity is never kicked, released or not; a closed room kicks every undeclared one
+    declared = plan_room(
+        make_spec(entities=[{**AGENT, "id": "E-agent-a"}], membership="open"),
+        room(entities=[{**OBSERVED_AGENT, "id": "E-agent-a"}]),
+        seeds={},
+        release=frozenset({"E-agent-a"}),
+    )
+    assert [c.op for c in declared] == []
+    closed = plan_room(make_spec(), observed, seeds={}, release=frozenset({"E-agent-a"}))
+    assert [c.name for c in closed if c.op is Op.KICK] == list(ids)
+
+
 def test_reseed_on_content_or_metadata_change_and_promote_of_new_version() -> None:
     spec = make_spec(artifacts=[{**DOC, "promoteAfterSeed": True}])
     observed = room(artifacts=[{**OBSERVED_DOC, "promoted": True}])

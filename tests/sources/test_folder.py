@@ -5,6 +5,7 @@ removes nothing, unless the source prunes; a room belongs to its source."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -149,6 +150,38 @@ async def test_prune_removes_the_operators_inventory_only(
         state = (await admin.get(f"/room/{ROOM}/state")).json()
         assert [a["name"] for a in state["artifacts"]] == ["minutes"]  # the member's work stays
         assert state["entities"] == []  # the operator's declarations go
+        view = operator.controller.room(ROOM)
+        assert view is not None
+        assert not view.managed
+
+
+def open_room_spec(*entities: str) -> dict[str, object]:
+    spec = room_spec(ROOM, entities=0)
+    spec["spec"] = {**spec["spec"], "membership": "open"}
+    spec["spec"]["entities"] = [{"id": entity, "kind": "agent"} for entity in entities]
+    return spec
+
+
+async def test_prune_of_an_open_room_kicks_only_what_the_operator_joined(
+    roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "specs"
+    # A member (the admin token, not the operator's) joins E-agent-b before the spec declares it.
+    member = {"entityId": "E-agent-b", "kind": "agent"}
+    assert (await admin.post(f"/room/{ROOM}/join", json=member)).status_code in (200, 201)
+    spec = root / "lab.room.yaml"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(json.dumps(open_room_spec("E-agent-a", "E-agent-b")), encoding="utf-8")
+    async with operator_with(roomserver, tmp_path, folder_source(root, prune=True)) as operator:
+        await synced(operator, "specs", lambda state: ROOM in state.rooms)
+        assert await entities(admin, ROOM) == ["E-agent-a", "E-agent-b"]
+        joined = await admin.post(f"/room/{ROOM}/join", json={"entityId": "E-member", "kind": "agent"})
+        assert joined.status_code in (200, 201), joined.text  # an open room: a member joins itself
+        spec.unlink()
+        await synced(operator, "specs", lambda state: ROOM not in state.rooms)
+        assert await entities(admin, ROOM) == ["E-agent-b", "E-member"]
+        audit = (await operator.http.get("/audit", params={"roomId": ROOM, "action": "entity.kicked"})).json()
+        assert [entry["metadata"]["entityId"] for entry in audit["entries"]] == ["E-agent-a"]
         view = operator.controller.room(ROOM)
         assert view is not None
         assert not view.managed

@@ -237,9 +237,14 @@ async def apply_room(
 
 def _progress_of(bar: Progress, room_id: str) -> PhaseProgress:
     task = bar.add_task(f"room {room_id}", total=None)
+    shown: set[str] = set()
 
     def advance(phase: str, done: int, total: int) -> None:
-        bar.update(task, description=f"room {room_id}: {phase.lower()}", completed=done, total=total)
+        # A new phase is drawn at once, however short it is (the bar refreshes ten times a second).
+        fresh = phase not in shown
+        shown.add(phase)
+        description = f"room {room_id}: {phase.lower()}"
+        bar.update(task, description=description, completed=done, total=total, refresh=fresh)
 
     return advance
 

@@ -290,13 +290,16 @@ class RoomServerClient(SessionClient):
                     sink.write(chunk)
 
     async def events(
-        self, *, last_event_id: str | None = None, with_actor: bool = False
+        self, *, last_event_id: str | None = None, with_actor: bool = False, room_id: str | None = None
     ) -> AsyncIterator[SseEvent]:
         """`GET /events`: every room event after `last_event_id` (all new ones when None) as it happens,
         first a `connected` event; ends when the server closes the stream. `with_actor` asks a server with
-        `events.actor.v1` to name each event's actor (`roomcontract.actors`)."""
+        `events.actor.v1` to name each event's actor (`roomcontract.actors`); `room_id` asks for that
+        room's events only (a server may send others: the reference ignores the filter)."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         params = {WITH_ACTOR: "1"} if with_actor else {}
+        if room_id is not None:
+            params["roomId"] = room_id
         async with self._exchange(
             "GET", "/events", headers=headers, params=params, timeout=self._stream_timeout
         ) as answer:

@@ -15,7 +15,7 @@ engine remembers the inputs and outputs of those steps. The policy for every cac
 | `seed_paths` | (spec folder, `seedFrom`) | the `seedFrom` path's lstat (inode, mtime, mode) changed |
 | `seed_digests` | (resolved path, size, mtime_ns) | never: a changed file has another key |
 | `seed_sets` | (room id, spec folder) | another spec object, or a seed file's (or link's) stat changed |
-| `plans` | room id | the room's ETag, spec, protected names, seeds, server kind or operator name changed |
+| `plans` | room id | the ETag, spec, protected or released names, seeds, server kind or operator changed |
 | `renderings` | room id | the plan is not equal to the one rendered |
 
 Outside the engine, two caches follow the same rules in their own layer: the room-server client keeps
@@ -132,36 +132,30 @@ class SeedSet:
 
 
 @dataclass(frozen=True)
+class PlanBasis:
+    """What a room's plan depends on beyond its spec and the observed room: the local seeds, whether the
+    server has the operator's endpoints, the protected names, the operator's token name on the room
+    server and the entities released to a prune (`planning.planner.plan_room`)."""
+
+    seeds: dict[str, LocalSeed]
+    endpoints: bool
+    protected: frozenset[str]
+    operator: str | None
+    release: frozenset[str]
+
+
+@dataclass(frozen=True)
 class PlanMemo:
     """The inputs of a room's last plan (the observed room by its ETag, the spec by identity) and the
     plan made from them."""
 
     etag: str
     spec: RoomSpec
-    seeds: dict[str, LocalSeed]
-    endpoints: bool
-    protected: frozenset[str]
-    operator: str | None
+    basis: PlanBasis
     plan: Plan
 
-    def fits(
-        self,
-        spec: RoomSpec,
-        etag: str | None,
-        seeds: dict[str, LocalSeed],
-        *,
-        endpoints: bool,
-        protected: frozenset[str],
-        operator: str | None,
-    ) -> bool:
-        return (
-            etag == self.etag
-            and spec is self.spec
-            and protected == self.protected
-            and operator == self.operator
-            and endpoints == self.endpoints
-            and seeds == self.seeds
-        )
+    def fits(self, spec: RoomSpec, etag: str | None, basis: PlanBasis) -> bool:
+        return etag == self.etag and spec is self.spec and basis == self.basis
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ scopes do not allow and judges the plan with the guardrails; a dry run stops the
 re-plans when the first read is older than the stale tolerance, refuses to write when the caller
 confirmed another plan (`expect`), then makes the changes (`engine/executing.py`). ROLLBACK (opt-in)
 undoes what the run made when items failed. VERIFY reads the room again and lists what still differs;
-the run's result keeps the room's revision at that last read (`room_revision`).
+the run's result keeps the room's revision at that last read (`room_revision`). A prune of an open room
+names the entities its spec declared (`release`); PLANNING keeps those the operator joined itself (the
+room's event log says, `engine/releasing.py`) for the planner to remove.
 
 A converged room costs one state read and no write (no VERIFY read either: the plan was empty). The
 client reads an unchanged room conditionally (`304`, the same `ETag`); the last plan of each room is
@@ -27,11 +29,12 @@ from pathlib import Path
 from roomoperator.clients.errors import NotFound, RoomServerError, Unauthorized, Unreachable
 from roomoperator.clients.roomserver import RoomServerClient
 from roomoperator.engine.applying import Applier
-from roomoperator.engine.caches import EngineCaches, PlanMemo, Rendering
+from roomoperator.engine.caches import EngineCaches, PlanBasis, PlanMemo, Rendering
 from roomoperator.engine.executing import Execution, fail_fatal_blocks, roll_back, unauthorized
 from roomoperator.engine.outcome import UNABLE, RunAborted, RunDraft, blocked_warning, label
 from roomoperator.engine.ownership import Ownership
 from roomoperator.engine.ratelimit import RateLimiter
+from roomoperator.engine.releasing import operators_entities
 from roomoperator.engine.retrying import Retrier
 from roomoperator.engine.seeding import SeedFiles
 from roomoperator.engine.settling import settle
@@ -131,6 +134,7 @@ class Reconciler:
         progress: Progress | None = None,
         protected: frozenset[str] = frozenset(),
         expect: str | None = None,
+        release: frozenset[str] = frozenset(),
     ) -> RunResult:
         """Every phase for `spec`.
 
@@ -138,7 +142,9 @@ class Reconciler:
         the room's revisions, `service/protection.py`). `expect` is the digest
         (`planning.planjson.changes_digest`) of the plan the caller confirmed (`RunResult.plan` of a dry
         run): when the plan made at APPLY has other changes, nothing is written and the run ends with
-        `RunCode.PLAN_CHANGED` and the new plan.
+        `RunCode.PLAN_CHANGED` and the new plan. `release` (a prune of a `membership: open` room) names
+        the entities the room's spec declared: the ones whose latest join the operator's own token made
+        are removed like a closed room's; members' stay.
         """
         requests_before = self.client.requests
         run = RunDraft(
@@ -158,6 +164,7 @@ class Reconciler:
                 progress=progress,
                 protected=protected,
                 expect=expect,
+                release=release,
             )
         except RunAborted as abort:
             run.refuse(abort.code, [*run.errors, abort.message])
@@ -176,6 +183,7 @@ class Reconciler:
         progress: Progress | None,
         protected: frozenset[str],
         expect: str | None,
+        release: frozenset[str],
     ) -> None:
         spec = run.spec
         _tell(progress, Phase.PLANNING)
@@ -185,8 +193,9 @@ class Reconciler:
         _saw(run, observed, endpoints=endpoints)
         if not endpoints:
             run.warnings.append(REFERENCE_SERVER.format(room_id=spec.room_id))
-        operator = await self.ownership.operator(run, observed) if endpoints else None
-        plan = self._plan(spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator)
+        plan, basis = await self._plan_read(
+            run, observed, seeds, endpoints=endpoints, protected=protected, release=release
+        )
         self._record_plan(run, plan)
         await run.audit("reconcile.planning", changes=len(plan.changes), revision=observed.revision)
         run.phase = Phase.PRE_CHECKS
@@ -201,9 +210,8 @@ class Reconciler:
         if time.monotonic() - read_at > self.settings.reconciliation.stale_tolerance_seconds:
             observed, endpoints, read_at = await self._read(spec.room_id)
             _saw(run, observed, endpoints=endpoints)
-            operator = await self.ownership.operator(run, observed) if endpoints else None
-            plan = self._plan(
-                spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
+            plan, basis = await self._plan_read(
+                run, observed, seeds, endpoints=endpoints, protected=protected, release=release
             )
             run.warnings.append("Room state was stale when APPLY started: re-read and re-planned")
             self._record_plan(run, plan)
@@ -212,9 +220,9 @@ class Reconciler:
                 return
             plan = checked
         batching = bool(plan.actionable) and endpoints and await self._batching()
-        lead = self.ownership.claim_write(run, observed, operator) if batching else None
+        lead = self.ownership.claim_write(run, observed, basis.operator) if batching else None
         if endpoints and not batching:
-            await self.ownership.claim_room(run, observed, operator)
+            await self.ownership.claim_room(run, observed, basis.operator)
         if not plan.actionable:
             await self._finish_without_writes(run, plan)
             return
@@ -228,7 +236,7 @@ class Reconciler:
             progress=progress,
             batching=batching,
             lead=lead,
-            on_lead=lambda error: self.ownership.claimed(run, observed, operator, error),
+            on_lead=lambda error: self.ownership.claimed(run, observed, basis.operator, error),
         ).apply(plan)
         await run.audit("reconcile.apply", applied=len(run.applied), failed=len(run.failed))
         if run.aborted is not None:
@@ -238,7 +246,7 @@ class Reconciler:
             _tell(progress, Phase.ROLLBACK, total=len(run.undos))
             await roll_back(run, applier, batching=batching)
         _tell(progress, Phase.VERIFY)
-        await self._verify(run, seeds, endpoints=endpoints, protected=protected, operator=operator)
+        await self._verify(run, basis)
 
     # ---- PLANNING ------------------------------------------------------------------------------------
 
@@ -256,6 +264,36 @@ class Reconciler:
         del self._open[room_id]
         made = sum(verdict.entry is not None for verdict in verdicts)
         await run.audit("reconcile.settled", made=made, unmade=len(verdicts) - made)
+
+    async def _plan_read(
+        self,
+        run: RunDraft,
+        observed: ObservedRoom,
+        seeds: dict[str, LocalSeed],
+        *,
+        endpoints: bool,
+        protected: frozenset[str],
+        release: frozenset[str],
+    ) -> tuple[Plan, PlanBasis]:
+        """The plan of the room just read, and what it was made from (VERIFY plans on the same basis): the
+        operator's name on the room server, the entities released to it."""
+        operator = await self.ownership.operator(run, observed) if endpoints else None
+        released = await self._released(run, observed, release, endpoints=endpoints)
+        basis = PlanBasis(seeds, endpoints, protected, operator, released)
+        return self._plan(run.spec, observed, basis), basis
+
+    async def _released(
+        self, run: RunDraft, observed: ObservedRoom, declared: frozenset[str], *, endpoints: bool
+    ) -> frozenset[str]:
+        """Of the entities the room's spec `declared` (a prune of an open room), the ones the operator
+        joined itself (a warning says why none is when the room server cannot tell)."""
+        if not declared or not endpoints or run.spec.spec.membership != "open":
+            return frozenset()
+        patience = self.settings.room_server.timeout_seconds
+        released = await operators_entities(self.client, observed, declared, patience=patience)
+        if released.warning is not None:
+            run.warn(released.warning)
+        return released.entities
 
     async def _read_with_seeds(
         self, spec: RoomSpec, seed_root: Path
@@ -294,38 +332,23 @@ class Reconciler:
             raise RunAborted(RunCode.ROOM_SERVER_ERROR, f"Reading room {room_id} failed: {exc}") from exc
         return observed, True, time.monotonic()
 
-    def _plan(
-        self,
-        spec: RoomSpec,
-        observed: ObservedRoom,
-        seeds: dict[str, LocalSeed],
-        *,
-        endpoints: bool,
-        protected: frozenset[str],
-        operator: str | None,
-    ) -> Plan:
+    def _plan(self, spec: RoomSpec, observed: ObservedRoom, basis: PlanBasis) -> Plan:
         """The plan of `spec` against `observed`, reused from the room's last one when nothing changed."""
-        memo = self.caches.plans.get(
-            spec.room_id,
-            valid=lambda m: m.fits(
-                spec, observed.etag, seeds, endpoints=endpoints, protected=protected, operator=operator
-            ),
-        )
+        memo = self.caches.plans.get(spec.room_id, valid=lambda m: m.fits(spec, observed.etag, basis))
         if memo is not None:
             return memo.plan
         plan = plan_room(
             spec,
             observed,
-            seeds=seeds,
+            seeds=basis.seeds,
             resources=self.settings.features.resources,
-            operator_endpoints=endpoints,
-            protected=protected,
-            operator=operator,
+            operator_endpoints=basis.endpoints,
+            protected=basis.protected,
+            operator=basis.operator,
+            release=basis.release,
         )
         if observed.etag is not None:
-            self.caches.plans.put(
-                spec.room_id, PlanMemo(observed.etag, spec, seeds, endpoints, protected, operator, plan)
-            )
+            self.caches.plans.put(spec.room_id, PlanMemo(observed.etag, spec, basis, plan))
         return plan
 
     def _record_plan(self, run: RunDraft, plan: Plan) -> None:
@@ -414,25 +437,15 @@ class Reconciler:
 
     # ---- VERIFY --------------------------------------------------------------------------------------
 
-    async def _verify(
-        self,
-        run: RunDraft,
-        seeds: dict[str, LocalSeed],
-        *,
-        endpoints: bool,
-        protected: frozenset[str],
-        operator: str | None,
-    ) -> None:
+    async def _verify(self, run: RunDraft, basis: PlanBasis) -> None:
         try:
             observed, _, _ = await self._read(run.spec.room_id)
         except RunAborted as exc:
             run.warnings.append(f"Verification failed: {exc.message}")
             run.room_revision = None
         else:
-            _saw(run, observed, endpoints=endpoints)
-            remaining = self._plan(
-                run.spec, observed, seeds, endpoints=endpoints, protected=protected, operator=operator
-            )
+            _saw(run, observed, endpoints=basis.endpoints)
+            remaining = self._plan(run.spec, observed, basis)
             run.remaining = [label(c) for c in remaining]
             run.converged = remaining.empty
         run.conclude()

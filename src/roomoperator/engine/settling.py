@@ -131,16 +131,26 @@ def judge(intents: Sequence[Intent], observed: ObservedRoom, log: Sequence[Event
 
 
 async def room_log(
-    client: RoomServerClient, room_id: str, *, since: int, until: int, patience: float
+    client: RoomServerClient,
+    room_id: str,
+    *,
+    since: int,
+    until: int,
+    patience: float,
+    with_actor: bool = False,
 ) -> list[Event] | None:
     """The room's events after `since` up to `until` (its revision), replayed from the room server's
-    log; None when the log cannot be read within `patience` seconds."""
+    log (each naming its actor with `with_actor`, a server with `events.actor.v1`); None when the log
+    cannot be read within `patience` seconds."""
     if until <= since:
         return []
     found: list[Event] = []
     try:
         async with asyncio.timeout(patience):
-            replay = cast("AsyncGenerator[SseEvent, None]", client.events(last_event_id=str(since)))
+            replay = cast(
+                "AsyncGenerator[SseEvent, None]",
+                client.events(last_event_id=str(since), with_actor=with_actor, room_id=room_id),
+            )
             async with contextlib.aclosing(replay) as events:
                 async for event in events:
                     if event.event != "event" or not event.id:

@@ -8,7 +8,8 @@ What the spec does not declare is removed only when it is the operator's (as Flu
 CD's tracking do): an undeclared artifact is deleted only when the operator wrote its first and latest
 version (`createdBy`, `updatedBy` of the room state equal the operator's token name); any other is listed
 as unmanaged and left alone. Undeclared entities are kicked (the spec is the roster) unless the spec says
-`membership: open`, which lists them as unmanaged instead.
+`membership: open`, which lists them as unmanaged instead; only the ones named in `release` (a prune: the
+entities the operator itself joined, as the room's event log says) are kicked from an open room.
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ def _same(entity: EntitySpec, current: ObservedEntity) -> bool:
 
 
 def _entity_changes(
-    spec: RoomSpec, observed: ObservedRoom, protected: Collection[str], unmanaged: list[Unmanaged]
+    spec: RoomSpec,
+    observed: ObservedRoom,
+    protected: Collection[str],
+    unmanaged: list[Unmanaged],
+    *,
+    release: Collection[str],
 ) -> list[Change]:
     present = {e.id: e for e in observed.entities}
     changes: list[Change] = []
@@ -89,12 +95,13 @@ def _entity_changes(
     for current in observed.entities:
         if current.id in first:
             continue
+        reason = "in the room, not declared in the spec"
         if spec.spec.membership == "open":
-            unmanaged.append(Unmanaged(Kind.ENTITY, current.id))
-            continue
-        kick = Change(
-            Op.KICK, current.id, "in the room, not declared in the spec", before=EntityBody.of(current)
-        )
+            if current.id not in release:
+                unmanaged.append(Unmanaged(Kind.ENTITY, current.id))
+                continue
+            reason = "joined by the operator, no longer declared in the spec"
+        kick = Change(Op.KICK, current.id, reason, before=EntityBody.of(current))
         if current.id in protected:
             kick = kick.block(BlockCode.PROTECTED, f"entity {current.id} is protected (protect: true)")
         changes.append(kick)
@@ -311,6 +318,7 @@ def plan_room(
     operator_endpoints: bool = True,
     protected: Collection[str] = frozenset(),
     operator: str | None = None,
+    release: Collection[str] = frozenset(),
 ) -> Plan:
     """Every change that brings `observed` to `spec`.
 
@@ -318,10 +326,12 @@ def plan_room(
     flag; while it is off the spec's resources are listed in `skipped`);
     `operator_endpoints=False` (a reference server) blocks what such a server cannot do; `protected` names
     items (protect: true in the last applied spec) that must never be removed; `operator` is the name the
-    room server records for the operator's writes (its token's name; None: unknown, nothing is its own).
+    room server records for the operator's writes (its token's name; None: unknown, nothing is its own);
+    `release` names entities kicked when undeclared even though the spec says `membership: open` (a prune
+    gives the ones the operator joined itself: `engine/releasing.py`).
     """
     unmanaged: list[Unmanaged] = []
-    changes = _entity_changes(spec, observed, protected, unmanaged)
+    changes = _entity_changes(spec, observed, protected, unmanaged, release=release)
     changes += _artifact_changes(spec, observed, seeds, protected, operator=operator, unmanaged=unmanaged)
     changes += _policy_changes(spec, observed)
     skipped: tuple[Skipped, ...] = ()

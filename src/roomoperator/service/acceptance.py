@@ -111,6 +111,8 @@ class Offer:
     """The GitOps source that offers the spec (None: the API, `roomop up`)."""
     source_revision: str | None = None
     """The source's revision the spec was read at (a commit)."""
+    release: frozenset[str] = frozenset()
+    """A prune of an open room: the entities its spec declared, removed when the operator joined them."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,7 @@ def request_of(offer: Offer, accepted: Accepted, correlation_id: str) -> RunRequ
         revision=accepted.revision,
         correlation_id=correlation_id,
         expect=offer.expect,
+        release=offer.release,
     )
 
 

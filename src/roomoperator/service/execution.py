@@ -175,6 +175,7 @@ class RunExecutor:
                     progress=progress,
                     protected=await self._protection.names(request.room_id),
                     expect=request.expect,
+                    release=request.release,
                 )
         except Exception as exc:  # an engine bug must not leave the run "running" forever
             log.exception("reconcile raised", room_id=request.room_id, correlation_id=request.correlation_id)

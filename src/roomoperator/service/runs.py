@@ -56,6 +56,9 @@ class RunRequest:
     revision: int | None = None
     expect: str | None = None
     """The digest of the plan the caller confirmed, if any (see `Offer.expect`)."""
+    release: frozenset[str] = frozenset()
+    """A prune of an open room: the entities the operator may remove if it joined them (`Offer.release`;
+    not stored: a resumed run removes none of them)."""
     done: asyncio.Future[RunResult | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -78,6 +81,7 @@ class RunRequest:
         revision: int | None = None,
         correlation_id: str | None = None,
         expect: str | None = None,
+        release: frozenset[str] = frozenset(),
     ) -> RunRequest:
         """A new request (a fresh correlation id unless given; `spec` None: the room's desired spec)."""
         return cls(
@@ -90,6 +94,7 @@ class RunRequest:
             actor=actor,
             revision=revision,
             expect=expect,
+            release=release,
         )
 
 

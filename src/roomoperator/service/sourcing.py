@@ -2,11 +2,13 @@
 through the controller's one acceptance path (attributed to the source and its revision, a commit), lets
 unchanged specs pass without a run, keeps an override its owner allows until the source changes the
 room (shown as drift from the source, `overridden`), stops managing a room the source no longer
-declares (with `prune`, first removing what the operator made in it, under the guardrails) and reports
+declares (with `prune`, first removing what the operator made in it, under the guardrails: in an open
+room, the declared entities the operator joined itself, `engine/releasing.py`) and reports
 failed syncs as a typed event for the observers (audit, log, notifications)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
 from roomoperator.service.acceptance import Acceptor, Offer, Refused
@@ -28,9 +30,20 @@ def actor_of(source: str) -> str:
 def pruned(spec: RoomSpec) -> RoomSpec:
     """`spec` declaring nothing, under its own membership rule: planning it removes the artifacts the
     operator wrote (the planner's inventory rule, never a member's) and the resources it declared, and,
-    in a `closed` room (the spec is the roster), its entities; an `open` room's entities stay."""
+    in a `closed` room (the spec is the roster), its entities. In an `open` room only the entities the run
+    is told to release (`released(spec)`) can go, and of those only the ones whose latest join the
+    operator's own token made (the room's event log says, `engine/releasing.py`); members' entities stay,
+    and so do all of them when the room server cannot name its events' actors."""
     body = spec.spec.model_copy(update={"entities": (), "artifacts": (), "resources": ()})
     return spec.model_copy(update={"spec": body})
+
+
+def released(spec: RoomSpec) -> frozenset[str]:
+    """The entities a prune of `spec`'s room may remove beyond `pruned(spec)`'s plan: in an `open` room,
+    the ones `spec` declared (the run keeps those the operator joined itself); none in a `closed` one."""
+    if spec.spec.membership != "open":
+        return frozenset()
+    return frozenset(entity.id for entity in spec.spec.entities)
 
 
 class SourceSink:
@@ -125,7 +138,7 @@ class SourceSink:
                 force=True,
                 source=source,
             )
-            submission = await self._take(offer)
+            submission = await self._take(dataclasses.replace(offer, release=released(view.spec)))
             await submission.request.done
         await self._unmanage(room_id, actor_of(source))
         await release_room(self._store, room_id, source=source)
