@@ -8,12 +8,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from roomoperator.model.audit import AuditEntry
 from roomoperator.service.health import Health, HealthMonitor
 from roomoperator.service.metrics import OperatorMetrics
 from roomoperator.service.replicas import Replicas, preferred
 from roomoperator.settings import ReplicaSettings
 from roomoperator.store import RunRecord, Store
+from tests.store.conftest import cut_listener, postgres_schema, postgres_url
 
 
 @dataclass
@@ -72,3 +75,31 @@ def test_rendezvous_is_stable_and_moves_only_a_dead_replicas_rooms() -> None:
     two = {room: preferred(room, ["b", "c"]) for room in rooms}
     assert all(two[room] == owner for room, owner in three.items() if owner != "a")  # only a's rooms move
     assert preferred("room-x", []) is None
+
+
+async def test_the_next_renewal_listens_again_after_the_server_cut_the_listening_connection() -> None:
+    url = await postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server answers on 127.0.0.1:5432 (database test)")
+    async with postgres_schema(url) as schema:
+        store = Store(url, schema=schema)
+        await store.migrate()
+        replicas = Replicas(
+            ReplicaSettings(replica_id="r1"),
+            store,
+            metrics=OperatorMetrics(),
+            health=HealthMonitor(),
+            audit=Audit(),
+            operator_version="t",
+        )
+        replicas.attach(Rooms())
+        try:
+            await replicas.start()
+            assert replicas.book.listening
+            await cut_listener(replicas.book, store)
+            assert not replicas.book.listening
+            assert await replicas.renew()
+            assert replicas.book.listening
+        finally:
+            await replicas.book.close()
+            await store.close()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from roomoperator.store import Store
+from roomoperator.store.leases import LeaseBook
 
 POSTGRES_URLS = (
     "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
@@ -66,3 +69,14 @@ async def postgres_schema(url: str) -> AsyncIterator[str]:
         async with admin.connect() as connection:
             await connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.dispose()
+
+
+async def cut_listener(book: LeaseBook, store: Store) -> None:
+    """The server ends `book`'s listening connection (as a restart or a network cut would), and the
+    client library has noticed."""
+    cut = asyncio.Event()
+    book._driver.add_termination_listener(lambda _connection: cut.set())
+    async with store.sessions.begin() as session:
+        pid = book._driver.get_server_pid()
+        await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    await asyncio.wait_for(cut.wait(), 5)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from roomoperator.model.audit import AuditEntry, Intent, utcnow
 from roomoperator.store import FencedError, RunRecord, Store
 from roomoperator.store.leases import RUN_EPOCH, Fencing, LeaseBook
-from tests.store.conftest import postgres_schema, postgres_url
+from tests.store.conftest import cut_listener, postgres_schema, postgres_url
 
 pytestmark = pytest.mark.postgres
 ROOM = "room-lease-01"
@@ -160,3 +160,19 @@ async def test_a_leftover_run_of_an_older_lease_is_refused_and_the_new_lease_kep
     assert heard == [False]
     assert pg[0].fencing.epoch(ROOM) == 2  # the room stays held
     await pg[0].save_status(ROOM, conditions=[], cycles_since_converged=0, last_result=None)
+
+
+async def test_a_listener_cut_by_the_server_says_so_and_hears_again_once_listening_again(
+    pg: tuple[Store, Store],
+) -> None:
+    listener, speaker = replica(pg[0], "r1"), replica(pg[1], "r2")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.listen(heard.put_nowait)
+    await speaker.notify(ROOM)
+    assert await asyncio.wait_for(heard.get(), 5) == ROOM
+    await cut_listener(listener, pg[1])
+    assert not listener.listening
+    await listener.listen(heard.put_nowait)
+    assert listener.listening
+    await speaker.notify("room-lease-02")
+    assert await asyncio.wait_for(heard.get(), 5) == "room-lease-02"

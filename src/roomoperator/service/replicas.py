@@ -106,6 +106,7 @@ class Replicas:
         self._renewed_at = time.monotonic()
         self._stopped_runs = False
         self._wake = asyncio.Event()
+        self._listened = False  # listened once: a later listen is a reconnect
         self._announced_rooms: set[str] = set()
         """Rooms whose runs another replica announced since the last pick-up."""
         self.fencing.on_refused.append(self._refused)
@@ -167,10 +168,18 @@ class Replicas:
         other replicas' announcements are heard."""
         if await self.renew():
             await self.balance()
+
+    async def _listen(self) -> None:
+        """Listen for the other replicas' announced runs (again, when the connection was lost: the
+        announcements made meanwhile are found by the next period's poll)."""
         try:
             await self.book.listen(self._announced)
         except (OSError, SQLAlchemyError) as exc:
             log.warning("cannot listen for announced runs; the period's poll finds them", error=str(exc))
+            return
+        if self._listened:
+            log.info("listening again for announced runs", replica=self.replica_id)
+        self._listened = True
 
     async def run(self) -> None:
         """Renew every `retrySeconds`, and balance as often, forever, in two loops (a slow balance never
@@ -239,6 +248,8 @@ class Replicas:
             self._metrics.leases_lost.inc()
             self._drop(room_id)
         self._metrics.rooms_owned.set(self.owned)
+        if not self.book.listening:
+            await self._listen()
         return True
 
     async def balance(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker, create_async_engine
 
 from roomoperator.store.errors import FencedError
@@ -140,11 +141,10 @@ class LeaseBook:
         self._lease = lease_seconds
         self._url = url
         self._listener: AsyncConnection | None = None
+        self._driver: Any = None
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
+        await self._drop_listener()
         await self._engine.dispose()
 
     async def notify(self, room_id: str) -> None:
@@ -153,12 +153,32 @@ class LeaseBook:
             await session.execute(_NOTIFY, {"room": room_id})
 
     async def listen(self, on_room: Callable[[str], None]) -> None:
-        """Call `on_room(room_id)` for every `notify` of any replica, from now until `close`."""
+        """Call `on_room(room_id)` for every `notify` of any replica, from now until `close` (a lost
+        connection stops it until `listen` is called again: see `listening`)."""
+        await self._drop_listener()
         connection = await self._engine.connect()
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: on_room(payload))
-        self._listener = connection
+        self._listener, self._driver = connection, driver
+
+    @property
+    def listening(self) -> bool:
+        """True while the listening connection is open (the server restarted, or a network cut, ends it)."""
+        return self._driver is not None and not self._driver.is_closed()
+
+    async def _drop_listener(self) -> None:
+        connection, driver = self._listener, self._driver
+        self._listener = self._driver = None
+        if connection is None:
+            return
+        if driver.is_closed():
+            await connection.invalidate()  # cut: the pool must not hand it out again
+            return
+        try:
+            await connection.close()
+        except (OSError, SQLAlchemyError):
+            await connection.invalidate()
 
     def _params(self, **more: object) -> dict[str, object]:
         return {"me": self.replica_id, "lease": self._lease, **more}
