@@ -124,6 +124,22 @@ class ApiSettings(BaseModel):
     """How long an idle keep-alive connection stays open between requests."""
 
 
+class RuntimeSettings(BaseModel):
+    """The Python runtime of a serving operator (`roomop serve`, `roomop up`)."""
+
+    gc_thresholds: tuple[int, int, int] = (10_000, 10, 10)
+    """The garbage collector's thresholds (`gc.set_threshold`). Python's (700, 10, 10) make a full pass
+    over a large heap several times a minute while rooms converge (`service/collector.py`)."""
+
+    @model_validator(mode="after")
+    def _positive(self) -> RuntimeSettings:
+        if min(self.gc_thresholds) < 1:
+            raise ValueError(
+                "runtime.gc_thresholds: three whole numbers of at least 1 (0 would turn the collector off)"
+            )
+        return self
+
+
 class StoreSettings(BaseModel):
     """Durable store: SQLite by default, PostgreSQL by URL (`sqlite:///path`, `postgresql://...`)."""
 
@@ -328,6 +344,7 @@ class OperatorSettings(BaseSettings):
     replicas: ReplicaSettings = ReplicaSettings()
     events: EventsSettings = EventsSettings()
     logging: LoggingSettings = LoggingSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     sources: list[SourceSettings] = []
     notifications: NotificationSettings = NotificationSettings()
     """GitOps sources (`roomop serve --specs DIR`, `--git URL`), each with a unique name."""

@@ -3,7 +3,9 @@ both servers as processes, the clients in a third process (`load_clients.py`), a
 
 Each client declares its own entity, then, round after round, uploads an artifact, reads it back and
 reads the room's state, while others poll the operator's `/status`. Asserted: no error and no failed
-request, and no unbounded memory growth (each server's RSS after the last round within a generous
+request (an idempotent request whose reused connection the server closed as it was sent, the keep-alive
+race, is sent again once, as standard clients do, and counted: at most 1 % of the requests), and no
+unbounded memory growth (each server's RSS after the last round within a generous
 bound of its RSS before the first). Latency percentiles and request rates are printed (`-s`) for
 `docs/reliability.md`; speed is not asserted (goals are measured in `bench/`). Short: the declaring
 round only (the uploads run in the hostile and durability tests); `make soak`: 40 rounds more.
@@ -27,18 +29,7 @@ ROOMS = 10
 MIB = 1024 * 1024
 ROOT = Path(__file__).parents[2]  # `-m tests.suites.load_clients` is found from the repository's root
 GROWTH_BOUND = 150 * MIB  # generous: caches, SQLite page cache and the allocator's arenas settle first
-UNEXPLAINED_RESET = pytest.mark.xfail(
-    strict=False,
-    reason="since the clients run in their own process, one `GET /room/{id}/state` of 449 ends in a "
-    "ReadError (2 runs of 2 on 2026-12-02; 0 of 6 on 2026-12-03). Reproduced only by stalling the clients' "
-    "loop for ~4.95 s after the joins: the room server's keep-alive (5 s) closes a connection as the state "
-    "request is handed to it, and httpcore's shared pool closes it under that request (ReadError from "
-    "ClosedResourceError); not confirmed as the CI cause",
-)
-RUNS = [
-    pytest.param(1, id="short", marks=UNEXPLAINED_RESET),
-    pytest.param(41, id="soak", marks=[pytest.mark.soak, UNEXPLAINED_RESET]),
-]
+RUNS = [pytest.param(1, id="short"), pytest.param(41, id="soak", marks=pytest.mark.soak)]
 
 pytestmark = [SHARED_LOOP, pytest.mark.slow]
 
@@ -93,10 +84,12 @@ async def test_200_concurrent_clients_get_no_error_and_memory_stays_bounded(
     print(
         f"\nload: {CLIENTS} clients (in another process) x {rounds} rounds, {requests} requests"
         f" in {elapsed:.1f} s"
-        f" ({requests / elapsed:.0f}/s), {len(result['failures'])} failures; {figures(result['latencies'])};"
+        f" ({requests / elapsed:.0f}/s), {len(result['failures'])} failures,"
+        f" {len(result['retried'])} sent again; {figures(result['latencies'])};"
         f" RSS room server {before[0] / MIB:.0f} -> {after[0] / MIB:.0f} MiB,"
         f" operator {before[1] / MIB:.0f} -> {after[1] / MIB:.0f} MiB"
     )
     assert result["failures"] == []
+    assert len(result["retried"]) <= max(1, requests // 100), result["retried"]
     assert after[0] - before[0] < GROWTH_BOUND
     assert after[1] - before[1] < GROWTH_BOUND

@@ -1,6 +1,7 @@
 """The operator's app factory: `create_app(settings)` wires store, room-server client, engine,
 controller, health probe, the room-server event follower, the GitOps sources' syncers, the notifier and
-(on a PostgreSQL store) the replica's leases, and starts and stops them with the app."""
+(on a PostgreSQL store) the replica's leases, and starts and stops them with the app, the garbage collector
+tuned for a large heap meanwhile (`service/collector.py`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from roomoperator.service import gitops_routes, room_routes, routes
 from roomoperator.service.acceptance import Refused
 from roomoperator.service.auditing import AuditLog
 from roomoperator.service.auth import Authenticator
+from roomoperator.service.collector import collecting
 from roomoperator.service.controller import Controller
 from roomoperator.service.errors import ApiError, handle_api_error, handle_refused
 from roomoperator.service.health import HealthMonitor
@@ -54,7 +56,7 @@ def create_app(settings: OperatorSettings) -> FastAPI:
     authenticator = Authenticator.from_settings(settings.api)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def running(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.store.url, schema=settings.store.schema_name)
         await store.migrate()
         operator_url = f"http://{settings.api.host}:{settings.api.port}" if settings.api.port else None
@@ -143,6 +145,12 @@ def create_app(settings: OperatorSettings) -> FastAPI:
                 await replicas.stop()
             await client.aclose()
             await store.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with collecting(settings.runtime.gc_thresholds, metrics.gc_pauses):
+            async with running(app):
+                yield
 
     app = FastAPI(
         title="RoomOperator",

@@ -3,7 +3,8 @@
 The six reference series (`room_operator_reconcile_*`, `room_operator_queued_requests`,
 `room_operator_active_reconciliations`) are registered and updated, plus drift, guardrail refusals,
 per-phase durations, room-server requests by outcome and their latency, and (replicas on PostgreSQL) this
-replica's rooms owned, lease renewals, takeovers, hand-backs and fenced writes refused. No per-room labels.
+replica's rooms owned, lease renewals, takeovers, hand-backs and fenced writes refused, and the garbage
+collector's pauses. No per-room labels.
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ class OperatorMetrics:
         self.fenced_writes = Counter(
             "room_operator_fenced_writes",
             "Writes refused by fencing (this replica had lost the room)",
+            registry=r,
+        )
+        self.gc_pauses = Histogram(
+            "room_operator_gc_pause_seconds",
+            "Pauses of the Python garbage collector, by generation (`service/collector.py`)",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
         self._by_outcome: dict[str, Counter] = {}  # `labels()` looks its child up under a lock
