@@ -134,9 +134,16 @@ async def test_intents_are_open_until_settled_with_their_entry(tmp_path: Path) -
         made, unmade = intent("join", "E-1", entityId="E-1"), intent("join", "E-2", entityId="E-2")
         await store.intend([made, unmade])
         assert {i.id for i in await store.open_intents()} == {made.id, unmade.id}
-        await asyncio.gather(store.settle(made.id, made.entry), store.settle(unmade.id, None))
+        await asyncio.gather(store.settle([(made.id, made.entry)]), store.settle([(unmade.id, None)]))
         assert await store.open_intents() == []
         entries = await store.audit(room_id=ROOM)
         assert [(e.action, e.metadata) for e in entries] == [("entity.joined", {"entityId": "E-1"})]
+        # Several settled at once: one transaction, their entries in the given order.
+        first, second, third = (intent("join", f"E-{n}", entityId=f"E-{n}") for n in (3, 4, 5))
+        await store.intend([first, second, third])
+        await store.settle([(second.id, second.entry), (third.id, None), (first.id, first.entry)])
+        assert await store.open_intents() == []
+        entries = await store.audit(room_id=ROOM)
+        assert [e.metadata["entityId"] for e in entries] == ["E-1", "E-4", "E-3"]
     finally:
         await store.close()

@@ -27,7 +27,7 @@ from roomoperator.clients.errors import Fenced, Unauthorized
 from roomoperator.engine.applying import Applier, Done, Step, Undo
 from roomoperator.engine.outcome import RunAborted, RunDraft, blocked_warning, label
 from roomoperator.engine.retrying import RetryFailed
-from roomoperator.model.audit import Intent
+from roomoperator.model.audit import AuditEntry, Intent
 from roomoperator.model.changes import Change, Kind, Op, Plan, SeedContent
 from roomoperator.model.codes import RunCode
 from roomoperator.model.results import Phase
@@ -211,22 +211,23 @@ class Execution:
         except RetryFailed as failure:
             if lead is not None and self._on_lead is not None:
                 self._on_lead(failure.error)
-            await asyncio.gather(*(self._failed(changes, failure) for changes, _ in steps))
+            await self.run.record(
+                [entry for changes, _ in steps for entry in self._failed_entries(changes, failure)]
+            )
             self._count(sum(len(changes) for changes, _ in steps))
             return
         if lead is not None:
             if self._on_lead is not None:
                 self._on_lead(results[0].error)
             results = results[1:]
-        # Every entry of the batch queued at once: they share the store's group commits, in order.
-        await asyncio.gather(
-            *(
-                self._failed(changes, RetryFailed(result.error, attempts))
-                if result.error is not None
-                else self._made(changes, Done(attempts, step.undo(result)))
-                for (changes, step), result in zip(steps, results, strict=True)
-            )
-        )
+        # Every entry of the batch recorded at once: one journal transaction, in the batch's order.
+        entries: list[tuple[AuditEntry, Intent | None]] = []
+        for (changes, step), result in zip(steps, results, strict=True):
+            if result.error is not None:
+                entries += self._failed_entries(changes, RetryFailed(result.error, attempts))
+            else:
+                entries += self._made_entries(changes, Done(attempts, step.undo(result)))
+        await self.run.record(entries)
         self._count(sum(len(changes) for changes, _ in steps))
 
     async def _make(self, batch: list[Change]) -> bool:
@@ -238,14 +239,16 @@ class Execution:
             else:
                 made = await self.applier.apply(first)
         except RetryFailed as failure:
-            await self._failed(batch, failure)
+            await self.run.record(self._failed_entries(batch, failure))
             return False
-        await self._made(batch, made)
+        await self.run.record(self._made_entries(batch, made))
         return True
 
-    async def _failed(self, batch: list[Change], failure: RetryFailed) -> None:
-        """`batch` failed: each change's entry, all queued at once (one group commit, in order). When the
-        failure leaves it unknown whether the write was made, the intent stays open for the next run."""
+    def _failed_entries(
+        self, batch: list[Change], failure: RetryFailed
+    ) -> list[tuple[AuditEntry, Intent | None]]:
+        """`batch` failed: each change's entry, with the intent it settles. When the failure leaves it
+        unknown whether the write was made, the intent stays open for the next run (settles nothing)."""
         if isinstance(failure.error, Unauthorized):
             self.run.aborted = unauthorized(failure.error)
         elif isinstance(failure.error, Fenced):
@@ -258,33 +261,29 @@ class Execution:
         settles = [self._settling(change) for change in batch]
         if maybe_made:
             self.run.unsettled.extend(intent for intent in settles if intent is not None)
-        await asyncio.gather(
-            *(
-                self.run.fail(
-                    change,
-                    str(failure.error),
-                    attempts=failure.attempts,
-                    settles=None if maybe_made else intent,
-                )
-                for change, intent in zip(batch, settles, strict=True)
+        return [
+            (
+                self.run.failure(change, str(failure.error), attempts=failure.attempts),
+                None if maybe_made else intent,
             )
-        )
+            for change, intent in zip(batch, settles, strict=True)
+        ]
 
-    async def _made(self, batch: list[Change], made: Done) -> None:
-        """`batch` was made: each change's audit entry, all queued at once (one group commit, in order)."""
+    def _made_entries(self, batch: list[Change], made: Done) -> list[tuple[AuditEntry, Intent | None]]:
+        """`batch` was made: each change's audit entry, with the intent it settles."""
         self.run.undos.append(made.undo)
         self.run.applied.extend(label(change) for change in batch)
-        await asyncio.gather(
-            *(
-                self.run.audit(
+        return [
+            (
+                self.run.entry(
                     AUDIT_ACTION[change.op],
-                    settles=self._settling(change),
                     **{**audit_detail(change), **made.detail},
                     **_attempts(change, made),
-                )
-                for change in batch
+                ),
+                self._settling(change),
             )
-        )
+            for change in batch
+        ]
 
 
 async def roll_back(run: RunDraft, applier: Applier, *, batching: bool = False) -> None:

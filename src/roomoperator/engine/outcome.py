@@ -123,13 +123,15 @@ class RunDraft:
     async def fail(
         self, change: Change, message: str, *, attempts: int, settles: Intent | None = None
     ) -> None:
+        await self.record([(self.failure(change, message, attempts=attempts), settles)])
+
+    def failure(self, change: Change, message: str, *, attempts: int) -> AuditEntry:
+        """Note that `change` failed (in the result and its warnings); its `item.failed` entry, to record."""
         self.failed.append(
             ItemFailure(op=str(change.op), target=change.name, message=message, attempts=attempts)
         )
         self.warnings.append(FAILURE_TEXT[change.op].format(name=change.name, error=message))
-        await self.audit(
-            "item.failed", settles=settles, op=change.op, target=change.name, error=message, attempts=attempts
-        )
+        return self.entry("item.failed", op=change.op, target=change.name, error=message, attempts=attempts)
 
     def entry(self, action: str, **metadata: object) -> AuditEntry:
         return AuditEntry(
@@ -145,10 +147,17 @@ class RunDraft:
 
     async def audit(self, action: str, *, settles: Intent | None = None, **metadata: object) -> None:
         """Record an audit entry; with `settles`, as the outcome of that intent (one transaction)."""
-        if settles is not None and self.journal is not None:
-            await self.journal.settle(settles, self.entry(action, **metadata))
-        elif self.audit_sink is not None:
-            await self.audit_sink.record(self.entry(action, **metadata))
+        await self.record([(self.entry(action, **metadata), settles)])
+
+    async def record(self, entries: Sequence[tuple[AuditEntry, Intent | None]]) -> None:
+        """Record audit entries in order; the ones paired with an intent settle it, all of those in one
+        journal transaction (a batch's entries cost one commit and one wait)."""
+        plain = [entry for entry, intent in entries if intent is None or self.journal is None]
+        if self.journal is not None and len(plain) < len(entries):
+            await self.journal.settle([(intent, entry) for entry, intent in entries if intent is not None])
+        if self.audit_sink is not None:
+            for entry in plain:
+                await self.audit_sink.record(entry)
 
     def intent(self, change: Change, action: str, **metadata: object) -> Intent | None:
         """The intent of making `change` (audited `action` with `metadata` once made); None without a
@@ -171,7 +180,7 @@ class RunDraft:
     async def abandon(self, intent: Intent) -> None:
         """`intent`'s write was never attempted: drop it without an audit entry."""
         if self.journal is not None:
-            await self.journal.settle(intent, None)
+            await self.journal.settle([(intent, None)])
 
     def freeze(self, *, requests: int) -> RunResult:
         """The run's `RunResult`, made once, with its duration and request count."""

@@ -259,8 +259,7 @@ class Reconciler:
         observed, _, _ = await self._read(room_id)
         patience = self.settings.room_server.timeout_seconds
         verdicts = await settle(self.client, observed, intents, patience=patience)
-        for verdict in verdicts:
-            await self.journal.settle(verdict.intent, verdict.entry)
+        await self.journal.settle([(verdict.intent, verdict.entry) for verdict in verdicts])
         del self._open[room_id]
         made = sum(verdict.entry is not None for verdict in verdicts)
         await run.audit("reconcile.settled", made=made, unmade=len(verdicts) - made)

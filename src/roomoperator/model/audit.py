@@ -64,4 +64,6 @@ class Journal(Protocol):
 
     async def intend(self, intents: Sequence[Intent]) -> None: ...
 
-    async def settle(self, intent: Intent, entry: AuditEntry | None) -> None: ...
+    async def settle(self, settled: Sequence[tuple[Intent, AuditEntry | None]]) -> None:
+        """Drop each intent and persist the audit entry of its write (None: not made), all in one
+        transaction, in order."""

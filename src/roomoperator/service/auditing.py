@@ -53,15 +53,15 @@ class AuditLog:
     async def intend(self, intents: Sequence[Intent]) -> None:
         await self._store.intend(intents)
 
-    async def settle(self, intent: Intent, entry: AuditEntry | None) -> None:
-        """Settle `intent` with the audit entry of its write (in one transaction), or with none (not made)."""
-        if entry is None:
-            await self._store.settle(intent.id, None)
-            return
-        if entry.correlation_id in self._held:
-            await self.release(entry.correlation_id, keep=True)
-        await self._store.settle(intent.id, entry)
-        self._publish(entry)
+    async def settle(self, settled: Sequence[tuple[Intent, AuditEntry | None]]) -> None:
+        """Settle each intent with the audit entry of its write, or with none (not made), in one
+        transaction."""
+        made = [entry for _, entry in settled if entry is not None]
+        for correlation_id in dict.fromkeys(e.correlation_id for e in made if e.correlation_id in self._held):
+            await self.release(correlation_id, keep=True)
+        await self._store.settle([(intent.id, entry) for intent, entry in settled])
+        for entry in made:
+            self._publish(entry)
 
     async def _write(self, entry: AuditEntry) -> None:
         await self._store.record(entry)

@@ -91,11 +91,11 @@ def _entry(row: AuditRow) -> AuditEntry:
 
 @dataclass(frozen=True)
 class _Journaled:
-    """One item of the journal's group commit: an audit entry, intents to record, an intent to drop."""
+    """One item of the journal's group commit: audit entries, intents to record, intents to drop."""
 
-    entry: AuditEntry | None = None
+    entries: tuple[AuditEntry, ...] = ()
     intents: tuple[Intent, ...] = ()
-    settles: str | None = None
+    settles: tuple[str, ...] = ()
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -403,16 +403,19 @@ class Store:
 
     async def record(self, entry: AuditEntry) -> None:
         """Persist one audit entry (the `AuditSink` protocol); returns once it is committed."""
-        await self._journal(_Journaled(entry=entry))
+        await self._journal(_Journaled(entries=(entry,)))
 
     async def intend(self, intents: Sequence[Intent]) -> None:
         """Persist the intents of writes about to be made; returns once they are committed."""
         if intents:
             await self._journal(_Journaled(intents=tuple(intents)))
 
-    async def settle(self, intent_id: str, entry: AuditEntry | None) -> None:
-        """Drop a settled intent and persist its write's audit entry (if any) in the same transaction."""
-        await self._journal(_Journaled(entry=entry, settles=intent_id))
+    async def settle(self, settled: Sequence[tuple[str, AuditEntry | None]]) -> None:
+        """Drop settled intents (by id) and persist their writes' audit entries (None: not made), all in
+        one transaction, in order."""
+        if settled:
+            entries = tuple(entry for _, entry in settled if entry is not None)
+            await self._journal(_Journaled(entries=entries, settles=tuple(i for i, _ in settled)))
 
     async def open_intents(self, *, room_ids: Collection[str] | None = None) -> list[Intent]:
         """Intents never settled (a crash or stop interrupted their writes), oldest first; of `room_ids`
@@ -473,7 +476,7 @@ class Store:
                     if not done.done():
                         done.set_exception(FencedError(lost, reason))
                 batch = kept
-            entries = [item.entry for item, _ in batch if item.entry is not None]
+            entries = [entry for item, _ in batch for entry in item.entries]
             now = utcnow()
             intents = [
                 {
@@ -489,7 +492,7 @@ class Store:
                 for item, _ in batch
                 for intent in item.intents
             ]
-            settled = [item.settles for item, _ in batch if item.settles is not None]
+            settled = [intent_id for item, _ in batch for intent_id in item.settles]
             if intents:
                 await session.execute(insert(INTENTS), intents)
             if entries:
