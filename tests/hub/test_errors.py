@@ -330,13 +330,23 @@ async def test_dispatcher_errors_name_the_method_as_invoked(server: RoomServerHa
         arity = await _error(client, "Join", ROOM)
         types = await _error(client, "JOIN", 7, entity("E-alice"))
         null_room = await _error(client, "join", None, entity("E-alice"))
+        blank_entity_id = await _error(client, "Leave", ROOM, " ")
+        null_message = await _error(client, "SendToRoom", ROOM, None)
     assert (
         unknown.text
         == "Failed to invoke 'Shout' due to an error on the server. HubException: Method does not exist."
     )
     assert arity.text == "Failed to invoke 'Join' due to an error on the server."
     assert types.text == "Failed to invoke 'JOIN' due to an error on the server."
-    assert null_room.text == "An unexpected error occurred invoking 'join' on the server."
+    # A null or blank argument is named (the reference's ArgumentException gave the generic error only).
+    assert null_room.text.startswith(PREFIX.format("join"))
+    named = [(e.body or {}).get("code") for e in (null_room, blank_entity_id, null_message)]
+    assert named == ["INVALID_ROOM_ID", "INVALID_ENTITY_ID", "INVALID_MESSAGE"]
+    assert [(e.body or {}).get("message") for e in (null_room, blank_entity_id, null_message)] == [
+        "roomId is required",
+        "entityId is required",
+        "message is required",
+    ]
 
 
 async def test_the_inner_json_escapes_as_the_reference_web_encoder(server: RoomServerHandle) -> None:

@@ -66,20 +66,21 @@ Delivered = Callable[[int], Awaitable[None]]
 Handler = Callable[["HubMethods", Caller, list[Any]], Awaitable[Any]]
 
 
-def _string(value: Any) -> str:
-    """A `string` parameter: JSON null binds (then fails inside, as .NET's ArgumentException does)."""
+def _string(value: Any, name: str, code: str) -> str:
+    """A `string` parameter: JSON null binds, then is refused as missing (a 400 HubException with `code`
+    naming the parameter, where the reference's ArgumentException gave only the generic error)."""
     if value is not None and not isinstance(value, str):
         raise BindingError
     if value is None or not value.strip():
-        raise ValueError("argument is null or blank")
+        raise bad_request(code, f"{name} is required")
     return value
 
 
-def _object(value: Any) -> dict[str, Any]:
+def _object(value: Any, name: str, code: str) -> dict[str, Any]:
     if value is not None and not isinstance(value, dict):
         raise BindingError
     if value is None:
-        raise ValueError("argument is null")
+        raise bad_request(code, f"{name} is required")
     return value
 
 
@@ -313,28 +314,34 @@ class HubMethods:
     # --- the table ----------------------------------------------------------------------------------------
 
 
+ROOM: Final = ("roomId", "INVALID_ROOM_ID")
+
+
 async def _join(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.join(caller, _string(args[0]), _object(args[1]))
+    return await hub.join(caller, _string(args[0], *ROOM), _object(args[1], "entity", "INVALID_ENTITY_SPEC"))
 
 
 async def _leave(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.leave(caller, _string(args[0]), _string(args[1]))
+    return await hub.leave(caller, _string(args[0], *ROOM), _string(args[1], "entityId", "INVALID_ENTITY_ID"))
 
 
 async def _send_to_room(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.send_to_room(caller, _string(args[0]), _object(args[1]))
+    return await hub.send_to_room(
+        caller, _string(args[0], *ROOM), _object(args[1], "message", "INVALID_MESSAGE")
+    )
 
 
 async def _list_entities(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.list_entities(caller, _string(args[0]))
+    return await hub.list_entities(caller, _string(args[0], *ROOM))
 
 
 async def _list_tools(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.list_tools(caller, _string(args[0]))
+    return await hub.list_tools(caller, _string(args[0], *ROOM))
 
 
 async def _call_tool(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    return await hub.call_tool(caller, _string(args[0]), _string(args[1]), args[2])
+    tool = _string(args[1], "toolIdOrKey", "INVALID_TOOL")
+    return await hub.call_tool(caller, _string(args[0], *ROOM), tool, args[2])
 
 
 @dataclass(frozen=True)
@@ -371,8 +378,6 @@ async def dispatch(hub: HubMethods, caller: Caller, invocation: protocol.Invocat
         error = protocol.binding_error_text(name)
     except (RoomServerError, ToolError) as exc:
         error = protocol.hub_exception_text(name, exc.body())
-    except ValueError:
-        error = protocol.unexpected_error_text(name)
     except Exception:
         log.exception("hub method %s failed", name)
         error = protocol.unexpected_error_text(name)
