@@ -52,10 +52,26 @@ async def test_a_current_etag_is_answered_without_reading_the_room(
         assert answer.headers["ETag"] == etag
         assert answer.content == b""
     assert db_calls == []  # the room was not read
-    other = await _conditional(client, '"1-0000000000000000"')  # not the current one: a full read
+    other = await _conditional(client, '"1-0000000000000000"')  # not the current one: the whole state
     assert other.status_code == 200
-    assert db_calls == ["read_state"]
     assert other.content == first.content
+    assert other.headers["ETag"] == etag
+    assert db_calls == []  # the body last built, the room unchanged since: not read either
+
+
+async def test_many_readers_of_an_unchanged_room_cost_one_read_and_a_change_is_seen_at_once(
+    client: httpx.AsyncClient, db_calls: list[str]
+) -> None:
+    await client.put(f"/room/{ROOM}/entities/E-agent-1", json={"kind": "agent"})
+    db_calls.clear()
+    first, *others = [await client.get(STATE) for _ in range(5)]
+    assert db_calls == ["read_state"]
+    assert all(o.content == first.content and o.headers["ETag"] == first.headers["ETag"] for o in others)
+    await client.put(f"/room/{ROOM}/entities/E-agent-2", json={"kind": "agent"})
+    after = await client.get(STATE)
+    assert [e["id"] for e in after.json()["entities"]] == ["E-agent-1", "E-agent-2"]
+    assert after.headers["ETag"] != first.headers["ETag"]
+    assert db_calls.count("read_state") == 2
 
 
 async def test_a_write_changes_the_etag(client: httpx.AsyncClient, db_calls: list[str]) -> None:

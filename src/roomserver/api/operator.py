@@ -60,8 +60,19 @@ async def room_state(
     """The whole room in one read. An undeclared room answers an empty state with status `init`.
 
     A current `If-None-Match` of a room unchanged since its ETag was built is answered before this route,
-    from memory (`api/conditional.py`); here the state is read, and `304` answered when it still matches."""
+    from memory (`api/conditional.py`); here the state is the one last built while the room is unchanged
+    (`domain/freshness.py`), else read, and `304` answered when it still matches."""
     resources, digest = resources_of(server, room_id)
+    tags = server.state_tags
+    kept = tags.body(room_id, digest)
+    etag, encoded = kept if kept is not None else await _built_state(server, room_id, resources, digest)
+    if if_none_match is not None and names(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(encoded, media_type="application/json", headers={"ETag": etag})
+
+
+async def _built_state(server: RoomServer, room_id: str, resources: str, digest: bytes) -> tuple[str, bytes]:
+    """The room's state read from the database and serialised, and its ETag (both remembered)."""
     tags = server.state_tags
     mark = tags.mark(room_id)  # before the read: a change during it makes this read's ETag stale
     snapshot = await server.db.run(repository.read_state, room_id)
@@ -75,10 +86,8 @@ async def room_state(
     )
     encoded = body.encode()
     etag = f'"{snapshot.revision}-{hashlib.blake2b(encoded, digest_size=8).hexdigest()}"'
-    tags.remember(room_id, mark, digest, etag)
-    if if_none_match is not None and names(if_none_match, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(encoded, media_type="application/json", headers={"ETag": etag})
+    tags.remember(room_id, mark, digest, etag, encoded)
+    return etag, encoded
 
 
 def entity_answer(server: RoomServer, room_id: str, entity: Entity) -> dict[str, Any]:

@@ -9,12 +9,22 @@ its `ETag` under that mark, with a digest of the `resources` it served (MCP prov
 the database: they are compared on every read). A read whose `If-None-Match` names the remembered `ETag`
 while the mark and the resources are unchanged is answered `304`. A change that lands during a read moves
 the mark, so that read's `ETag` is never trusted for the newer state: the next read builds it again.
-Memory: two small entries per room read or changed since the server started.
+The body built with a remembered `ETag` is kept too, under the same rule, so a room read by many
+clients (members polling its state) is read from the database and serialised once per change, not once
+per request; the state is the same for every reader.
+Memory: two small entries per room read or changed since the server started, and the most recently
+built state bodies up to `BODY_BUDGET` bytes in all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+from cachetools import LRUCache
+
+BODY_BUDGET: Final = 32 * 1024 * 1024
+"""Bytes of state bodies kept (the least recently used go first; a body larger than this is not kept)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,9 @@ class StateTags:
         self._clock = 0
         self._marks: dict[str, int] = {}
         self._tags: dict[str, _Tag] = {}
+        self._bodies: LRUCache[str, tuple[str, bytes]] = LRUCache(
+            BODY_BUDGET, getsizeof=lambda kept: len(kept[1])
+        )
 
     def changed(self, room_id: str) -> None:
         """Something the room's state shows has changed (committed, or presence)."""
@@ -41,9 +54,18 @@ class StateTags:
         """The room's mark now (take it before reading the room)."""
         return self._marks.get(room_id, 0)
 
-    def remember(self, room_id: str, mark: int, resources: bytes, etag: str) -> None:
-        """The ETag of a state built after `mark` was taken, serving `resources` (a digest)."""
+    def remember(self, room_id: str, mark: int, resources: bytes, etag: str, body: bytes) -> None:
+        """The ETag and body of a state built after `mark` was taken, serving `resources` (a digest)."""
         self._tags[room_id] = _Tag(mark, resources, etag)
+        self._bodies.pop(room_id, None)
+        if len(body) <= BODY_BUDGET:
+            self._bodies[room_id] = (etag, body)
+
+    def body(self, room_id: str, resources: bytes) -> tuple[str, bytes] | None:
+        """The room's state ETag and body when both are known without reading the room, else None."""
+        etag = self.current(room_id, resources)
+        kept = None if etag is None else self._bodies.get(room_id)
+        return kept if kept is not None and kept[0] == etag else None
 
     def current(self, room_id: str, resources: bytes) -> str | None:
         """The room's state ETag when it is known without reading the room, else None."""
