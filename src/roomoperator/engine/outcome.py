@@ -152,11 +152,13 @@ class RunDraft:
     async def record(self, entries: Sequence[tuple[AuditEntry, Intent | None]]) -> None:
         """Record audit entries in order; the ones paired with an intent settle it, all of those in one
         journal transaction (a batch's entries cost one commit and one wait)."""
-        plain = [entry for entry, intent in entries if intent is None or self.journal is None]
-        if self.journal is not None and len(plain) < len(entries):
-            await self.journal.settle([(intent, entry) for entry, intent in entries if intent is not None])
+        if self.journal is not None:
+            settled = [(intent, entry) for entry, intent in entries if intent is not None]
+            if settled:
+                await self.journal.settle(settled)
+            entries = [(entry, intent) for entry, intent in entries if intent is None]
         if self.audit_sink is not None:
-            for entry in plain:
+            for entry, _ in entries:
                 await self.audit_sink.record(entry)
 
     def intent(self, change: Change, action: str, **metadata: object) -> Intent | None:

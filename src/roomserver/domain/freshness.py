@@ -41,9 +41,8 @@ class StateTags:
         self._clock = 0
         self._marks: dict[str, int] = {}
         self._tags: dict[str, _Tag] = {}
-        self._bodies: LRUCache[str, tuple[str, bytes]] = LRUCache(
-            BODY_BUDGET, getsizeof=lambda kept: len(kept[1])
-        )
+        self._bodies: LRUCache[str, bytes] = LRUCache(BODY_BUDGET, getsizeof=len)
+        """Room id -> the body built with its remembered ETag (set and dropped with it)."""
 
     def changed(self, room_id: str) -> None:
         """Something the room's state shows has changed (committed, or presence)."""
@@ -59,13 +58,13 @@ class StateTags:
         self._tags[room_id] = _Tag(mark, resources, etag)
         self._bodies.pop(room_id, None)
         if len(body) <= BODY_BUDGET:
-            self._bodies[room_id] = (etag, body)
+            self._bodies[room_id] = body
 
     def body(self, room_id: str, resources: bytes) -> tuple[str, bytes] | None:
         """The room's state ETag and body when both are known without reading the room, else None."""
         etag = self.current(room_id, resources)
         kept = None if etag is None else self._bodies.get(room_id)
-        return kept if kept is not None and kept[0] == etag else None
+        return None if etag is None or kept is None else (etag, kept)
 
     def current(self, room_id: str, resources: bytes) -> str | None:
         """The room's state ETag when it is known without reading the room, else None."""

@@ -340,8 +340,8 @@ async def _list_tools(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
 
 
 async def _call_tool(hub: HubMethods, caller: Caller, args: list[Any]) -> Any:
-    tool = _string(args[1], "toolIdOrKey", "INVALID_TOOL")
-    return await hub.call_tool(caller, _string(args[0], *ROOM), tool, args[2])
+    room_id = _string(args[0], *ROOM)
+    return await hub.call_tool(caller, room_id, _string(args[1], "toolIdOrKey", "INVALID_TOOL"), args[2])
 
 
 @dataclass(frozen=True)
