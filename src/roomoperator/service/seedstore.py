@@ -134,6 +134,8 @@ class SeedStore:
     and process (`of`), so the claims of concurrent requests see each other."""
 
     _open: ClassVar[dict[Path, SeedStore]] = {}
+    _named: ClassVar[dict[Path, SeedStore]] = {}
+    """By the folder as the settings name it: `of` resolves a name (a system call a component) once."""
     _opening: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, folder: Path) -> None:
@@ -145,9 +147,14 @@ class SeedStore:
 
     @classmethod
     def of(cls, settings: OperatorSettings) -> SeedStore:
-        folder = (settings.data_folder() / "seeds").resolve()
+        named = (settings.data_folder() / "seeds").absolute()
         with cls._opening:
-            return cls._open.setdefault(folder, cls(folder))
+            if (known := cls._named.get(named)) is None:
+                folder = named.resolve()
+                if (known := cls._open.get(folder)) is None:
+                    known = cls._open[folder] = cls(folder)
+                cls._named[named] = known
+            return known
 
     def claim(self) -> Claim:
         """A new request's claim: pass it to `copy_in`, `keep` and `tree`, then `commit` or `release` it."""
