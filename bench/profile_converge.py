@@ -4,7 +4,8 @@ Starts the room server and the operator as in `bench_operator` (own processes, d
 under `cProfile`, posts ROOMS specs of 20 entities + 5 artifacts to `/apply` (32 at a time), and prints
 each process's CPU time per room (user + system, so other work on a shared machine does not count).
 The two profiles are written to OUT (a folder, `profile/` by default) as `operator.prof` and
-`roomserver.prof`, for `python -m pstats`. `BENCH_PROFILE=sample` uses `bench.sampling` instead (OUT
+`roomserver.prof`, for `python -m pstats`. `BENCH_ARTIFACTS=N` gives each spec N artifacts instead
+(0: the 10,000-room fleet's shape). `BENCH_PROFILE=sample` uses `bench.sampling` instead (OUT
 gets `operator.txt` and `roomserver.txt`, of the converge only); `BENCH_PROFILE=0` runs both without a
 profiler, for the CPU figures alone (cProfile roughly doubles them). `BENCH_LOGS=FOLDER` keeps each
 process's output (the room server's access log) there.
@@ -24,7 +25,11 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.bench_operator import ARTIFACTS, _converge, _cpu_seconds, _free_port, _wait_until_up
+from bench.bench_operator import ARTIFACTS as DEFAULT_ARTIFACTS
+from bench.bench_operator import _converge, _cpu_seconds, _free_port, _wait_until_up
+
+
+ARTIFACTS = int(os.environ.get("BENCH_ARTIFACTS", DEFAULT_ARTIFACTS))
 
 
 def _threads(process: psutil.Process) -> dict[int, tuple[str, float]]:

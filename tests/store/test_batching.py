@@ -7,7 +7,7 @@ import pytest
 
 from roomoperator.model.audit import utcnow
 from roomoperator.store import RunRecord, SpecVersion, Store
-from roomoperator.store.batching import Desired, RunOutcome, StoredStatus, finish_run, run_started
+from roomoperator.store.batching import Desired, RunBook, RunOutcome, StoredStatus
 
 ROOM = "room-batch-01"
 
@@ -38,8 +38,7 @@ async def test_a_finished_apply_is_desired_with_its_status_and_run_in_one_write(
     assert await store.accept_revision(revision(1), run=queued(1))
     assert await store.accept_revision(revision(2), run=queued(2))
     body = {"success": True, "diff": {"toJoin": ["E-a"]}}
-    await finish_run(
-        store,
+    await RunBook(store).finished(
         ROOM,
         desired=Desired(1, confirmed=True, diff=body["diff"]),
         status=STATUS,
@@ -69,7 +68,7 @@ async def test_a_loop_run_that_mattered_adds_its_row_and_a_quiet_one_only_the_st
     loop = RunRecord(
         "loop-1", ROOM, "loop", "failed", utcnow(), result={"success": False}, finished_at=utcnow()
     )
-    await finish_run(store, ROOM, status=STATUS, run=loop)
+    await RunBook(store).finished(ROOM, status=STATUS, run=loop)
     stored = await store.get_run("loop-1")
     assert stored is not None
     assert (stored.trigger, stored.status) == ("loop", "failed")
@@ -79,7 +78,7 @@ async def test_a_loop_run_that_mattered_adds_its_row_and_a_quiet_one_only_the_st
 
 
 async def test_a_room_without_a_row_gets_one(store: Store) -> None:
-    await finish_run(store, "room-new-01", status=STATUS)
+    await RunBook(store).finished("room-new-01", status=STATUS)
     room = await store.get_room("room-new-01")
     assert room is not None
     assert (room.managed, room.revision, room.conditions) == (False, 0, STATUS.conditions)
@@ -88,7 +87,7 @@ async def test_a_room_without_a_row_gets_one(store: Store) -> None:
 async def test_an_unknown_revision_writes_nothing(store: Store) -> None:
     assert await store.accept_revision(revision(1), run=queued(1))
     with pytest.raises(KeyError, match="no revision 5"):
-        await finish_run(store, ROOM, desired=Desired(5, confirmed=False), status=STATUS,
+        await RunBook(store).finished(ROOM, desired=Desired(5, confirmed=False), status=STATUS,
                          run=RunOutcome("c1", "succeeded", {}))  # fmt: skip
     room = await store.get_room(ROOM)
     assert room is not None
@@ -100,7 +99,7 @@ async def test_an_unknown_revision_writes_nothing(store: Store) -> None:
 
 async def test_a_started_run_is_running(store: Store) -> None:
     assert await store.accept_revision(revision(1), run=queued(1))
-    await run_started(store, ROOM, "c1")
+    await RunBook(store).started(ROOM, "c1")
     run = await store.get_run("c1")
     assert run is not None
     assert (run.status, run.finished_at) == ("running", None)

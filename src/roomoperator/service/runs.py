@@ -22,7 +22,7 @@ from roomoperator.model.results import Phase, RunResult
 from roomoperator.service.rooms import stored_spec
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import RunRecord, Store
-from roomoperator.store.batching import Desired, RunOutcome, StoredStatus, finish_run, run_started
+from roomoperator.store.batching import Desired, RunBook, RunOutcome, StoredStatus
 from roomoperator.store.records import RunStatus, RunTrigger
 
 DIFF_LISTS = (
@@ -150,6 +150,7 @@ class RunLedger:
 
     def __init__(self, store: Store, *, seed_root: Path) -> None:
         self._store = store
+        self._book = RunBook(store)
         self._seed_root = seed_root
 
     async def accepted(self, request: RunRequest) -> None:
@@ -170,7 +171,7 @@ class RunLedger:
 
     async def running(self, request: RunRequest) -> None:
         if request.durable:
-            await run_started(self._store, request.room_id, request.correlation_id)
+            await self._book.started(request.room_id, request.correlation_id)
 
     async def superseded(self, old: RunRequest, *, by: RunRequest) -> None:
         await self._store.update_run(
@@ -206,7 +207,7 @@ class RunLedger:
         elif changed or not result.success:
             run = self._row(request, result, body)
         if run is not None or desired is not None or status is not None:
-            await finish_run(self._store, request.room_id, desired=desired, status=status, run=run)
+            await self._book.finished(request.room_id, desired=desired, status=status, run=run)
 
     async def dry_run(self, request: RunRequest, result: RunResult) -> None:
         """A dry run is written once, finished (it never waits in a queue)."""

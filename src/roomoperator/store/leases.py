@@ -60,11 +60,8 @@ CHANNEL = "roomop_runs"
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :room)")
 _LEAVE = text("DELETE FROM replicas WHERE replica_id = :me")
 _CHECK = text(
-    "SELECT holder, epoch, expires_at > now() AS live FROM room_leases WHERE room_id = :room FOR SHARE"
-)
-_CHECK_MANY = text(
-    "SELECT room_id FROM room_leases WHERE room_id = ANY(CAST(:rooms AS text[])) AND holder = :me"
-    " AND expires_at > now() FOR SHARE"
+    "SELECT room_id, holder, epoch, expires_at > now() AS live FROM room_leases"
+    " WHERE room_id = ANY(CAST(:rooms AS text[])) FOR SHARE"
 )
 
 
@@ -240,22 +237,34 @@ async def check_lease(
     held = fencing.epoch(room_id) if epoch is None else epoch
     if held is None:
         raise FencedError(room_id, f"replica {fencing.replica_id} does not own room {room_id}")
-    row = (await session.execute(_CHECK, {"room": room_id})).first()
-    if row is None or row.holder != fencing.replica_id or int(row.epoch) != held or not row.live:
-        now = (
-            "no lease"
-            if row is None
-            else f"lease {row.epoch} of {row.holder}{'' if row.live else ', expired'}"
-        )
-        reason = f"replica {fencing.replica_id} holds epoch {held} of room {room_id}, the store has {now}"
+    if (reason := (await refusals(session, fencing, [(room_id, held)])).get((room_id, held))) is not None:
         fencing.fenced(room_id, reason)
         raise FencedError(room_id, reason)
 
 
-async def live_rooms(session: AsyncSession, fencing: Fencing, room_ids: Iterable[str]) -> set[str]:
-    """Of `room_ids`, those whose live lease this replica holds (share-locked as `check_lease` does)."""
-    rooms = sorted(set(room_ids))
-    if not rooms:
-        return set()
-    rows = await session.scalars(_CHECK_MANY, {"rooms": rooms, "me": fencing.replica_id})
-    return set(rows.all())
+Write = tuple[str, int | None]
+"""A write of a room: its id and the epoch it carries (None: this replica does not hold the room)."""
+
+
+async def refusals(session: AsyncSession, fencing: Fencing, writes: Iterable[Write]) -> dict[Write, str]:
+    """Of `writes`, those this replica may not make, with why: it does not hold the room's live lease with
+    the write's epoch. The lease rows stay share-locked until `session`'s transaction ends (a take cannot
+    slip in before the writes' commit)."""
+    writes = set(writes)
+    query = {"rooms": sorted({room_id for room_id, _ in writes})}
+    rows = {row.room_id: row for row in (await session.execute(_CHECK, query)).all()}
+    refused: dict[Write, str] = {}
+    for room_id, held in writes:
+        row = rows.get(room_id)
+        if held is None:
+            refused[room_id, held] = f"replica {fencing.replica_id} does not own room {room_id}"
+        elif row is None or row.holder != fencing.replica_id or int(row.epoch) != held or not row.live:
+            now = (
+                "no lease"
+                if row is None
+                else f"lease {row.epoch} of {row.holder}{'' if row.live else ', expired'}"
+            )
+            refused[room_id, held] = (
+                f"replica {fencing.replica_id} holds epoch {held} of room {room_id}, the store has {now}"
+            )
+    return refused

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "superseded"]
@@ -79,3 +79,8 @@ class RunRecord:
     revision: int | None = None
     superseded_by_revision: int | None = None
     finished_at: dt.datetime | None = field(default=None)
+
+
+def column_values(record: Any) -> dict[str, Any]:
+    """A record's fields as column values (shallow: `asdict` would deep-copy every spec and result)."""
+    return {item.name: getattr(record, item.name) for item in fields(record)}

@@ -17,29 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Table, delete, event, func, insert, select, update
+from sqlalchemy import Connection, delete, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from roomoperator.model.audit import AuditEntry, Intent, utcnow
+from roomoperator.store.accepting import Acceptance, accept_all
+from roomoperator.store.committing import GroupCommit
 from roomoperator.store.errors import FencedError, StoreError
-from roomoperator.store.leases import Fencing, check_lease, live_rooms
+from roomoperator.store.leases import Fencing, Write, check_lease, refusals
 from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
-from roomoperator.store.tables import AuditRow, IntentRow, RoomRow, RunRow, SpecVersionRow
+from roomoperator.store.tables import AUDIT, INTENTS, AuditRow, IntentRow, RoomRow, RunRow, SpecVersionRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# The tables themselves for Core statements (a statement on an ORM class takes the ORM's bulk path).
-ROOMS, RUNS, VERSIONS, INTENTS, AUDIT = (
-    cast(Table, row.__table__) for row in (RoomRow, RunRow, SpecVersionRow, IntentRow, AuditRow)
-)
 R = TypeVar("R")
 MIGRATION_LOCK = 0x526F6F6D4F70  # "RoomOp": the advisory lock key of `Store.migrate` on PostgreSQL
 __all__ = ["FencedError", "Store", "StoreError", "normalise_url"]
@@ -74,11 +72,6 @@ record_of, aware = _record, _aware
 """`_record` and `_aware` for the store's other modules (`store/sources.py`, `store/outbox.py`)."""
 
 
-def _values(record: Any) -> dict[str, Any]:
-    """A record's fields as column values (shallow: `asdict` would deep-copy every spec and result)."""
-    return {field.name: getattr(record, field.name) for field in fields(record)}
-
-
 def _audit_row(entry: AuditEntry) -> dict[str, Any]:
     """The `audit` table's columns of `entry` (its `metadata` column is the ORM's `metadata_`)."""
     return entry.model_dump()
@@ -96,6 +89,8 @@ class _Journaled:
     entries: tuple[AuditEntry, ...] = ()
     intents: tuple[Intent, ...] = ()
     settles: tuple[str, ...] = ()
+    fenced: tuple[Write, ...] = ()
+    """Replica mode: the rooms of `intents` and the epoch their writes carry (checked at the commit)."""
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
@@ -129,8 +124,10 @@ class Store:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite allows one writer: serialise writes here instead of failing with "database is locked".
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._journal_queue: list[tuple[_Journaled, asyncio.Future[None]]] = []
-        self._journal_flusher: asyncio.Task[None] | None = None
+        self._journal: GroupCommit[_Journaled, None] = GroupCommit(self._commit_journal)
+        self._accepts: GroupCommit[Acceptance, bool] = GroupCommit(
+            self._commit_accepts, key=lambda acceptance: acceptance.version.room_id
+        )
         self.fencing: Fencing | None = None
         """Set in replica mode (`service/replicas.py`): every room write then checks this replica's lease."""
 
@@ -234,41 +231,19 @@ class Store:
     async def accept_revision(self, version: SpecVersion, *, run: RunRecord | None = None) -> bool:
         """Record `version` as the room's next revision, with `run` (the run that will apply it), in one
         transaction, when the room's latest revision is still `version.revision - 1` (compare-and-set);
-        False when another writer accepted a revision of the room first (nothing is written)."""
-        expected = version.revision - 1
+        False when another writer accepted a revision of the room first (nothing is written). Concurrent
+        acceptances of different rooms share one transaction (`store/accepting.py`)."""
+        return await self._accepts.submit(Acceptance(version, run))
+
+    async def _commit_accepts(self, acceptances: Sequence[Acceptance]) -> list[bool]:
         try:
             async with self._writing(), self._sessions.begin() as session:
-                # Core statements on the tables: the ORM's unit of work (and `asdict`'s deep copies of
-                # the spec) cost several times the statements themselves.
                 connection = await session.connection()
-                # A source's first revision of a room claims it (`store/sources.py` releases it).
-                claim = {"source": func.coalesce(ROOMS.c.source, version.source)} if version.source else {}
-                moved = await connection.execute(
-                    update(ROOMS)
-                    .where(ROOMS.c.room_id == version.room_id, ROOMS.c.latest_revision == expected)
-                    .values(latest_revision=version.revision, updated_at=version.applied_at, **claim)
-                )
-                if not moved.rowcount:
-                    if expected != 0:
-                        return False
-                    await connection.execute(  # an existing room raises IntegrityError: not ours to take
-                        insert(ROOMS).values(
-                            room_id=version.room_id,
-                            managed=False,
-                            revision=0,
-                            latest_revision=version.revision,
-                            conditions=[],
-                            cycles_since_converged=0,
-                            updated_at=version.applied_at,
-                            source=version.source,
-                        )
-                    )
-                await connection.execute(insert(VERSIONS).values(_values(version)))
-                if run is not None:
-                    await connection.execute(insert(RUNS).values(_values(run)))
-        except IntegrityError:  # a concurrent writer inserted the room or the revision first
-            return False
-        return True
+                return await accept_all(connection, acceptances, lock=self.dialect != "sqlite")
+        except IntegrityError:  # a concurrent writer inserted a room or a revision first
+            if len(acceptances) == 1:
+                return [False]
+            return [accepted for one in acceptances for accepted in await self._commit_accepts([one])]
 
     async def mark_desired(
         self, room_id: str, revision: int, *, confirmed: bool, diff: dict[str, Any] | None = None
@@ -403,19 +378,44 @@ class Store:
 
     async def record(self, entry: AuditEntry) -> None:
         """Persist one audit entry (the `AuditSink` protocol); returns once it is committed."""
-        await self._journal(_Journaled(entries=(entry,)))
+        await self._journal.submit(_Journaled(entries=(entry,)))
 
     async def intend(self, intents: Sequence[Intent]) -> None:
-        """Persist the intents of writes about to be made; returns once they are committed."""
+        """Persist the intents of writes about to be made; returns once they are committed. In replica
+        mode the intents of a room whose lease this replica lost raise `FencedError` (none is kept)."""
         if intents:
-            await self._journal(_Journaled(intents=tuple(intents)))
+            rooms = {intent.entry.room_id for intent in intents}
+            await self.fenced(
+                self._journal.submit(_Journaled(intents=tuple(intents), fenced=self.writes_of(rooms)))
+            )
 
     async def settle(self, settled: Sequence[tuple[str, AuditEntry | None]]) -> None:
         """Drop settled intents (by id) and persist their writes' audit entries (None: not made), all in
         one transaction, in order."""
         if settled:
             entries = tuple(entry for _, entry in settled if entry is not None)
-            await self._journal(_Journaled(entries=entries, settles=tuple(i for i, _ in settled)))
+            await self._journal.submit(_Journaled(entries=entries, settles=tuple(i for i, _ in settled)))
+
+    def writes_of(self, room_ids: Collection[str]) -> tuple[Write, ...]:
+        """In replica mode, the writes of `room_ids` with the epoch each carries now (the run's, in a run:
+        call it in the writer's own context); none otherwise."""
+        fencing = self.fencing
+        return () if fencing is None else tuple((room_id, fencing.epoch(room_id)) for room_id in room_ids)
+
+    async def refused(self, session: AsyncSession, writes: Iterable[Write]) -> dict[Write, str]:
+        """Of `writes`, those this replica may not make (replica mode; `leases.refusals`), in `session`."""
+        writes = list(writes)
+        return await refusals(session, self.fencing, writes) if self.fencing and writes else {}
+
+    async def fenced(self, write: Awaitable[R]) -> R:
+        """Await a group-committed `write`; when it was fenced, tell the fencing state in the writer's own
+        context (whether the lease is lost depends on the run's epoch, `Fencing.fenced`) and raise."""
+        try:
+            return await write
+        except FencedError as exc:
+            if self.fencing is not None:
+                self.fencing.fenced(exc.room_id, str(exc))
+            raise
 
     async def open_intents(self, *, room_ids: Collection[str] | None = None) -> list[Intent]:
         """Intents never settled (a crash or stop interrupted their writes), oldest first; of `room_ids`
@@ -436,47 +436,17 @@ class Store:
             for row in rows
         ]
 
-    async def _journal(self, item: _Journaled) -> None:
-        """Queue `item` and wait until it is committed.
-
-        Items queued while a commit is in flight are committed together in the next one (group commit),
-        so many rooms auditing at once cost a few transactions, not one each; an intent recorded and
-        settled in one batch costs nothing more than its audit entry.
-        """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._journal_queue.append((item, done))
-        if self._journal_flusher is None or self._journal_flusher.done():
-            self._journal_flusher = asyncio.create_task(self._flush_journal())
-        await done
-
-    async def _flush_journal(self) -> None:
-        while self._journal_queue:
-            batch, self._journal_queue = self._journal_queue, []
-            try:
-                await self._commit_journal(batch)
-            except (OSError, SQLAlchemyError) as exc:
-                for _, done in batch:
-                    if not done.done():  # its writer may have been cancelled (shutdown) meanwhile
-                        done.set_exception(exc)
-
-    async def _commit_journal(self, batch: list[tuple[_Journaled, asyncio.Future[None]]]) -> None:
-        """One group commit. In replica mode the intents of rooms whose lease this replica lost are refused
-        (`FencedError` to their writers), in the same transaction as the others' commit."""
+    async def _commit_journal(self, batch: Sequence[_Journaled]) -> list[Exception | None]:
+        """One group commit of the journal. In replica mode the intents of rooms whose lease this replica
+        lost are refused (`FencedError` to their writers), in the same transaction as the others' commit."""
         async with self._writing(), self._sessions.begin() as session:
-            if self.fencing is not None and (rooms := {i.entry.room_id for b, _ in batch for i in b.intents}):
-                held = await live_rooms(session, self.fencing, rooms)
-                kept: list[tuple[_Journaled, asyncio.Future[None]]] = []
-                for item, done in batch:
-                    lost = next((i.entry.room_id for i in item.intents if i.entry.room_id not in held), None)
-                    if lost is None:
-                        kept.append((item, done))
-                        continue
-                    reason = f"replica {self.fencing.replica_id} no longer holds the lease of room {lost}"
-                    self.fencing.fenced(lost, reason)
-                    if not done.done():
-                        done.set_exception(FencedError(lost, reason))
-                batch = kept
-            entries = [entry for item, _ in batch for entry in item.entries]
+            refused = await self.refused(session, (write for item in batch for write in item.fenced))
+            results: list[Exception | None] = []
+            for item in batch:
+                lost = next((write for write in item.fenced if write in refused), None)
+                results.append(None if lost is None else FencedError(lost[0], refused[lost]))
+            kept = [item for item, result in zip(batch, results, strict=True) if result is None]
+            entries = [entry for item in kept for entry in item.entries]
             now = utcnow()
             intents = [
                 {
@@ -489,19 +459,17 @@ class Store:
                     "entry": intent.entry.model_dump(mode="json"),
                     "created_at": now,
                 }
-                for item, _ in batch
+                for item in kept
                 for intent in item.intents
             ]
-            settled = [intent_id for item, _ in batch for intent_id in item.settles]
+            settled = [intent_id for item in kept for intent_id in item.settles]
             if intents:
                 await session.execute(insert(INTENTS), intents)
             if entries:
                 await session.execute(insert(AUDIT), [_audit_row(e) for e in entries])
             if settled:
                 await session.execute(delete(INTENTS).where(INTENTS.c.id.in_(settled)))
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        return results
 
     async def audit(
         self,
