@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from roomoperator.model.audit import AuditEntry, Intent, utcnow
 from roomoperator.store import FencedError, RunRecord, Store
+from roomoperator.store.batching import Desired, RunBook, StoredStatus
 from roomoperator.store.leases import RUN_EPOCH, Fencing, LeaseBook
 from tests.store.conftest import cut_listener, postgres_schema, postgres_url
 
@@ -70,8 +71,8 @@ async def test_one_take_wins_and_the_epoch_grows_at_every_take(pg: tuple[Store, 
 
 
 async def test_census_sees_live_replicas_and_every_room(pg: tuple[Store, Store]) -> None:
-    await pg[0].save_status("room-a", conditions=[], cycles_since_converged=0, last_result=None)
-    await pg[0].save_status("room-b", conditions=[], cycles_since_converged=0, last_result=None)
+    await RunBook(pg[0]).finished("room-a", status=StoredStatus([], 0, None))
+    await RunBook(pg[0]).finished("room-b", status=StoredStatus([], 0, None))
     one, two = replica(pg[0], "r1"), replica(pg[1], "r2")
     await one.heartbeat()
     await two.heartbeat()
@@ -93,19 +94,41 @@ async def test_a_room_write_after_the_lease_moved_is_refused(pg: tuple[Store, St
     pg[0].fencing.held.update(await old.acquire([ROOM]))
     refused: list[str] = []
     pg[0].fencing.on_refused.append(lambda room_id, reason, lost: refused.append(room_id))
-    await pg[0].save_status(ROOM, conditions=[], cycles_since_converged=0, last_result=None)
+    await RunBook(pg[0]).finished(ROOM, status=StoredStatus([], 0, None))
     await expire(pg[0], ROOM)
     pg[1].fencing.held.update(await new.acquire([ROOM]))
     with pytest.raises(FencedError, match="r1 holds epoch 1 of room room-lease-01, the store has lease 2"):
-        await pg[0].save_status(ROOM, conditions=[{"x": 1}], cycles_since_converged=9, last_result=None)
+        await RunBook(pg[0]).finished(ROOM, status=StoredStatus([{"x": 1}], 9, None))
     assert refused == [ROOM]
     assert pg[0].fencing.epoch(ROOM) is None
     with pytest.raises(FencedError, match="does not own"):
-        await pg[0].mark_desired(ROOM, 1, confirmed=False)
-    await pg[1].save_status(ROOM, conditions=[], cycles_since_converged=1, last_result=None)
+        await RunBook(pg[0]).finished(ROOM, desired=Desired(1, False))
+    await RunBook(pg[1]).finished(ROOM, status=StoredStatus([], 1, None))
     room = await pg[1].get_room(ROOM)
     assert room is not None
     assert room.cycles_since_converged == 1
+
+
+async def test_in_a_group_commit_only_the_lost_rooms_writes_are_refused(pg: tuple[Store, Store]) -> None:
+    old, new = replica(pg[0], "r1"), replica(pg[1], "r2")
+    assert pg[0].fencing is not None
+    assert pg[1].fencing is not None
+    kept, lost = "room-kept", ROOM
+    pg[0].fencing.held.update(await old.acquire([kept, lost]))
+    await expire(pg[0], lost)
+    pg[1].fencing.held.update(await new.acquire([lost]))
+    book = RunBook(pg[0])
+    results = await asyncio.gather(
+        book.finished(kept, status=StoredStatus([], 4, None)),
+        book.finished(lost, status=StoredStatus([], 5, None)),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], FencedError)
+    assert "the store has lease 2 of r2" in str(results[1])
+    assert (pg[0].fencing.epoch(kept), pg[0].fencing.epoch(lost)) == (1, None)
+    rows = [await pg[1].get_room(room) for room in (kept, lost)]
+    assert [row.cycles_since_converged if row else None for row in rows] == [4, None]
 
 
 async def test_runs_and_intents_of_a_lost_room_are_refused(pg: tuple[Store, Store]) -> None:
@@ -154,12 +177,12 @@ async def test_a_leftover_run_of_an_older_lease_is_refused_and_the_new_lease_kep
     token = RUN_EPOCH.set((ROOM, 1))  # a run that started under epoch 1
     try:
         with pytest.raises(FencedError, match="holds epoch 1"):
-            await pg[0].save_status(ROOM, conditions=[], cycles_since_converged=0, last_result=None)
+            await RunBook(pg[0]).finished(ROOM, status=StoredStatus([], 0, None))
     finally:
         RUN_EPOCH.reset(token)
     assert heard == [False]
     assert pg[0].fencing.epoch(ROOM) == 2  # the room stays held
-    await pg[0].save_status(ROOM, conditions=[], cycles_since_converged=0, last_result=None)
+    await RunBook(pg[0]).finished(ROOM, status=StoredStatus([], 0, None))
 
 
 async def test_a_listener_cut_by_the_server_says_so_and_hears_again_once_listening_again(

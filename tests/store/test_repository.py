@@ -11,6 +11,7 @@ import pytest
 
 from roomoperator.model.audit import AuditEntry, utcnow
 from roomoperator.store import RunRecord, SpecVersion, Store, StoreError, normalise_url
+from roomoperator.store.batching import Desired, RunBook, StoredStatus
 
 SPEC = {
     "apiVersion": "v1",
@@ -53,7 +54,7 @@ def queued(cid: str, number: int) -> RunRecord:
 
 async def desire(store: Store, number: int, **how: Any) -> None:
     assert await store.accept_revision(revision(number, **how))
-    await store.mark_desired("room-lab-01", number, confirmed=False)
+    await RunBook(store).finished("room-lab-01", desired=Desired(number, False))
 
 
 async def test_revisions_are_accepted_then_desired_with_history(store: Store) -> None:
@@ -62,7 +63,7 @@ async def test_revisions_are_accepted_then_desired_with_history(store: Store) ->
     room = await store.get_room("room-lab-01")
     assert room is not None
     assert (room.managed, room.revision, room.latest_revision) == (False, 0, 2)
-    await store.mark_desired("room-lab-01", 2, confirmed=True, diff={"toJoin": ["E-a"]})
+    await RunBook(store).finished("room-lab-01", desired=Desired(2, True, {"toJoin": ["E-a"]}))
     room = await store.get_room("room-lab-01")
     assert room is not None
     assert (room.managed, room.spec_version, room.revision, room.base_dir, room.confirmed) == (
@@ -106,9 +107,7 @@ async def test_unmanage_keeps_history_and_is_reported_once(store: Store) -> None
 
 
 async def test_status_is_saved_for_unknown_and_managed_rooms(store: Store) -> None:
-    await store.save_status(
-        "other-1", conditions=[{"type": "Ready"}], cycles_since_converged=3, last_result=None
-    )
+    await RunBook(store).finished("other-1", status=StoredStatus([{"type": "Ready"}], 3, None))
     room = await store.get_room("other-1")
     assert room is not None
     assert (room.managed, room.cycles_since_converged, room.conditions) == (False, 3, [{"type": "Ready"}])

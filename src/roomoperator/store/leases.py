@@ -1,5 +1,5 @@
 """The store's replica part (PostgreSQL only): each replica's heartbeat, each room's lease, and the fencing
-state the store's room writes check (`Store.room_transaction`).
+state the store's room writes check (`refusals`, `check_lease`).
 
 A lease is one row of `room_leases`: its holder, its `epoch` (the fencing token: it only grows, and every
 take increments it) and `expires_at`. Every time is the DATABASE's (`now()`), never a replica's, so clock
@@ -93,8 +93,8 @@ back with a newer one."""
 @dataclass
 class Fencing:
     """This replica's leases as its writes check them: room id -> the epoch it holds. The store's room
-        writes check the lease row in their own transaction (`Store.room_transaction`); the room-server client
-        sends the epoch (`clients/roomserver.py`). `on_refused(room_id, reason, lost)` hears of every write
+    writes check the lease row in their own transaction (`refusals`); the room-server client sends the
+    epoch (`clients/roomserver.py`). `on_refused(room_id, reason, lost)` hears of every write
     refused for a room (`lost`: the lease is gone; False for a leftover run of an older lease)."""
 
     replica_id: str

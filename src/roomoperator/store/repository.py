@@ -1,15 +1,16 @@
-"""The store's repository: every read and write the operator makes, each in its own short transaction
-(accepting a revision is one compare-and-set transaction on the room's latest revision; audit entries
-and the intents of writes share group commits, `_journal`).
+"""The store's repository: every read and write the operator makes, each in a short transaction of its
+own, or, for the frequent ones, in a group commit shared with other rooms' (`store/committing.py`):
+accepted revisions (a compare-and-set of each room's latest revision, `store/accepting.py`), the audit
+journal with the intents of writes (`_journal`), and the runs' bookkeeping (`store/batching.py`).
 
 SQLite (`sqlite:///path`, the default `.roomop/operator.db`) and PostgreSQL (`postgresql://...`) are
 both reached through SQLAlchemy's async engine; `migrate()` brings the schema to the latest alembic
 revision. An optional PostgreSQL `schema` isolates one operator (or one test run) from another.
 
-With operator replicas (`fencing` set, `store/leases.py`) every write of a room's run goes through
-`room_transaction`, which checks this replica's lease of the room in the same transaction (the run rows'
-updates, the status, the desired revision, the intents of its writes); acceptance is not fenced (any
-replica accepts). The module passes 400 lines by that fencing, which belongs to each write it guards.
+With operator replicas (`fencing` set, `store/leases.py`) every write of a room's run checks this
+replica's lease of the room, with the epoch the write carries (`writes_of`), in the same transaction
+(the run rows' updates, the status, the desired revision, the intents of its writes): `refused` for a
+group commit, `check_lease` for a lone write. Acceptance is not fenced (any replica accepts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,40 +177,12 @@ class Store:
         """Held around a write transaction by the store's other modules (`store/sources.py`)."""
         return self._writing()
 
-    @contextlib.asynccontextmanager
-    async def room_transaction(
-        self, room_id: str, *, epoch: int | None = None
-    ) -> AsyncIterator[AsyncSession]:
-        """A begun transaction (holding SQLite's write lock) for a write of `room_id`'s: in replica mode it
-        first checks, in the same transaction, that this replica holds the room's live lease with `epoch`
-        (default: the epoch it holds) and raises `FencedError` otherwise (nothing is written)."""
-        async with self._writing(), self._sessions.begin() as session:
-            if self.fencing is not None:
-                await check_lease(session, self.fencing, room_id, epoch=epoch)
-            yield session
-
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         """Sessions for the store's other modules (`store/sources.py`)."""
         return self._sessions
 
     # Rooms -------------------------------------------------------------------------------------------
-
-    @staticmethod
-    async def _room_row(session: AsyncSession, room_id: str, *, lock: bool = False) -> RoomRow:
-        """The room's row in `session`, added (unmanaged, never reconciled) when the room is new."""
-        row = await session.get(RoomRow, room_id, with_for_update=lock)
-        if row is None:
-            row = RoomRow(
-                room_id=room_id,
-                managed=False,
-                revision=0,
-                latest_revision=0,
-                conditions=[],
-                cycles_since_converged=0,
-            )
-            session.add(row)
-        return row
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
         async with self._sessions() as session:
@@ -245,26 +218,6 @@ class Store:
                 return [False]
             return [accepted for one in acceptances for accepted in await self._commit_accepts([one])]
 
-    async def mark_desired(
-        self, room_id: str, revision: int, *, confirmed: bool, diff: dict[str, Any] | None = None
-    ) -> None:
-        """Revision `revision` got past the guardrails: it is now the room's desired spec (`confirmed`:
-        applied with `X-Confirm`), with the diff of the run that made it so."""
-        now = utcnow()
-        async with self.room_transaction(room_id) as session:
-            version = await session.scalar(
-                select(SpecVersionRow).where(
-                    SpecVersionRow.room_id == room_id, SpecVersionRow.revision == revision
-                )
-            )
-            if version is None:
-                raise KeyError(f"room {room_id} has no revision {revision}")
-            version.desired_at, version.diff = now, diff
-            row = await self._room_row(session, room_id, lock=self.dialect != "sqlite")
-            row.managed, row.revision, row.confirmed, row.updated_at = True, revision, confirmed, now
-            row.spec, row.spec_version, row.base_dir = version.spec, version.spec_version, version.base_dir
-            row.latest_revision = max(row.latest_revision, revision)
-
     async def revision(self, room_id: str, revision: int) -> SpecVersion | None:
         """One revision of a room."""
         query = select(SpecVersionRow).where(
@@ -286,24 +239,6 @@ class Store:
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
         return {row.room_id: _record(SpecVersion, row) for row in rows}
-
-    async def save_status(
-        self,
-        room_id: str,
-        *,
-        conditions: list[dict[str, Any]],
-        cycles_since_converged: int,
-        last_result: dict[str, Any] | None,
-    ) -> None:
-        """Record the outcome of a run on the room (creating an unmanaged room row if needed)."""
-        now = utcnow()
-        async with self.room_transaction(room_id) as session:
-            row = await self._room_row(session, room_id)
-            row.conditions = conditions
-            row.cycles_since_converged = cycles_since_converged
-            row.last_reconcile = now
-            row.last_result = last_result
-            row.updated_at = now
 
     async def unmanage(self, room_id: str) -> bool:
         """Stop managing a room (its history, runs and audit stay); False when it was not managed."""
@@ -413,7 +348,7 @@ class Store:
         try:
             return await write
         except FencedError as exc:
-            if self.fencing is not None:
+            if self.fencing is not None and exc.room_id in self.fencing.held:  # not: never held here
                 self.fencing.fenced(exc.room_id, str(exc))
             raise
 
