@@ -28,7 +28,6 @@ import psutil
 from bench.bench_operator import ARTIFACTS as DEFAULT_ARTIFACTS
 from bench.bench_operator import _converge, _cpu_seconds, _free_port, _wait_until_up
 
-
 ARTIFACTS = int(os.environ.get("BENCH_ARTIFACTS", DEFAULT_ARTIFACTS))
 
 

@@ -36,6 +36,7 @@ async def _first_event(client: RoomServerClient, _: Path) -> Any:
 
 CALLS: dict[str, Call] = {
     "get_state": lambda client, _: client.get_state(ROOM),
+    "unchanged": lambda client, _: client.unchanged(ROOM, '"stale"'),
     "whoami": lambda client, _: client.whoami(),
     "mcp_status": lambda client, _: client.mcp_status(),
     "download_artifact": lambda client, tmp: client.download_artifact(
@@ -120,6 +121,25 @@ async def test_a_fault_on_the_conditional_state_read_is_seen(roomserver: RoomSer
         ("GET", state, 200),  # the failed read dropped the kept body, so this one is unconditional
     ]
     assert seen == [200, 304, 503, 200]
+
+
+async def test_unchanged_asks_with_the_tag_and_keeps_a_changed_answer(roomserver: RoomServerHandle) -> None:
+    state = f"/room/{ROOM}/state"
+    async with (
+        fault_proxy(roomserver.url) as (proxy, url),
+        RoomServerClient(url, token=roomserver.token) as client,
+    ):
+        first = await client.get_state(ROOM)
+        assert first.etag is not None
+        assert client.state_tag(ROOM) == first.etag
+        assert await client.unchanged(ROOM, first.etag) is True
+        await client.put_entity(ROOM, "E-agent-9", {"entityId": "E-agent-9", "kind": "agent"})
+        assert await client.unchanged(ROOM, first.etag) is False
+        changed = client.state_tag(ROOM)
+        assert changed not in (None, first.etag)
+        after = await client.get_state(ROOM)  # conditional on the kept answer: 304, parsed from it
+        assert (after.etag, [e.id for e in after.entities]) == (changed, ["E-agent-9"])
+    assert [status for method, path, status in proxy.hits if path == state] == [200, 304, 200, 304]
 
 
 async def test_download_streams_the_version_asked_for(roomserver: RoomServerHandle, tmp_path: Path) -> None:

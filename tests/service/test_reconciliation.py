@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from pathlib import Path
 
 import httpx
@@ -110,6 +111,38 @@ async def test_the_interval_loop_corrects_drift_without_events(
         params = {"roomId": "room-loop-1", "action": "entity.joined"}
         drift = (await op.http.get("/audit", params=params)).json()
         assert len(drift["entries"]) == 3  # two from the apply, one from the loop
+
+
+async def _metric(op: Operator, name: str) -> float:
+    """The sum of the series of metric `name` (over its labels)."""
+    text = (await op.http.get("/metrics")).text
+    pattern = rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$"
+    return sum(float(value) for value in re.findall(pattern, text, re.M))
+
+
+async def test_a_settled_rooms_loop_runs_are_one_304_each_until_the_room_changes(
+    roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    settings = operator_settings(
+        roomserver, tmp_path, reconciliation={"interval_seconds": 0.1}, events={"follow_room_server": False}
+    )
+    async with running_operator(settings) as op:
+        assert (await op.http.post("/apply", json=room_spec("room-quiet-1"))).status_code == 200
+        async with asyncio.timeout(10):
+            while await _metric(op, "room_operator_unchanged_checks_total") < 5:  # noqa: ASYNC110  (a counter)
+                await asyncio.sleep(0.05)
+        assert await _metric(op, "room_operator_reconcile_attempts_total") == 1  # the apply alone
+        checks = await _metric(op, "room_operator_unchanged_checks_total")
+        answered_304 = await _metric(op, 'room_operator_room_server_requests_total{outcome="3xx"}')
+        assert answered_304 in (checks, checks + 1)  # one conditional read each (one may be in flight)
+        await admin.delete("/room/room-quiet-1/entities/E-agent-0")  # no event followed: the loop sees it
+        async with asyncio.timeout(10):
+            while await _metric(op, "room_operator_reconcile_attempts_total") < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await op.controller.wait_idle()
+        state = (await admin.get("/room/room-quiet-1/state")).json()
+        assert "E-agent-0" in {entity["id"] for entity in state["entities"]}
+        assert (await op.http.get("/status/rooms/room-quiet-1")).json()["cyclesSinceConverged"] == 0
 
 
 async def test_a_room_that_never_converges_becomes_stalled(

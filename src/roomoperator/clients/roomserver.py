@@ -244,6 +244,21 @@ class RoomServerClient(SessionClient):
                 self._parsed[room_id] = observed
         return observed
 
+    def state_tag(self, room_id: str) -> str | None:
+        """The `ETag` of the room's state as last read (None: not read, or no `ETag`)."""
+        kept = self._states.get(room_id)
+        return kept[0] if kept is not None else None
+
+    async def unchanged(self, room_id: str, etag: str) -> bool:
+        """Whether the room's state is still the one tagged `etag` (one conditional read, answered `304`
+        without a body); a changed state's answer is kept, so the next `get_state` costs a `304`."""
+        answer = await self._call("GET", f"/room/{path_part(room_id)}/state", headers={"If-None-Match": etag})
+        if answer.status == 304:
+            return True
+        if (tag := answer.headers.get("ETag")) is not None:
+            self._states[room_id] = (tag, answer.body)
+        return False
+
     async def _refuse_operator_api(self) -> None:
         """Raise `NOT_A_ROOM_SERVER` when the base URL answers `/health` with the operator's JSON shape
         (`status`, `checks`) instead of a room server's `Healthy`: the operator's URL given as a room

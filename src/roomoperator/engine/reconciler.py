@@ -120,6 +120,20 @@ class Reconciler:
         except RoomServerError:
             return None
 
+    def state_tag(self, room_id: str) -> str | None:
+        """The `ETag` of the room's state at its last read (the last run's last read, between runs)."""
+        return self.client.state_tag(room_id)
+
+    async def unchanged(self, room_id: str, etag: str) -> bool:
+        """Whether the room is still in the state tagged `etag` (one conditional read: `304`) with no
+        write of an earlier run left to settle; False too when it cannot be read (a run then says why)."""
+        if self._open.get(room_id):
+            return False
+        try:
+            return await self.client.unchanged(room_id, etag)
+        except RoomServerError:
+            return False
+
     # ---- entry point ---------------------------------------------------------------------------------
 
     async def reconcile(

@@ -27,6 +27,7 @@ from roomoperator.service.observing import (
     Observers,
     PhaseStarted,
     RoomStalled,
+    RoomUnchanged,
     RunCancelled,
     RunFinished,
     RunStarted,
@@ -35,7 +36,14 @@ from roomoperator.service.observing import (
 from roomoperator.service.protection import Protection
 from roomoperator.service.replicas import Replicas
 from roomoperator.service.rooms import Pending, RoomRegistry, RoomView, settled
-from roomoperator.service.runs import RunLedger, RunRequest, has_changes, reached_apply, undecided
+from roomoperator.service.runs import (
+    RunLedger,
+    RunRequest,
+    has_changes,
+    left_settled,
+    reached_apply,
+    undecided,
+)
 from roomoperator.service.schemas import ConditionType
 from roomoperator.spec.models import RoomSpec
 from roomoperator.store import FencedError
@@ -127,9 +135,10 @@ class RunExecutor:
             await self._runs.not_managed(request)
             request.done.set_result(None)
             return
-        if await self._still_rolled_back(request, view):
+        if await self._unchanged(request, view) or await self._still_rolled_back(request, view):
             request.done.set_result(None)
             return
+        view.settled_tag = None  # until this run ends settled
         view.run_started(limit=self._stall_limit)
         await self._runs.running(request)
         await self._observers.publish(RunStarted(request))
@@ -146,6 +155,21 @@ class RunExecutor:
         await self._observers.publish(RunFinished(request, result, changed))
         await self._settle(request, view, target, result, changed=changed)
         request.done.set_result(result)
+
+    async def _unchanged(self, request: RunRequest, view: RoomView) -> bool:
+        """A loop run of a room its last run left settled is not made while the room server answers `304`
+        for that state (one conditional read): it would plan nothing. Any change of the room (its data,
+        presence, MCP resources: all move the `ETag`), a new spec, a room event or a caller's request
+        makes the next run a real one."""
+        tag = view.settled_tag
+        if request.trigger != "loop" or request.spec is not None or tag is None:
+            return False
+        if not await self._reconciler.unchanged(view.room_id, tag):
+            return False
+        view.last_reconcile = utcnow()
+        self._after_run(view.room_id, 0, view.last_result.room_revision if view.last_result else None)
+        await self._observers.publish(RoomUnchanged(request))
+        return True
 
     async def _still_rolled_back(self, request: RunRequest, view: RoomView) -> bool:
         """A loop or event run of a desired revision that failed and was rolled back waits until the room
@@ -206,6 +230,13 @@ class RunExecutor:
             else:  # refused (guardrails, blocked changes, a changed plan): the desired spec stays
                 view.pending = None
         view.run_finished(result, limit=self._stall_limit)  # after `desire`: conditions name the revision
+        if (
+            left_settled(result)
+            and view.managed
+            and view.pending is None
+            and target.revision == view.revision
+        ):
+            view.settled_tag = self._reconciler.state_tag(view.room_id)
         if (
             request.durable
             or changed

@@ -42,6 +42,11 @@ class OperatorMetrics:
             "Loop runs that found the room different from its spec",
             registry=r,
         )
+        self.unchanged = Counter(
+            "room_operator_unchanged_checks",
+            "Loop runs not needed: the room server answered 304 for the state the last run left settled",
+            registry=r,
+        )
         self.guardrail_refusals = Counter(
             "room_operator_guardrail_refusals", "Runs refused by the guardrails", registry=r
         )

@@ -58,6 +58,13 @@ class RunFinished:
 
 
 @dataclass(frozen=True)
+class RoomUnchanged:
+    """A loop run was not needed: the room server answered `304` for the state its last run left settled."""
+
+    request: RunRequest
+
+
+@dataclass(frozen=True)
 class RunCancelled:
     """The operator stopped while the run was in flight (it resumes at the next start if durable)."""
 
@@ -136,6 +143,7 @@ RunEvent = (
     RunStarted
     | PhaseStarted
     | RunFinished
+    | RoomUnchanged
     | RunCancelled
     | RunQueued
     | RunSuperseded
@@ -152,7 +160,7 @@ class Observer(Protocol):
 
 
 class MetricsObserver:
-    """Run counters, run and phase durations, drift and guardrail refusals."""
+    """Run counters, run and phase durations, drift, guardrail refusals and loop runs not needed."""
 
     def __init__(self, metrics: OperatorMetrics) -> None:
         self.metrics = metrics
@@ -177,6 +185,8 @@ class MetricsObserver:
                 m.attempts.inc()
                 m.active.inc()
                 self._started[request.correlation_id] = time.perf_counter()
+            case RoomUnchanged():
+                m.unchanged.inc()
             case RunCancelled(request=request):
                 m.active.dec()
                 self._started.pop(request.correlation_id, None)
@@ -202,6 +212,8 @@ class HealthObserver:
     async def observe(self, event: RunEvent) -> None:
         if isinstance(event, RunFinished):
             self.health.observe_run(event.result.code, event.result.errors)
+        elif isinstance(event, RoomUnchanged):  # the room server answered, and took our token
+            self.health.observe_run(None, ())
 
 
 class LogObserver:

@@ -74,6 +74,9 @@ class RoomView:
     cycles_since_converged: int = 0
     failures: int = 0
     conditions: tuple[Condition, ...] = ()
+    settled_tag: str | None = None
+    """The `ETag` of the room's state when its last run left it settled (`runs.left_settled`, towards the
+    desired revision): while the room server still answers it `304`, a loop run would plan nothing."""
     _status: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -128,6 +128,19 @@ def reached_apply(result: RunResult) -> bool:
     return not result.dry_run and result.phase in (Phase.APPLY, Phase.VERIFY, Phase.ROLLBACK)
 
 
+def left_settled(result: RunResult) -> bool:
+    """The run left the room as its spec says, with nothing failed, blocked, rolled back or left for a
+    later run: a run of the same spec on the same room state would plan nothing."""
+    diff = result.diff
+    return (
+        result.success
+        and not (result.partial_success or result.dry_run or result.remaining or result.failed)
+        and result.converged is not False
+        and result.phase is not Phase.ROLLBACK
+        and (diff is None or not diff.blocked)
+    )
+
+
 UNDECIDING = frozenset(
     {
         RunCode.ROOM_SERVER_UNREACHABLE,
