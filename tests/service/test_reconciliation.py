@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from roomoperator.settings import OperatorSettings
 from tests.service.conftest import Operator, operator_settings, room_spec, running_operator, sse_data
 from tests.support.roomserver import RoomServerHandle
 from tests.support.servers import free_port
@@ -92,13 +93,20 @@ async def test_drift_is_corrected_from_room_server_events(
     assert "room_operator_drift_detected_total 1.0" in (await operator.http.get("/metrics")).text
 
 
+def loop_only(roomserver: RoomServerHandle, tmp_path: Path, *, interval: float) -> OperatorSettings:
+    """Settings of an operator that sees drift by its loop alone (no room-server events followed)."""
+    return operator_settings(
+        roomserver,
+        tmp_path,
+        reconciliation={"interval_seconds": interval},
+        events={"follow_room_server": False},
+    )
+
+
 async def test_the_interval_loop_corrects_drift_without_events(
     roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    settings = operator_settings(
-        roomserver, tmp_path, reconciliation={"interval_seconds": 0.3}, events={"follow_room_server": False}
-    )
-    async with running_operator(settings) as op:
+    async with running_operator(loop_only(roomserver, tmp_path, interval=0.3)) as op:
         assert (await op.http.post("/apply", json=room_spec("room-loop-1"))).status_code == 200
         async with sse_data(admin, "/events", roomId="room-loop-1") as events:
             await admin.delete("/room/room-loop-1/entities/E-agent-0")
@@ -123,10 +131,7 @@ async def _metric(op: Operator, name: str) -> float:
 async def test_a_settled_rooms_loop_runs_are_one_304_each_until_the_room_changes(
     roomserver: RoomServerHandle, admin: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    settings = operator_settings(
-        roomserver, tmp_path, reconciliation={"interval_seconds": 0.1}, events={"follow_room_server": False}
-    )
-    async with running_operator(settings) as op:
+    async with running_operator(loop_only(roomserver, tmp_path, interval=0.1)) as op:
         assert (await op.http.post("/apply", json=room_spec("room-quiet-1"))).status_code == 200
         async with asyncio.timeout(10):
             while await _metric(op, "room_operator_unchanged_checks_total") < 5:  # noqa: ASYNC110  (a counter)
