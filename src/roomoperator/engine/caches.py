@@ -16,7 +16,7 @@ engine remembers the inputs and outputs of those steps. The policy for every cac
 | `seed_digests` | (resolved path, size, mtime_ns) | never: a changed file has another key |
 | `seed_sets` | (room id, spec folder) | another spec object, or a seed file's (or link's) stat changed |
 | `plans` | room id | the ETag, spec, protected or released names, seeds, server kind or operator changed |
-| `renderings` | room id | the plan is not equal to the one rendered |
+| `renderings` | room id | the plan is not equal to the one rendered; dropped once its writes are made |
 
 Outside the engine, two caches follow the same rules in their own layer: the room-server client keeps
 each room's last state body by `ETag` (`clients/roomserver.py`), and the service keeps each room's

@@ -451,6 +451,9 @@ class Reconciler:
     # ---- VERIFY --------------------------------------------------------------------------------------
 
     async def _verify(self, run: RunDraft, basis: PlanBasis) -> None:
+        # The plan's writes are made: its rendering would never be equal to a later plan's again (and
+        # kept, it would hold a whole plan's JSON a room).
+        self.caches.renderings.discard(run.spec.room_id)
         try:
             observed, _, _ = await self._read(run.spec.room_id)
         except RunAborted as exc:

@@ -256,7 +256,7 @@ class RunExecutor:
                 status=StoredStatus(
                     conditions,
                     view.cycles_since_converged,
-                    body,
+                    {name: value for name, value in body.items() if name != "plan"},  # the run's row has it
                     view.pending.revision if view.pending else None,
                 ),
             )

@@ -71,6 +71,8 @@ class RoomView:
     current_phase: str | None = None
     last_reconcile: dt.datetime | None = None
     last_result: RunResult | None = None
+    """The last run's result without its plan (about 25 KiB a room of 20 entities, kept for every room;
+    `GET /runs/{correlationId}` has the whole result)."""
     cycles_since_converged: int = 0
     failures: int = 0
     conditions: tuple[Condition, ...] = ()
@@ -175,7 +177,7 @@ class RoomView:
         self.cycles_since_converged = 0 if converged else self.cycles_since_converged + 1
         self.failures = 0 if result.success else self.failures + 1
         self.is_reconciling, self.current_phase = False, None
-        self.last_reconcile, self.last_result = utcnow(), result
+        self.last_reconcile, self.last_result = utcnow(), _without_plan(result)
         self.conditions = conditions(self, reconciling=False, limit=limit)
 
     def desire(self, spec: RoomSpec, *, base_dir: Path | None, confirmed: bool, revision: int) -> None:
@@ -205,10 +207,16 @@ def view_from_record(record: RoomRecord, *, seed_root: Path, latest: SpecVersion
         latest=latest if record.managed or record.latest_revision > record.revision else None,
         pending=pending,
         last_reconcile=record.last_reconcile,
-        last_result=RunResult.model_validate(record.last_result) if record.last_result else None,
+        last_result=_without_plan(RunResult.model_validate(record.last_result))
+        if record.last_result
+        else None,
         cycles_since_converged=record.cycles_since_converged,
         conditions=tuple(Condition.model_validate(c) for c in record.conditions),
     )
+
+
+def _without_plan(result: RunResult) -> RunResult:
+    return result if result.plan is None else result.model_copy(update={"plan": None})
 
 
 def _condition(
