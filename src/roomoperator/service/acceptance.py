@@ -32,6 +32,7 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from roomoperator.engine.seeding import SeedFiles
 from roomoperator.model.audit import utcnow
@@ -186,7 +187,8 @@ def judge(offer: Offer, base: SpecVersion | None, *, rule: UpgradeRule) -> Accep
     return Accepted(spec=offer.spec, revision=None, base_dir=offer.base_dir, warnings=report.warnings)
 
 
-def _run(offer: Offer, correlation_id: str, revision: int) -> RunRecord:
+def _run(offer: Offer, correlation_id: str, revision: int, *, wire: dict[str, Any]) -> RunRecord:
+    """The queued run of `offer` (`wire`: its spec's JSON form, shared with its revision's row)."""
     return RunRecord(
         correlation_id=correlation_id,
         room_id=offer.spec.room_id,
@@ -195,7 +197,7 @@ def _run(offer: Offer, correlation_id: str, revision: int) -> RunRecord:
         created_at=utcnow(),
         confirm=offer.confirm,
         actor=offer.actor,
-        spec=offer.spec.to_wire(),
+        spec=wire,
         base_dir=str(offer.base_dir),
         revision=revision,
     )
@@ -229,6 +231,7 @@ async def accept(
             raise Refused(ApiCode.NOT_FOUND, [f"Room {room_id} not found"], room_id=room_id)
         return Accepted(spec=None, revision=view.revision, base_dir=view.base_dir, unchanged=True)
     check_owner(offer, owner)
+    wire = offer.spec.to_wire()
     while True:
         verdict = judge(offer, view.latest, rule=rule)
         if dry_run:
@@ -236,14 +239,14 @@ async def accept(
         if verdict.unchanged:
             assert verdict.revision is not None
             if record_run:
-                await store.add_run(_run(offer, correlation_id, verdict.revision))
+                await store.add_run(_run(offer, correlation_id, verdict.revision, wire=wire))
             return verdict
         number = view.latest_revision + 1
         version = SpecVersion(
             room_id=room_id,
             revision=number,
             spec_version=offer.spec.metadata.version,
-            spec=offer.spec.to_wire(),
+            spec=wire,
             actor=offer.actor,
             correlation_id=correlation_id,
             diff=None,
@@ -256,7 +259,7 @@ async def accept(
             source=offer.source,
             source_revision=offer.source_revision,
         )
-        run = _run(offer, correlation_id, number) if record_run else None
+        run = _run(offer, correlation_id, number, wire=wire) if record_run else None
         if await store.accept_revision(version, run=run):
             view.latest_revision, view.latest = number, version
             return Accepted(

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,8 +35,17 @@ from roomoperator.store.accepting import Acceptance, accept_all
 from roomoperator.store.committing import GroupCommit
 from roomoperator.store.errors import FencedError, StoreError
 from roomoperator.store.leases import Fencing, Write, check_lease, refusals
-from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion
-from roomoperator.store.tables import AUDIT, INTENTS, AuditRow, IntentRow, RoomRow, RunRow, SpecVersionRow
+from roomoperator.store.records import RoomRecord, RunRecord, RunStatus, SpecVersion, column_values
+from roomoperator.store.tables import (
+    AUDIT,
+    INTENTS,
+    RUNS,
+    AuditRow,
+    IntentRow,
+    RoomRow,
+    RunRow,
+    SpecVersionRow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 R = TypeVar("R")
@@ -263,7 +272,7 @@ class Store:
     # Runs --------------------------------------------------------------------------------------------
 
     async def add_run(self, run: RunRecord) -> None:
-        await self._write([RunRow(**asdict(run))])
+        await self._write((), insert(RUNS).values(column_values(run)))  # shallow: no copy of its spec
 
     async def update_run(
         self,
