@@ -59,9 +59,10 @@ _RELEASE_ALL = text("UPDATE room_leases SET expires_at = now() WHERE holder = :m
 CHANNEL = "roomop_runs"
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :room)")
 _LEAVE = text("DELETE FROM replicas WHERE replica_id = :me")
+# The rows are locked in room-id order, one order for every such check.
 _CHECK = text(
     "SELECT room_id, holder, epoch, expires_at > now() AS live FROM room_leases"
-    " WHERE room_id = ANY(CAST(:rooms AS text[])) FOR SHARE"
+    " WHERE room_id = ANY(CAST(:rooms AS text[])) ORDER BY room_id FOR SHARE"
 )
 
 
